@@ -1,0 +1,89 @@
+# churnd - see README.md. The two commands a person needs:
+#   make demo    build and run the daemon on its embedded broker with sample events
+#   make check   build and pass every test
+# Both install missing Debian packages first (scripts/deps.sh).
+
+CC      ?= cc
+BUILD   ?= build
+PKGS    := rdkafka rocksdb libuv libcjson yaml-0.1
+OPT     ?= -O2
+CFLAGS  ?= $(OPT) -g
+CFLAGS  += -std=c11 -Wall -Wextra -Werror -Werror=unused-result \
+           -D_GNU_SOURCE -Iinclude -MMD -MP $(EXTRA_CFLAGS)
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lm -lpthread
+CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
+LDFLAGS += $(EXTRA_LDFLAGS)
+
+SRCS      := $(sort $(wildcard daemon/*.c))
+LIB_SRCS  := $(filter-out daemon/main.c,$(SRCS))
+LIB_OBJS  := $(LIB_SRCS:%.c=$(BUILD)/obj/%.o)
+UNIT_SRCS := $(sort $(wildcard tests/unit/test_*.c))
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/unit/%)
+INT_SRCS  := $(sort $(wildcard tests/integration/test_*.c))
+INT_BINS  := $(INT_SRCS:tests/integration/%.c=$(BUILD)/tests/integration/%)
+TLIB_SRCS := $(sort $(wildcard tests/lib/*.c))
+TLIB_OBJS := $(TLIB_SRCS:%.c=$(BUILD)/obj/%.o)
+
+# The pure core: no Kafka, RocksDB, libuv or clock in these files.
+CORE_FILES := daemon/common.c daemon/timeutil.c daemon/event.c \
+              $(wildcard daemon/expr.c daemon/rules_load.c daemon/features.c \
+                         daemon/engine.c daemon/cstate.c daemon/alert.c)
+
+.PHONY: all deps demo check check-run unit integration check-core clean tools
+
+all: $(BUILD)/churnd
+
+deps:
+	@scripts/deps.sh
+
+demo: deps
+	@$(MAKE) --no-print-directory all tools
+	@scripts/demo.sh
+
+check: deps
+	@$(MAKE) --no-print-directory check-run
+
+check-run: all tools $(UNIT_BINS) $(INT_BINS)
+	@scripts/run-tests.sh $(BUILD)
+
+unit: $(UNIT_BINS)
+	@scripts/run-tests.sh $(BUILD) unit
+
+integration: all tools $(INT_BINS)
+	@scripts/run-tests.sh $(BUILD) integration
+
+check-core:
+	@scripts/check-core.sh $(CORE_FILES)
+
+tools: $(BUILD)/tests/kt
+
+$(BUILD)/churnd: $(BUILD)/obj/daemon/main.o $(BUILD)/libchurnd.a
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BUILD)/libchurnd.a: $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+$(BUILD)/tests/unit/%: $(BUILD)/obj/tests/unit/%.o $(TLIB_OBJS) $(BUILD)/libchurnd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
+
+$(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TLIB_OBJS) $(BUILD)/libchurnd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
+
+# kt: the test and demo toolkit (a standalone mock broker, producer,
+# consumer and lag waiter over librdkafka).
+$(BUILD)/tests/kt: $(BUILD)/obj/tests/tools/kt.o $(TLIB_OBJS) $(BUILD)/libchurnd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+clean:
+	rm -rf $(BUILD) build-asan
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

@@ -1,0 +1,139 @@
+/*
+ * engine.h - the boundary between the pure rule engine and the runtime.
+ *
+ * Given a loaded rule set, one client's state and an event (or the passage
+ * of event time), the engine updates the state in place and appends alerts
+ * to an output buffer. It does no I/O, reads no clock, and knows nothing of
+ * Kafka, RocksDB or libuv: the daemon, `churnd replay` and `churnd test` all
+ * drive it the same way, which is what makes replay and tests exact.
+ *
+ * Time: "now" is always event time, passed in. Every pending deadline of a
+ * client (expectation deadlines, `for` durations, `every` ticks) lives in
+ * its state; the engine reports the earliest one through cstate_next_wake()
+ * and the runtime keeps one timer-index entry per client at that time, then
+ * calls engine_on_time() when the watermark passes it.
+ */
+#ifndef CHURND_ENGINE_H
+#define CHURND_ENGINE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "churnd/common.h"
+#include "churnd/event.h"
+
+/* ---- Rule sets ---------------------------------------------------------- */
+
+typedef struct ruleset ruleset_t;
+
+/* A list of errors, so `churnd check` can report every one, not the first. */
+typedef struct churn_errs {
+    churn_err_t *v;
+    size_t n;
+    size_t cap;
+} churn_errs_t;
+
+void churn_errs_init(churn_errs_t *e);
+void churn_errs_free(churn_errs_t *e);
+/* Append one error (copied). Returns CHURN_ENOMEM or 0. */
+int churn_errs_push(churn_errs_t *e, const churn_err_t *err);
+
+/* Load every *.yaml / *.yml file of dir, in name order, as one rule set and
+ * validate it as a whole. On success *out owns the set and errs is empty.
+ * On failure returns CHURN_EINVAL, *out is NULL and errs holds every error
+ * found, each with file:line:column. */
+int ruleset_load_dir(const char *dir, ruleset_t **out, churn_errs_t *errs);
+void ruleset_free(ruleset_t *rs);
+
+size_t ruleset_n_rules(const ruleset_t *rs);
+size_t ruleset_n_features(const ruleset_t *rs);
+const char *ruleset_rule_name(const ruleset_t *rs, size_t i);
+/* Hex digest of the set's normalised definition; equal sets, equal hash. */
+const char *ruleset_hash(const ruleset_t *rs);
+/* Does any feature or rule consume events of this type? Events no one uses
+ * are kept out of state entirely. */
+int ruleset_uses_type(const ruleset_t *rs, const char *type);
+
+/* ---- Client state ------------------------------------------------------- */
+
+typedef struct cstate cstate_t;
+
+/* An empty state for a client seen for the first time (id copied). */
+cstate_t *cstate_new(const char *client_id, size_t len);
+void cstate_free(cstate_t *st);
+const char *cstate_client_id(const cstate_t *st);
+
+/* The record format is versioned (first byte) and self-describing per
+ * feature and rule section, keyed by a stable hash of the definition, so a
+ * state written under an older rule set loads under a newer one: sections
+ * whose definition changed or vanished are dropped, that feature or rule
+ * alone starts fresh. Returns CHURN_ECORRUPT for a record it cannot read. */
+int cstate_encode(const cstate_t *st, buf_t *out);
+int cstate_decode(const void *data, size_t len, const char *client_id,
+                  size_t client_len, cstate_t **out, churn_err_t *err);
+
+/* Earliest pending deadline of this client under rs, or INT64_MAX. */
+int64_t cstate_next_wake(const cstate_t *st, const ruleset_t *rs);
+/* The wake time the runtime last indexed for this client (persisted in the
+ * state so the old index entry can be deleted); INT64_MAX when none. */
+int64_t cstate_indexed_wake(const cstate_t *st);
+void cstate_set_indexed_wake(cstate_t *st, int64_t ts_ms);
+
+/* ---- Alerts ------------------------------------------------------------- */
+
+typedef enum alert_status { ALERT_FIRING = 1, ALERT_RESOLVED = 2 } alert_status_t;
+
+typedef struct alert {
+    char *alert_id;        /* owned: rule/client[/key]/at-of-firing */
+    const char *rule;      /* borrowed from the rule set */
+    char *client_id;       /* owned */
+    alert_status_t status;
+    const char *severity;  /* "info" | "warning" | "critical" */
+    int64_t at_ms;         /* event time of this transition */
+    char *summary;         /* owned, templates expanded */
+    char *labels_json;     /* owned JSON object text, "{}" when none */
+    char *values_json;     /* owned JSON object text, "{}" when none */
+    double risk;           /* the client's risk after this transition */
+    char *trigger_event_id;/* owned; NULL for timer-triggered alerts */
+} alert_t;
+
+typedef struct engine_out {
+    alert_t *alerts;
+    size_t n_alerts;
+    size_t cap;
+} engine_out_t;
+
+void engine_out_init(engine_out_t *o);
+void engine_out_reset(engine_out_t *o); /* frees the alerts, keeps capacity */
+void engine_out_free(engine_out_t *o);
+
+/* One alert as the JSON published on the alerts topic (SPEC section 5).
+ * emitted_at_ms < 0 leaves "emitted_at" out (replay output is then exactly
+ * reproducible). Pure. */
+int alert_format_json(const alert_t *a, int64_t emitted_at_ms, buf_t *out);
+
+/* ---- Applying ----------------------------------------------------------- */
+
+typedef struct engine_opts {
+    int64_t dedup_window_ms; /* event ids remembered per client this long */
+    unsigned dedup_max_ids;  /* ... and at most this many */
+} engine_opts_t;
+
+enum engine_result {
+    ENGINE_APPLIED = 0,    /* state may have changed: persist it */
+    ENGINE_DUPLICATE = 1,  /* id seen recently for this client: nothing done */
+    ENGINE_IGNORED = 2,    /* no feature or rule uses this event type */
+};
+
+/* Apply one event to one client's state. Returns an engine_result, or a
+ * negative CHURN_E* code (only ENOMEM: no rules file can make evaluation
+ * fail). Alerts are appended to out. */
+int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
+                    cstate_t *st, const event_t *ev, engine_out_t *out);
+
+/* Event time has reached now_ms for this client: fire every deadline of its
+ * state that is <= now_ms, in deadline order. Returns 0 or CHURN_ENOMEM. */
+int engine_on_time(const ruleset_t *rs, const engine_opts_t *opts,
+                   cstate_t *st, int64_t now_ms, engine_out_t *out);
+
+#endif

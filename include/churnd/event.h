@@ -1,0 +1,97 @@
+/*
+ * event.h - the input envelope: turning one Kafka message's bytes into an
+ * event_t, or into a precise reason why not (which sends the message to the
+ * dead-letter topic). Pure: no I/O, no clock, no Kafka.
+ *
+ * Field paths are dotted ("client_id", "account.id"); the type map renames
+ * upstream type names to churnd's catalog ("OrderCreated" -> "order.placed").
+ */
+#ifndef CHURND_EVENT_H
+#define CHURND_EVENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cjson/cJSON.h>
+
+#include "churnd/common.h"
+
+/* Why a message was rejected. The names (event_reason_name) are stable:
+ * they appear in dead letters and metric labels. */
+typedef enum event_reason {
+    EVENT_OK = 0,
+    EVENT_TOO_LARGE,   /* over event.max_bytes */
+    EVENT_NOT_UTF8,    /* invalid UTF-8 */
+    EVENT_NOT_JSON,    /* cJSON could not parse it (or trailing garbage) */
+    EVENT_TOO_DEEP,    /* nesting deeper than event.max_depth */
+    EVENT_NOT_OBJECT,  /* valid JSON but not an object */
+    EVENT_NO_CLIENT,   /* client path missing, null, empty or not a string/integer */
+    EVENT_NO_TYPE,     /* type path missing, empty or not a string */
+    EVENT_NO_TIME,     /* time path missing */
+    EVENT_BAD_TIME,    /* time present but not RFC 3339 or integer epoch ms */
+    EVENT_BAD_ID,      /* id present but not a string or integer */
+    EVENT__N
+} event_reason_t;
+
+const char *event_reason_name(event_reason_t r);
+
+typedef struct event_type_map_entry {
+    char *from; /* owned */
+    char *to;   /* owned */
+} event_type_map_entry_t;
+
+/* Parsed once from config; read-only afterwards. Paths are owned strings. */
+typedef struct event_config {
+    char *id_path;     /* default "id" */
+    char *client_path; /* default "client_id" */
+    char *type_path;   /* default "type" */
+    char *ts_path;     /* default "ts" */
+    event_type_map_entry_t *type_map;
+    size_t n_type_map;
+    size_t max_bytes;  /* default 1 MiB */
+    int max_depth;     /* default 32: objects/arrays nested deeper are rejected */
+} event_config_t;
+
+/* Set defaults (all strings allocated). event_config_free releases them. */
+int event_config_init(event_config_t *cfg);
+void event_config_free(event_config_t *cfg);
+/* Replace one path (copying s). */
+int event_config_set_path(char **slot, const char *s);
+int event_config_add_type(event_config_t *cfg, const char *from, const char *to);
+
+#define EVENT_CLIENT_MAX 256
+#define EVENT_ID_MAX 256
+
+typedef struct event {
+    cJSON *root;          /* owned: the whole parsed message */
+    const char *id;       /* borrowed from root or id_buf; NULL when absent */
+    size_t id_len;
+    const char *client_id;/* borrowed from root or client_buf; NUL-terminated */
+    size_t client_len;
+    const char *type;     /* after the type map; borrowed (root or config) */
+    int64_t ts_ms;        /* event time */
+    char client_buf[32];  /* integer client ids are formatted here */
+    char id_buf[32];      /* integer event ids are formatted here */
+    /* Where it came from; filled by the caller (Kafka adapter or replay). */
+    const char *topic;    /* borrowed */
+    int32_t partition;
+    int64_t offset;
+} event_t;
+
+/* Parse len bytes (not necessarily NUL-terminated). On success returns
+ * EVENT_OK and ev owns a cJSON tree (release with event_clear). On failure
+ * returns the reason, ev holds nothing to release, and detail (if given)
+ * says what exactly was wrong in a short sentence for the dead letter,
+ * e.g. "field \"ts\": \"yesterday\" is not RFC 3339 or epoch ms". */
+event_reason_t event_parse(const event_config_t *cfg, const char *buf,
+                           size_t len, event_t *ev, char *detail,
+                           size_t detail_size);
+void event_clear(event_t *ev);
+
+/* Look up a dotted path from the root ("data.amount"). NULL when missing. */
+const cJSON *event_path(const cJSON *root, const char *path);
+/* Same with a precomputed path split into segments (for compiled rules). */
+const cJSON *event_path_segs(const cJSON *root, const char *const *segs,
+                             size_t n_segs);
+
+#endif

@@ -1,0 +1,103 @@
+/*
+ * store.h - the RocksDB adapter: per-client state records, the timer index
+ * and consumed offsets, written together in one atomic WriteBatch per
+ * micro-batch so that state and offsets never disagree, even after kill -9.
+ *
+ * Layout (format version 1, all integers big-endian so keys sort by them):
+ *   'M' "format"                      -> u32 format version
+ *   'C' u32 part | client             -> client state record (opaque here)
+ *   'T' u32 part | u64 due | client   -> "" (wake this client at due)
+ *   'O' u32 part | topic              -> u64 next offset to consume
+ * Everything of one input partition number shares the u32 prefix, so a
+ * partition's state can be dropped or restored as a unit (SPEC section 9).
+ * `due` is stored as (uint64)(ts_ms) ^ (1<<63) so negative times sort too.
+ */
+#ifndef CHURND_STORE_H
+#define CHURND_STORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "churnd/common.h"
+
+typedef struct store store_t;
+typedef struct store_batch store_batch_t;
+
+typedef enum store_mode {
+    STORE_READ_WRITE = 0,
+    STORE_READ_ONLY = 1, /* RocksDB read-only mode: a snapshot, safe beside
+                            a running writer */
+    STORE_SECONDARY = 2, /* follows a running writer (churnd state) */
+} store_mode_t;
+
+typedef struct store_opts {
+    const char *dir;
+    store_mode_t mode;
+    size_t block_cache_bytes; /* 0: RocksDB's default */
+    size_t write_buffer_bytes;/* 0: RocksDB's default */
+    int sync;                 /* fsync the WAL on every commit */
+} store_opts_t;
+
+int store_open(const store_opts_t *opts, store_t **out, churn_err_t *err);
+void store_close(store_t *s);
+
+/* 0 and val filled (reset first), CHURN_ENOTFOUND, or CHURN_EIO with err. */
+int store_get_client(store_t *s, uint32_t part, const char *client,
+                     size_t client_len, buf_t *val, churn_err_t *err);
+/* Next offset to consume for topic/partition: 0, CHURN_ENOTFOUND or EIO. */
+int store_get_offset(store_t *s, const char *topic, int32_t partition,
+                     int64_t *next_offset, churn_err_t *err);
+
+/* A batch of writes; nothing is visible until store_commit. */
+store_batch_t *store_batch_new(void);
+void store_batch_free(store_batch_t *b);
+void store_batch_clear(store_batch_t *b);
+size_t store_batch_count(const store_batch_t *b);
+void store_batch_put_client(store_batch_t *b, uint32_t part,
+                            const char *client, size_t client_len,
+                            const void *val, size_t val_len);
+void store_batch_del_client(store_batch_t *b, uint32_t part,
+                            const char *client, size_t client_len);
+void store_batch_put_timer(store_batch_t *b, uint32_t part, int64_t due_ms,
+                           const char *client, size_t client_len);
+void store_batch_del_timer(store_batch_t *b, uint32_t part, int64_t due_ms,
+                           const char *client, size_t client_len);
+void store_batch_put_offset(store_batch_t *b, const char *topic,
+                            int32_t partition, int64_t next_offset);
+/* Atomic: all of the batch or none of it. CHURN_EIO with err on failure
+ * (a full or read-only disk); the caller must treat that as fatal. */
+int store_commit(store_t *s, store_batch_t *b, churn_err_t *err);
+
+/* Call fn for each timer of partition part with due <= upto_ms, in due
+ * order, at most limit entries (0: no limit). fn returns 0 to go on, 1 to
+ * stop, negative to abort with that code. */
+typedef int (*store_timer_fn)(void *arg, uint32_t part, int64_t due_ms,
+                              const char *client, size_t client_len);
+int store_scan_timers(store_t *s, uint32_t part, int64_t upto_ms,
+                      size_t limit, store_timer_fn fn, void *arg,
+                      churn_err_t *err);
+
+/* Call fn for each client record of partition part (part == UINT32_MAX:
+ * every partition), in key order. fn returns 0/1/negative as above. */
+typedef int (*store_client_fn)(void *arg, uint32_t part, const char *client,
+                               size_t client_len, const void *val,
+                               size_t val_len);
+int store_scan_clients(store_t *s, uint32_t part, store_client_fn fn,
+                       void *arg, churn_err_t *err);
+
+/* Delete everything of one partition (clients, timers, offsets). */
+int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err);
+
+/* For a secondary instance: catch up with the writer. */
+int store_catch_up(store_t *s, churn_err_t *err);
+
+/* RocksDB figures for metrics; unknown ones are left at 0. */
+typedef struct store_stats {
+    uint64_t estimate_keys;
+    uint64_t memtable_bytes;
+    uint64_t block_cache_bytes;
+    uint64_t live_sst_bytes;
+} store_stats_t;
+void store_get_stats(store_t *s, store_stats_t *st);
+
+#endif

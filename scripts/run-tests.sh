@@ -1,0 +1,63 @@
+#!/bin/sh
+# Run churnd's test binaries and print one closing line "N passed, N failed".
+# usage: run-tests.sh BUILD_DIR [unit|integration|all]
+# Each cmocka binary runs in its own process with a time bound; a binary that
+# crashes or times out counts as one failure even if it printed nothing.
+set -u
+build=${1:-build}
+what=${2:-all}
+passed=0
+failed=0
+failed_names=""
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+run_bin() { # name timeout cmd...
+    name=$1; limit=$2; shift 2
+    printf '== %s\n' "$name"
+    timeout -k 10 "$limit" "$@" >"$log" 2>&1
+    rc=$?
+    cat "$log"
+    ok=$(grep -c '^\[       OK \]' "$log")
+    bad=$(grep -c '^\[  FAILED  \] [a-zA-Z_]' "$log")
+    passed=$((passed + ok))
+    failed=$((failed + bad))
+    if [ "$rc" -ne 0 ] && [ "$bad" -eq 0 ]; then
+        failed=$((failed + 1))
+        echo "!! $name exited with status $rc"
+    fi
+    if [ "$rc" -ne 0 ]; then failed_names="$failed_names $name"; fi
+}
+
+run_script() { # name timeout cmd... ; a script is one test
+    name=$1; limit=$2; shift 2
+    printf '== %s\n' "$name"
+    if timeout -k 10 "$limit" "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1)); failed_names="$failed_names $name"
+    fi
+}
+
+if [ "$what" = all ] || [ "$what" = unit ]; then
+    run_script check-core 60 scripts/check-core.sh
+    for t in "$build"/tests/unit/test_*; do
+        [ -x "$t" ] || continue
+        run_bin "$(basename "$t")" 300 "$t"
+    done
+    if [ -x "$build/churnd" ] && ls rules/tests/*.yaml >/dev/null 2>&1; then
+        for f in rules/tests/*.yaml; do
+            run_script "rules test $f" 120 "$build/churnd" test "$f"
+        done
+    fi
+fi
+if [ "$what" = all ] || [ "$what" = integration ]; then
+    for t in "$build"/tests/integration/test_*; do
+        [ -x "$t" ] || continue
+        run_bin "$(basename "$t")" 600 env CHURND_BIN="$build/churnd" \
+            CHURND_KT="$build/tests/kt" "$t"
+    done
+fi
+[ -n "$failed_names" ] && echo "failing:$failed_names"
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
