@@ -1,0 +1,67 @@
+/*
+ * internal.h - functions shared by the runtime's own files (loop.c,
+ * kafka_in.c, kafka_out.c, pipeline.c, broker.c). Not part of any public
+ * header: the pure core never sees these.
+ */
+#ifndef CHURND_INTERNAL_H
+#define CHURND_INTERNAL_H
+
+#include "churnd/daemon.h"
+
+/* Exit codes of `churnd run`. */
+enum {
+    EXIT_OK = 0,
+    EXIT_USAGE = 1,    /* bad command line, config or rules */
+    EXIT_STATE = 2,    /* RocksDB could not be opened or written */
+    EXIT_KAFKA = 3,    /* a fatal Kafka error */
+    EXIT_DRAIN = 4,    /* shutdown.timeout passed before the drain finished */
+};
+
+/* loop.c */
+int kqueue_watch_start(daemon_t *d, kqueue_watch_t *w, rd_kafka_queue_t *q,
+                       uv_poll_cb cb, churn_err_t *err);
+void kqueue_watch_drain(kqueue_watch_t *w);
+void kqueue_watch_stop(kqueue_watch_t *w);
+/* Stop at once without committing anything: what is uncommitted replays on
+ * the next start, so nothing is lost; the process exits with code. */
+void daemon_fatal(daemon_t *d, int code, const char *component,
+                  const char *what);
+/* The batch committed and draining was requested: leave the group, flush,
+ * close RocksDB and let the loop end. */
+void daemon_close(daemon_t *d);
+int64_t daemon_wall_ms(void);
+/* librdkafka log lines into our log module. */
+void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
+                  const char *buf);
+/* Build an rd_kafka_conf_t from config's kafka: section. */
+rd_kafka_conf_t *kafka_conf_from_config(const config_t *cfg,
+                                        churn_err_t *err);
+int kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
+                   churn_err_t *err);
+
+/* kafka_in.c */
+int kin_start(daemon_t *d, churn_err_t *err);
+/* Take messages from the consumer queue while collecting. */
+void kin_pump(daemon_t *d);
+void kin_destroy(daemon_t *d, int leave_group);
+
+/* kafka_out.c */
+int kout_start(daemon_t *d, churn_err_t *err);
+/* Produce a copy of value to topic; counts as in flight until acked. */
+int kout_produce(daemon_t *d, const char *topic, const void *key,
+                 size_t key_len, const void *val, size_t val_len,
+                 rd_kafka_headers_t *hdrs);
+void kout_destroy(daemon_t *d, int flush_ms);
+
+/* pipeline.c */
+int pipeline_init(daemon_t *d, churn_err_t *err);
+void pipeline_free(daemon_t *d);
+/* Evaluate the batch in hand (COLLECTING -> AWAITING or commit). */
+void pipeline_process(daemon_t *d);
+/* Every produced message of the batch is acknowledged: write the batch. */
+void pipeline_commit(daemon_t *d);
+/* Partitions were revoked: forget their uncommitted messages and cache. */
+void pipeline_revoke(daemon_t *d,
+                     const rd_kafka_topic_partition_list_t *parts);
+
+#endif

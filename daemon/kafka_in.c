@@ -1,0 +1,275 @@
+/*
+ * kafka_in.c - the consumer group member. Offsets are managed by churnd,
+ * not by the group: on assignment each partition starts right after the
+ * offset stored in RocksDB with the state it produced (or per
+ * auto.offset.reset when this state directory has never seen it). Offsets
+ * are committed to the group only after RocksDB, for lag tools.
+ *
+ * Rebalances, errors and messages are served only while collecting a
+ * batch: a batch being acknowledged never sees its partitions move under
+ * it. Revoked partitions lose their unevaluated messages (they were never
+ * stored, so the next owner reads them again) and their cached clients.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "churnd/log.h"
+#include "internal.h"
+
+static int64_t start_offset_for_new(const config_t *cfg) {
+    const char *r = config_get_kafka(cfg, "auto.offset.reset");
+    if (r && (!strcmp(r, "latest") || !strcmp(r, "largest") ||
+              !strcmp(r, "end")))
+        return RD_KAFKA_OFFSET_END;
+    return RD_KAFKA_OFFSET_BEGINNING;
+}
+
+static void on_assign(daemon_t *d, rd_kafka_topic_partition_list_t *parts) {
+    for (int i = 0; i < parts->cnt; i++) {
+        rd_kafka_topic_partition_t *p = &parts->elems[i];
+        int64_t next = 0;
+        churn_err_t err = {0};
+        int rc = store_get_offset(d->store, p->topic, p->partition, &next, &err);
+        if (rc == 0) {
+            p->offset = next;
+        } else if (rc == CHURN_ENOTFOUND) {
+            p->offset = start_offset_for_new(d->cfg);
+        } else {
+            daemon_fatal(d, EXIT_STATE, "state", err.msg);
+            return;
+        }
+        LOG(LOG_INFO, "consumer", "partition assigned", LF_STR("topic", p->topic),
+            LF_INT("partition", p->partition),
+            LF_STR("from", rc == 0 ? "stored offset" : "auto.offset.reset"),
+            LF_INT("offset", rc == 0 ? next : p->offset));
+        rd_kafka_topic_partition_list_add(d->assigned, p->topic, p->partition);
+    }
+}
+
+static void list_remove(rd_kafka_topic_partition_list_t *l, const char *topic,
+                        int32_t partition) {
+    (void)rd_kafka_topic_partition_list_del(l, topic, partition);
+}
+
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    daemon_t *d = opaque;
+    int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    rd_kafka_error_t *e = NULL;
+    rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
+        on_assign(d, parts);
+        if (coop)
+            e = rd_kafka_incremental_assign(rk, parts);
+        else
+            re = rd_kafka_assign(rk, parts);
+    } else {
+        if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
+            LOG(LOG_WARN, "consumer", "rebalance error",
+                LF_STR("error", rd_kafka_err2str(err)));
+        pipeline_revoke(d, parts);
+        for (int i = 0; i < parts->cnt; i++) {
+            LOG(LOG_INFO, "consumer", "partition revoked",
+                LF_STR("topic", parts->elems[i].topic),
+                LF_INT("partition", parts->elems[i].partition));
+            list_remove(d->assigned, parts->elems[i].topic,
+                        parts->elems[i].partition);
+        }
+        if (coop)
+            e = rd_kafka_incremental_unassign(rk, parts);
+        else
+            re = rd_kafka_assign(rk, NULL);
+    }
+    if (e) {
+        LOG(LOG_ERROR, "consumer", "assignment failed",
+            LF_STR("error", rd_kafka_error_string(e)));
+        rd_kafka_error_destroy(e);
+    } else if (re) {
+        LOG(LOG_ERROR, "consumer", "assignment failed",
+            LF_STR("error", rd_kafka_err2str(re)));
+    }
+}
+
+static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason,
+                              void *opaque) {
+    daemon_t *d = opaque;
+    if (err == RD_KAFKA_RESP_ERR__FATAL) {
+        char buf[512];
+        rd_kafka_fatal_error(rk, buf, sizeof(buf));
+        LOG(LOG_ERROR, "consumer", "fatal error", LF_STR("error", buf));
+        daemon_fatal(d, EXIT_KAFKA, "consumer", "the consumer hit a fatal error");
+        return;
+    }
+    /* Transport errors while the broker is away are expected: librdkafka
+     * reconnects by itself and consumption resumes. */
+    LOG(LOG_WARN, "consumer", "kafka error",
+        LF_STR("error", rd_kafka_err2str((rd_kafka_resp_err_t)err)),
+        LF_STR("reason", reason));
+}
+
+static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                             rd_kafka_topic_partition_list_t *offsets,
+                             void *opaque) {
+    (void)rk;
+    (void)offsets;
+    (void)opaque;
+    if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
+        LOG(LOG_WARN, "consumer",
+            "group offset commit failed (state and offsets are safe in RocksDB)",
+            LF_STR("error", rd_kafka_err2str(err)));
+}
+
+static void on_batch_timer(uv_timer_t *t) {
+    daemon_t *d = t->data;
+    d->batch_timer_armed = 0;
+    if (d->phase == PHASE_COLLECTING && d->n_msgs > 0 && !d->close_scheduled)
+        pipeline_process(d);
+}
+
+static int push_msg(daemon_t *d, rd_kafka_message_t *m) {
+    if (d->n_msgs == d->cap_msgs) {
+        size_t cap = d->cap_msgs ? d->cap_msgs * 2 : 256;
+        batch_msg_t *v = realloc(d->msgs, cap * sizeof(*v));
+        if (!v) return CHURN_ENOMEM;
+        d->msgs = v;
+        d->cap_msgs = cap;
+    }
+    d->msgs[d->n_msgs++].msg = m;
+    return 0;
+}
+
+static void on_pump_timer(uv_timer_t *t) { kin_pump(t->data); }
+
+/* Take messages while collecting; evaluate each full batch. Batches that
+ * commit at once (nothing to acknowledge) continue in this loop rather than
+ * recursing through pipeline_commit(); after a few of them the loop yields
+ * so signals and delivery reports are served between batches. */
+void kin_pump(daemon_t *d) {
+    if (d->in_pump || d->close_scheduled || d->closed) return;
+    d->in_pump = 1;
+    size_t max = (size_t)d->cfg->batch_max_events;
+    int batches = 0;
+    while (d->phase == PHASE_COLLECTING && !d->close_scheduled) {
+        if (d->n_msgs >= max) {
+            if (++batches > 4) {
+                uv_timer_start(&d->pump_timer, on_pump_timer, 0, 0);
+                break;
+            }
+            pipeline_process(d);
+            continue;
+        }
+        rd_kafka_message_t *m = rd_kafka_consumer_poll(d->consumer, 0);
+        if (!m) {
+            /* Queue empty: a batch in hand goes now when not waiting for
+             * more (batch.max_wait 0, or draining). */
+            if (d->n_msgs > 0 && (d->cfg->batch_max_ms == 0 || d->stopping)) {
+                pipeline_process(d);
+                continue;
+            }
+            break;
+        }
+        if (m->err) {
+            if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
+                LOG(LOG_WARN, "consumer", "consume error",
+                    LF_STR("topic", m->rkt ? rd_kafka_topic_name(m->rkt) : ""),
+                    LF_INT("partition", m->partition),
+                    LF_STR("error", rd_kafka_message_errstr(m)));
+            rd_kafka_message_destroy(m);
+            continue;
+        }
+        if (push_msg(d, m) != 0) {
+            rd_kafka_message_destroy(m);
+            daemon_fatal(d, EXIT_KAFKA, "consumer", "out of memory");
+            break;
+        }
+        if (d->n_msgs == 1 && !d->batch_timer_armed) {
+            d->batch_timer_armed = 1;
+            uv_timer_start(&d->batch_timer, on_batch_timer,
+                           (uint64_t)d->cfg->batch_max_ms, 0);
+        }
+    }
+    d->in_pump = 0;
+}
+
+static void on_consumer_readable(uv_poll_t *h, int status, int events) {
+    (void)status;
+    (void)events;
+    daemon_t *d = h->data;
+    kqueue_watch_drain(&d->in_watch);
+    kin_pump(d);
+}
+
+int kin_start(daemon_t *d, churn_err_t *err) {
+    const config_t *cfg = d->cfg;
+    rd_kafka_conf_t *conf = kafka_conf_from_config(cfg, err);
+    if (!conf) return CHURN_EINVAL;
+    /* churnd owns offsets; these are not overridable. */
+    static const char *const forced[][2] = {
+        {"enable.auto.commit", "false"},
+        {"enable.auto.offset.store", "false"},
+        {"enable.partition.eof", "false"},
+    };
+    int rc = kafka_conf_set(conf, "group.id", cfg->group_id, err);
+    for (size_t i = 0; !rc && i < CHURN_ARRAY_LEN(forced); i++)
+        rc = kafka_conf_set(conf, forced[i][0], forced[i][1], err);
+    if (!rc && !config_get_kafka(cfg, "partition.assignment.strategy"))
+        rc = kafka_conf_set(conf, "partition.assignment.strategy",
+                            "cooperative-sticky", err);
+    if (!rc && !config_get_kafka(cfg, "client.id"))
+        rc = kafka_conf_set(conf, "client.id", "churnd", err);
+    if (rc) {
+        rd_kafka_conf_destroy(conf);
+        return rc;
+    }
+    rd_kafka_conf_set_rebalance_cb(conf, rebalance_cb);
+    rd_kafka_conf_set_error_cb(conf, consumer_error_cb);
+    rd_kafka_conf_set_offset_commit_cb(conf, offset_commit_cb);
+    rd_kafka_conf_set_opaque(conf, d);
+    char errstr[512];
+    d->consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!d->consumer) {
+        rd_kafka_conf_destroy(conf);
+        return churn_err_set(err, CHURN_EINVAL, "consumer: %s", errstr);
+    }
+    d->assigned = rd_kafka_topic_partition_list_new(16);
+    /* Logs, errors and rebalances all arrive on the consumer queue. */
+    if (rd_kafka_set_log_queue(d->consumer, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR)
+        LOG0(LOG_WARN, "consumer", "cannot route librdkafka logs to the loop");
+    rd_kafka_poll_set_consumer(d->consumer);
+    rc = kqueue_watch_start(d, &d->in_watch,
+                            rd_kafka_queue_get_consumer(d->consumer),
+                            on_consumer_readable, err);
+    if (rc) return rc;
+    rd_kafka_topic_partition_list_t *topics =
+        rd_kafka_topic_partition_list_new((int)cfg->n_input_topics);
+    for (size_t i = 0; i < cfg->n_input_topics; i++)
+        rd_kafka_topic_partition_list_add(topics, cfg->input_topics[i],
+                                          RD_KAFKA_PARTITION_UA);
+    rd_kafka_resp_err_t e = rd_kafka_subscribe(d->consumer, topics);
+    rd_kafka_topic_partition_list_destroy(topics);
+    if (e)
+        return churn_err_set(err, CHURN_EKAFKA, "subscribe: %s",
+                             rd_kafka_err2str(e));
+    /* Anything already queued before the watch was armed. */
+    kin_pump(d);
+    return 0;
+}
+
+void kin_destroy(daemon_t *d, int leave_group) {
+    if (!d->consumer) return;
+    if (leave_group) {
+        rd_kafka_resp_err_t e = rd_kafka_consumer_close(d->consumer);
+        if (e)
+            LOG(LOG_WARN, "consumer", "leaving the group failed",
+                LF_STR("error", rd_kafka_err2str(e)));
+    }
+    kqueue_watch_stop(&d->in_watch);
+    if (leave_group)
+        rd_kafka_destroy(d->consumer);
+    else
+        rd_kafka_destroy_flags(d->consumer,
+                               RD_KAFKA_DESTROY_F_NO_CONSUMER_CLOSE);
+    d->consumer = NULL;
+    if (d->assigned) rd_kafka_topic_partition_list_destroy(d->assigned);
+    d->assigned = NULL;
+}

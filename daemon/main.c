@@ -1,0 +1,166 @@
+/*
+ * main.c - the command line: parse options into a config, then hand over
+ * to one command. Only main decides how the process exits.
+ *
+ *   churnd run [-c FILE] [--embedded-broker] [--set NAME=VALUE]...
+ *   churnd check RULES_DIR
+ *   churnd config [--markdown]
+ *   churnd version
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <librdkafka/rdkafka.h>
+
+#include "churnd/config.h"
+#include "churnd/engine.h"
+#include "churnd/log.h"
+#include "internal.h"
+
+#ifndef CHURND_VERSION
+#define CHURND_VERSION "0.1.0"
+#endif
+
+extern char **environ;
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: churnd <command> [options]\n"
+            "\n"
+            "commands:\n"
+            "  run [-c FILE] [--embedded-broker] [--set NAME=VALUE]...\n"
+            "        run the daemon (config file, then CHURND_* environment,\n"
+            "        then --set); --embedded-broker starts an in-process\n"
+            "        Kafka-protocol broker on loopback and prints its address\n"
+            "  check RULES_DIR\n"
+            "        validate a rules directory; every error is listed\n"
+            "  config [--markdown]\n"
+            "        list every configuration option with its default\n"
+            "  version\n"
+            "\n"
+            "exit codes of run: 0 drained after SIGTERM/SIGINT, 1 bad config or\n"
+            "rules, 2 state directory error, 3 fatal Kafka error, 4 drain timed out\n");
+}
+
+static int cmd_run(int argc, char **argv) {
+    static const struct option opts[] = {
+        {"config", required_argument, NULL, 'c'},
+        {"embedded-broker", no_argument, NULL, 'E'},
+        {"set", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int embedded = 0;
+    int c;
+    /* --set values are applied after the file and environment. */
+    char **sets = calloc((size_t)argc + 1, sizeof(char *));
+    size_t n_sets = 0;
+    if (!sets) return EXIT_USAGE;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'c': path = optarg; break;
+        case 'E': embedded = 1; break;
+        case 's': sets[n_sets++] = optarg; break;
+        case 'h': usage(stdout); free(sets); return 0;
+        default: usage(stderr); free(sets); return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "churnd run: unexpected argument '%s'\n", argv[optind]);
+        free(sets);
+        return EXIT_USAGE;
+    }
+    config_t cfg;
+    churn_err_t err = {0};
+    char line[CHURN_ERR_MSG_MAX + CHURN_ERR_FILE_MAX + 32];
+    int rc = config_init(&cfg, &err);
+    if (rc == 0) rc = config_load(&cfg, path, environ, &err);
+    for (size_t i = 0; rc == 0 && i < n_sets; i++) {
+        char *eq = strchr(sets[i], '=');
+        if (!eq) {
+            rc = churn_err_set(&err, CHURN_EINVAL,
+                               "--set %s: expected NAME=VALUE", sets[i]);
+            break;
+        }
+        *eq = '\0';
+        if (!strncmp(sets[i], "kafka.", 6))
+            rc = config_set_kafka(&cfg, sets[i] + 6, eq + 1);
+        else
+            rc = config_set(&cfg, sets[i], eq + 1, &err);
+        *eq = '=';
+    }
+    free(sets);
+    if (rc != 0) {
+        fprintf(stderr, "churnd: config: %s\n", churn_err_str(&err, line, sizeof(line)));
+        config_free(&cfg);
+        return EXIT_USAGE;
+    }
+    log_setup(cfg.log_level, cfg.log_format);
+    rc = daemon_run(&cfg, embedded);
+    config_free(&cfg);
+    return rc;
+}
+
+static int cmd_check(int argc, char **argv) {
+    if (argc != 2) {
+        fprintf(stderr, "usage: churnd check RULES_DIR\n");
+        return EXIT_USAGE;
+    }
+    churn_errs_t errs;
+    churn_errs_init(&errs);
+    ruleset_t *rs = NULL;
+    int rc = ruleset_load_dir(argv[1], &rs, &errs);
+    if (rc != 0) {
+        char line[CHURN_ERR_MSG_MAX + CHURN_ERR_FILE_MAX + 32];
+        for (size_t i = 0; i < errs.n; i++)
+            fprintf(stderr, "%s\n", churn_err_str(&errs.v[i], line, sizeof(line)));
+        fprintf(stderr, "%s: %zu error%s\n", argv[1], errs.n,
+                errs.n == 1 ? "" : "s");
+        churn_errs_free(&errs);
+        return EXIT_USAGE;
+    }
+    printf("%s: ok, %zu rules, %zu features, hash %s\n", argv[1],
+           ruleset_n_rules(rs), ruleset_n_features(rs), ruleset_hash(rs));
+    ruleset_free(rs);
+    churn_errs_free(&errs);
+    return 0;
+}
+
+static int cmd_config(int argc, char **argv) {
+    int md = argc > 1 && !strcmp(argv[1], "--markdown");
+    buf_t b;
+    buf_init(&b);
+    if (config_print_help(&b, md) != 0) {
+        buf_free(&b);
+        return EXIT_USAGE;
+    }
+    fwrite(b.data, 1, b.len, stdout);
+    buf_free(&b);
+    return 0;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "config")) return cmd_config(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("churnd %s (librdkafka %s)\n", CHURND_VERSION, rd_kafka_version_str());
+        return 0;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return 0;
+    }
+    fprintf(stderr, "churnd: unknown command '%s'\n\n", cmd);
+    usage(stderr);
+    return EXIT_USAGE;
+}

@@ -1,0 +1,132 @@
+/*
+ * daemon.h - the running daemon: one context owned by main, one libuv loop
+ * that owns everything. librdkafka's queues wake the loop through io-event
+ * pipes watched by uv_poll, so consumed messages, delivery reports,
+ * rebalances and errors all arrive as loop callbacks: no busy polling and
+ * no sleeping thread.
+ *
+ * Processing is in micro-batches, one in flight at a time:
+ *   COLLECTING  messages are taken from the consumer queue until
+ *               batch.max_events or batch.max_wait, whichever first;
+ *   AWAITING    the batch was evaluated, its alerts and dead letters are
+ *               produced; consumption pauses until every one is acknowledged;
+ *   (commit)    one RocksDB WriteBatch holds the batch's client states,
+ *               timer-index changes and next offsets; then the offsets are
+ *               committed to the group for lag tools, and collecting resumes.
+ * A crash anywhere before the WriteBatch replays the batch from the stored
+ * offsets against the stored state, so every event counts exactly once and
+ * every alert is published at least once with the same alert_id.
+ */
+#ifndef CHURND_DAEMON_H
+#define CHURND_DAEMON_H
+
+#include <stdint.h>
+
+#include <librdkafka/rdkafka.h>
+#include <uv.h>
+
+#include "churnd/cache.h"
+#include "churnd/config.h"
+#include "churnd/engine.h"
+#include "churnd/store.h"
+
+typedef enum batch_phase {
+    PHASE_COLLECTING = 0,
+    PHASE_AWAITING = 1,
+} batch_phase_t;
+
+/* A librdkafka queue wired into the loop. */
+typedef struct kqueue_watch {
+    rd_kafka_queue_t *queue;
+    int fds[2];       /* pipe: librdkafka writes [1], we watch [0] */
+    uv_poll_t poll;
+    int poll_active;
+} kqueue_watch_t;
+
+/* Counters, exported as metrics later and printed on exit. */
+typedef struct daemon_stats {
+    uint64_t n_consumed;
+    uint64_t n_invalid[EVENT__N];
+    uint64_t n_duplicate;
+    uint64_t n_ignored;
+    uint64_t n_applied;
+    uint64_t n_alerts;
+    uint64_t n_batches;
+    uint64_t n_produce_retries;
+    uint64_t n_reloads_ok;
+    uint64_t n_reloads_failed;
+} daemon_stats_t;
+
+/* One consumed message kept until its batch is evaluated. */
+typedef struct batch_msg {
+    rd_kafka_message_t *msg;
+} batch_msg_t;
+
+/* A produced message not yet acknowledged, kept so a failed delivery can
+ * be retried: nothing is committed past an unacknowledged alert. */
+typedef struct pending_msg pending_msg_t;
+
+typedef struct daemon {
+    config_t *cfg;          /* borrowed from main */
+    uv_loop_t *loop;        /* borrowed from main */
+    int exit_code;          /* what main returns */
+
+    /* Kafka */
+    rd_kafka_t *consumer;
+    rd_kafka_t *producer;
+    kqueue_watch_t in_watch;
+    kqueue_watch_t out_watch;
+    rd_kafka_topic_partition_list_t *assigned;
+    void *mock;             /* rd_kafka_mock_cluster_t when embedded */
+    rd_kafka_t *mock_rk;
+
+    /* rules and state */
+    ruleset_t *rules;
+    ruleset_t *rules_next;  /* a reload waiting for the batch to commit */
+    engine_opts_t engine_opts;
+    store_t *store;
+    cache_t *cache;
+    store_batch_t *wb;
+    engine_out_t out;
+    buf_t enc;              /* reused encoding buffer */
+
+    /* the batch */
+    batch_phase_t phase;
+    batch_msg_t *msgs;
+    size_t n_msgs;
+    size_t cap_msgs;
+    rd_kafka_topic_partition_list_t *batch_offsets; /* next offsets */
+    uint64_t inflight;      /* produced, not yet acknowledged */
+    pending_msg_t *retry_head; /* failed deliveries waiting to be resent */
+    uv_timer_t batch_timer;
+    uv_timer_t retry_timer;
+    uint64_t retry_backoff_ms;
+    int batch_timer_armed;
+    uv_timer_t pump_timer;  /* resumes pumping on the next loop turn */
+    int in_pump;
+
+    /* lifecycle */
+    uv_signal_t sig_term;
+    uv_signal_t sig_int;
+    uv_signal_t sig_hup;
+    uv_timer_t shutdown_timer;
+    uv_timer_t close_timer; /* closing is deferred out of librdkafka callbacks */
+    int stopping;           /* drain requested */
+    int close_scheduled;    /* no more processing: closing is under way */
+    int close_clean;        /* leave the group and flush (drain), or not (fatal) */
+    int closed;
+
+    daemon_stats_t stats;
+} daemon_t;
+
+/* Run the daemon until SIGTERM/SIGINT (exit code 0) or a fatal error
+ * (non-zero). embedded_broker: start librdkafka's mock cluster in-process
+ * first and point the daemon at it. */
+int daemon_run(config_t *cfg, int embedded_broker);
+
+/* The embedded broker (broker.c): a mock cluster on loopback with the
+ * configured topics created. Prints "bootstrap=<addr>" on stdout. */
+int broker_start(daemon_t *d, churn_err_t *err);
+void broker_stop(daemon_t *d);
+
+#endif

@@ -1,0 +1,137 @@
+/*
+ * env.c - one integration test's world (see harness.h): unique topics and
+ * group on the broker, a temporary state directory and config file, and
+ * churnd as a child process.
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+
+#include "harness.h"
+
+int th_env_setup(th_env_t *e, int partitions, const char *rules_dir,
+                 const char *batch_yaml, const char *extra_yaml) {
+    memset(e, 0, sizeof(*e));
+    if (th_broker_start(&e->broker) != 0) return -1;
+    if (th_topic_create(&e->broker, "crm", partitions, e->crm, sizeof(e->crm)) ||
+        th_topic_create(&e->broker, "helpdesk", partitions, e->helpdesk,
+                        sizeof(e->helpdesk)) ||
+        th_topic_create(&e->broker, "alerts", partitions, e->alerts,
+                        sizeof(e->alerts)) ||
+        th_topic_create(&e->broker, "dlq", partitions, e->dlq, sizeof(e->dlq)))
+        return -1;
+    snprintf(e->group, sizeof(e->group), "%sgroup", e->broker.prefix);
+    if (th_tmpdir(e->dir, sizeof(e->dir)) != 0) return -1;
+    snprintf(e->cfg, sizeof(e->cfg), "%s/churnd.yaml", e->dir);
+    snprintf(e->log, sizeof(e->log), "%s/churnd.log", e->dir);
+    snprintf(e->state, sizeof(e->state), "%s/state", e->dir);
+    char text[8192];
+    snprintf(text, sizeof(text),
+             "# written by the integration test harness\n"
+             "kafka:\n"
+             "  bootstrap.servers: \"%s\"\n"
+             "  session.timeout.ms: \"6000\"\n"
+             "  heartbeat.interval.ms: \"500\"\n"
+             "  topic.metadata.refresh.interval.ms: \"2000\"\n"
+             "input:\n"
+             "  topics: [\"%s\", \"%s\"]\n"
+             "  group_id: \"%s\"\n"
+             "output:\n"
+             "  alerts_topic: \"%s\"\n"
+             "  deadletter_topic: \"%s\"\n"
+             "rules:\n"
+             "  dir: \"%s\"\n"
+             "state:\n"
+             "  dir: \"%s\"\n"
+             "batch:\n"
+             "%s"
+             "shutdown:\n"
+             "  timeout: 20s\n"
+             "%s",
+             e->broker.bootstrap, e->crm, e->helpdesk, e->group, e->alerts,
+             e->dlq, rules_dir, e->state,
+             batch_yaml ? batch_yaml : "  max_events: 200\n  max_wait: 5ms\n",
+             extra_yaml ? extra_yaml : "");
+    if (th_write_file(e->cfg, text) != 0) return -1;
+    e->producer = th_producer_new(e->broker.bootstrap);
+    return e->producer ? 0 : -1;
+}
+
+void th_env_dump_log(const th_env_t *e) {
+    FILE *f = fopen(e->log, "r");
+    if (!f) return;
+    char line[4096];
+    fprintf(stderr, "---- churnd log (%s) ----\n", e->log);
+    while (fgets(line, sizeof(line), f)) fputs(line, stderr);
+    fprintf(stderr, "---- end of log ----\n");
+    fclose(f);
+}
+
+void th_env_teardown(th_env_t *e) {
+    if (e->daemon.pid > 0) {
+        th_proc_signal(&e->daemon, SIGKILL);
+        th_proc_wait(&e->daemon, 10000);
+    }
+    if (e->producer) {
+        th_flush(e->producer, 10000);
+        rd_kafka_destroy(e->producer);
+    }
+    th_broker_stop(&e->broker);
+    if (e->dir[0] && !getenv("CHURND_TEST_KEEP")) th_rmtree(e->dir);
+}
+
+int th_env_start_daemon(th_env_t *e) {
+    return th_daemon_start(&e->daemon, e->cfg, e->log);
+}
+
+int th_env_stop_daemon(th_env_t *e, int timeout_ms) {
+    if (th_proc_signal(&e->daemon, SIGTERM) != 0) return -1;
+    return th_proc_wait(&e->daemon, timeout_ms);
+}
+
+int th_env_send(th_env_t *e, const char *topic, const char *key,
+                const char *json) {
+    return th_produce(e->producer, topic, key, json, strlen(json));
+}
+
+int th_env_wait_caught_up(th_env_t *e, int timeout_ms) {
+    if (th_flush(e->producer, timeout_ms) != 0) return -1;
+    const char *topics[2] = {e->crm, e->helpdesk};
+    return th_wait_caught_up(e->broker.bootstrap, e->group, topics, 2,
+                             timeout_ms);
+}
+
+static void copy_str(char *dst, size_t n, const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    snprintf(dst, n, "%s", cJSON_IsString(v) ? v->valuestring : "");
+}
+
+int th_alert_parse(const th_msg_t *m, th_alert_t *a) {
+    memset(a, 0, sizeof(*a));
+    cJSON *o = cJSON_Parse(m->value);
+    if (!o) return -1;
+    copy_str(a->rule, sizeof(a->rule), o, "rule");
+    copy_str(a->client, sizeof(a->client), o, "client_id");
+    copy_str(a->status, sizeof(a->status), o, "status");
+    copy_str(a->at, sizeof(a->at), o, "at");
+    copy_str(a->alert_id, sizeof(a->alert_id), o, "alert_id");
+    snprintf(a->key, sizeof(a->key), "%s", m->key ? m->key : "");
+    cJSON_Delete(o);
+    return a->rule[0] && a->client[0] && a->alert_id[0] ? 0 : -1;
+}
+
+size_t th_alerts_count(const th_alert_t *v, size_t n, const char *rule,
+                       const char *client, const char *status, const char *at) {
+    size_t c = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rule && strcmp(v[i].rule, rule)) continue;
+        if (client && strcmp(v[i].client, client)) continue;
+        if (status && strcmp(v[i].status, status)) continue;
+        if (at && strcmp(v[i].at, at)) continue;
+        c++;
+    }
+    return c;
+}

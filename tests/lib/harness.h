@@ -1,0 +1,141 @@
+/*
+ * harness.h - what integration tests and the demo share: a broker on
+ * loopback (librdkafka's mock cluster in the test process, or a real Kafka
+ * when CHURND_TEST_BOOTSTRAP is set), churnd started as a separate process,
+ * producing and consuming over the real protocol, and waiting on
+ * conditions with deadlines (never bare sleeps).
+ */
+#ifndef CHURND_TEST_HARNESS_H
+#define CHURND_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <librdkafka/rdkafka.h>
+
+int64_t th_now_ms(void);
+/* Sleep a little between two checks of a condition (the only sleep tests
+ * use, always inside a deadline loop). */
+void th_pause_ms(int ms);
+
+/* ---- broker ---- */
+typedef struct th_broker {
+    void *mock;       /* rd_kafka_mock_cluster_t, NULL with a real Kafka */
+    rd_kafka_t *rk;   /* handle hosting the mock cluster */
+    char bootstrap[512];
+    char prefix[64];  /* unique per run: topic and group names start with it */
+} th_broker_t;
+
+int th_broker_start(th_broker_t *b);
+void th_broker_stop(th_broker_t *b);
+/* Create a topic named "<prefix><name>" into full (size fsize). */
+int th_topic_create(th_broker_t *b, const char *name, int partitions,
+                    char *full, size_t fsize);
+/* Take mock broker 1 down or up (mock cluster only; -1 otherwise). */
+int th_broker_set_up(th_broker_t *b, int up);
+
+/* ---- Kafka clients ---- */
+rd_kafka_t *th_producer_new(const char *bootstrap);
+/* Produce one message (copied); key may be NULL. 0 or -1. */
+int th_produce(rd_kafka_t *p, const char *topic, const char *key,
+               const void *val, size_t len);
+/* Wait for every produced message to be acknowledged. */
+int th_flush(rd_kafka_t *p, int timeout_ms);
+
+typedef struct th_msg {
+    char *key;     /* NUL-terminated copies */
+    char *value;
+    size_t value_len;
+    char *headers; /* "k=v\n" lines */
+    int32_t partition;
+    int64_t offset;
+} th_msg_t;
+
+typedef struct th_msgs {
+    th_msg_t *v;
+    size_t n;
+    size_t cap;
+} th_msgs_t;
+
+void th_msgs_free(th_msgs_t *m);
+/* Read topic from the beginning to its end (all partitions), as of now.
+ * Returns 0 or -1 when the end was not reached within timeout_ms. */
+int th_consume_to_end(const char *bootstrap, const char *topic,
+                      int timeout_ms, th_msgs_t *out);
+/* Value of header `name` of a consumed message, or NULL (static buffer). */
+const char *th_header(const th_msg_t *m, const char *name);
+
+/* Sum over the topics' partitions of (high watermark - group's committed
+ * offset); -1 on error. */
+int64_t th_group_lag(const char *bootstrap, const char *group,
+                     const char *const *topics, size_t n_topics);
+/* Wait until the group's lag over the topics is 0. Call it after the
+ * producer was flushed, so the high watermarks include what was sent. */
+int th_wait_caught_up(const char *bootstrap, const char *group,
+                      const char *const *topics, size_t n_topics,
+                      int timeout_ms);
+
+/* ---- churnd processes ---- */
+typedef struct th_proc {
+    pid_t pid;
+    char log_path[512];
+} th_proc_t;
+
+/* Start `$CHURND_BIN run -c cfg` (argv extra may be NULL) with stdout and
+ * stderr appended to log_path. */
+int th_daemon_start(th_proc_t *p, const char *cfg_path, const char *log_path);
+int th_proc_signal(th_proc_t *p, int sig);
+/* Wait for exit; returns the exit status (0-255), 128+signal when killed,
+ * -1 on timeout. */
+int th_proc_wait(th_proc_t *p, int timeout_ms);
+/* Wait until the process log contains needle; 0 or -1. */
+int th_log_wait(const char *log_path, const char *needle, int timeout_ms);
+/* Count occurrences of needle in a file. */
+int th_file_count(const char *path, const char *needle);
+
+/* ---- files ---- */
+/* mkdtemp under $TMPDIR; path buffer of size n. */
+int th_tmpdir(char *path, size_t n);
+int th_write_file(const char *path, const char *text);
+/* rm -rf */
+void th_rmtree(const char *path);
+
+#endif
+
+/* ---- one test's world: topics, group, state dir, config file ---- */
+typedef struct th_env {
+    th_broker_t broker;
+    char crm[128], helpdesk[128], alerts[128], dlq[128], group[128];
+    char dir[256];      /* temporary directory, removed by teardown */
+    char cfg[512], log[512], state[512];
+    rd_kafka_t *producer;
+    th_proc_t daemon;
+} th_env_t;
+
+/* Start a broker, create the four topics (partitions each), write a
+ * config using rules_dir; extra_yaml is appended verbatim (top-level
+ * sections the base config does not have, or NULL). */
+int th_env_setup(th_env_t *e, int partitions, const char *rules_dir,
+                 const char *batch_yaml, const char *extra_yaml);
+void th_env_teardown(th_env_t *e);
+int th_env_start_daemon(th_env_t *e);
+/* Stop with SIGTERM and return the exit status (-1 on timeout). */
+int th_env_stop_daemon(th_env_t *e, int timeout_ms);
+/* Produce one event JSON to the topic, keyed by key. */
+int th_env_send(th_env_t *e, const char *topic, const char *key,
+                const char *json);
+int th_env_wait_caught_up(th_env_t *e, int timeout_ms);
+/* Dump the daemon log to stderr (on failure). */
+void th_env_dump_log(const th_env_t *e);
+
+/* ---- alerts as tests see them ---- */
+typedef struct th_alert {
+    char rule[64], client[128], status[16], at[40], alert_id[256], key[128];
+} th_alert_t;
+
+/* Parse alert JSON (0 or -1). */
+int th_alert_parse(const th_msg_t *m, th_alert_t *a);
+/* Count alerts matching rule/client/status/at (NULL matches anything). */
+size_t th_alerts_count(const th_alert_t *v, size_t n, const char *rule,
+                       const char *client, const char *status, const char *at);
