@@ -1,0 +1,203 @@
+/*
+ * test_restart.c - exactness across crashes and drains.
+ *
+ * The stream: "calm" clients alternate meeting.postponed and meeting.held,
+ * so the streak never reaches 2 unless an event is counted twice or a held
+ * meeting is skipped; "streaky" clients do the same and end with two
+ * postponements, so each must fire exactly one incident, which is lost if
+ * an event is skipped. Event-id dedup is switched off (dedup_max_ids: 0):
+ * only the atomic write of state with offsets can keep the counts exact.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../lib/harness.h"
+
+#define WAIT_MS 90000
+#define N_CALM 160
+#define N_STREAKY 40
+#define ROUNDS 8 /* postponed+held pairs per client */
+
+static char rules_dir[1024];
+
+typedef struct stream {
+    char **json;
+    char **key;
+    size_t n;
+} stream_t;
+
+static void stream_add(stream_t *s, const char *client, const char *type,
+                       int seq, int64_t minute) {
+    char buf[512];
+    int64_t day = 1 + minute / (24 * 60);
+    int64_t hh = (minute / 60) % 24, mm = minute % 60;
+    snprintf(buf, sizeof(buf),
+             "{\"id\":\"%s-%d\",\"type\":\"%s\",\"client_id\":\"%s\","
+             "\"ts\":\"2026-05-%02lldT%02lld:%02lld:00Z\","
+             "\"data\":{\"meeting_id\":\"M-%d\"}}",
+             client, seq, type, client, (long long)day, (long long)hh,
+             (long long)mm, seq);
+    s->json = realloc(s->json, (s->n + 1) * sizeof(char *));
+    s->key = realloc(s->key, (s->n + 1) * sizeof(char *));
+    assert_non_null(s->json);
+    assert_non_null(s->key);
+    s->json[s->n] = strdup(buf);
+    s->key[s->n] = strdup(client);
+    s->n++;
+}
+
+static void stream_build(stream_t *s) {
+    memset(s, 0, sizeof(*s));
+    char client[32];
+    int64_t minute = 0;
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int c = 0; c < N_CALM + N_STREAKY; c++) {
+            snprintf(client, sizeof(client), "%s-%03d",
+                     c < N_CALM ? "CALM" : "STREAK", c);
+            stream_add(s, client, "meeting.postponed", 2 * r, minute++);
+            stream_add(s, client, "meeting.held", 2 * r + 1, minute++);
+        }
+    }
+    for (int c = N_CALM; c < N_CALM + N_STREAKY; c++) {
+        snprintf(client, sizeof(client), "STREAK-%03d", c);
+        stream_add(s, client, "meeting.postponed", 2 * ROUNDS, minute++);
+    }
+    for (int c = N_CALM; c < N_CALM + N_STREAKY; c++) {
+        snprintf(client, sizeof(client), "STREAK-%03d", c);
+        stream_add(s, client, "meeting.cancelled", 2 * ROUNDS + 1, minute++);
+    }
+}
+
+static void stream_free(stream_t *s) {
+    for (size_t i = 0; i < s->n; i++) {
+        free(s->json[i]);
+        free(s->key[i]);
+    }
+    free(s->json);
+    free(s->key);
+}
+
+static void send_range(th_env_t *e, const stream_t *s, size_t from, size_t to) {
+    for (size_t i = from; i < to && i < s->n; i++)
+        assert_int_equal(th_env_send(e, e->crm, s->key[i], s->json[i]), 0);
+    assert_int_equal(th_flush(e->producer, WAIT_MS), 0);
+}
+
+/* Every streaky client fired exactly one incident (duplicates only with the
+ * same alert_id), no calm client ever fired. */
+static void verify_exact(th_env_t *e) {
+    th_msgs_t raw = {0};
+    assert_int_equal(th_consume_to_end(e->broker.bootstrap, e->alerts, WAIT_MS, &raw), 0);
+    size_t calm_alerts = 0;
+    char ids[N_CALM + N_STREAKY][256];
+    memset(ids, 0, sizeof(ids));
+    for (size_t i = 0; i < raw.n; i++) {
+        th_alert_t a;
+        assert_int_equal(th_alert_parse(&raw.v[i], &a), 0);
+        assert_string_equal(a.rule, "meetings_postponed");
+        int idx = atoi(strchr(a.client, '-') + 1);
+        if (!strncmp(a.client, "CALM", 4)) {
+            fprintf(stderr, "calm client fired: %s\n", raw.v[i].value);
+            calm_alerts++;
+            continue;
+        }
+        assert_string_equal(a.status, "firing");
+        if (ids[idx][0])
+            assert_string_equal(ids[idx], a.alert_id); /* a replayed duplicate */
+        else
+            snprintf(ids[idx], sizeof(ids[idx]), "%s", a.alert_id);
+    }
+    assert_int_equal(calm_alerts, 0);
+    for (int c = N_CALM; c < N_CALM + N_STREAKY; c++) {
+        if (!ids[c][0]) fail_msg("STREAK-%03d never fired: an event was skipped", c);
+    }
+    fprintf(stderr, "alerts: %zu messages for %d incidents\n", raw.n, N_STREAKY);
+    th_msgs_free(&raw);
+}
+
+static void test_kill_9_mid_stream_is_exact(void **state) {
+    (void)state;
+    th_env_t e;
+    stream_t s;
+    stream_build(&s);
+    assert_int_equal(th_env_setup(&e, 4, rules_dir,
+                                  "  max_events: 40\n  max_wait: 2ms\n",
+                                  "event:\n  dedup_max_ids: 0\n"), 0);
+    size_t third = s.n / 4;
+    size_t sent = 0;
+    /* Three crashes at different points: right after a chunk lands, and a
+     * little later while churnd is working through it. */
+    const int kill_after_ms[] = {0, 15, 40};
+    for (size_t k = 0; k < 3; k++) {
+        assert_int_equal(th_env_start_daemon(&e), 0);
+        send_range(&e, &s, sent, sent + third);
+        sent += third;
+        if (kill_after_ms[k]) th_pause_ms(kill_after_ms[k]);
+        assert_int_equal(th_proc_signal(&e.daemon, SIGKILL), 0);
+        assert_int_equal(th_proc_wait(&e.daemon, 10000), 128 + SIGKILL);
+        const char *topics[2] = {e.crm, e.helpdesk};
+        fprintf(stderr, "killed after %zu events, lag %lld\n", sent,
+                (long long)th_group_lag(e.broker.bootstrap, e.group, topics, 2));
+    }
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    send_range(&e, &s, sent, s.n);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("did not catch up after the crashes");
+    }
+    verify_exact(&e);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    stream_free(&s);
+    th_env_teardown(&e);
+}
+
+static void test_sigterm_while_flowing_drains_and_loses_nothing(void **state) {
+    (void)state;
+    th_env_t e;
+    stream_t s;
+    stream_build(&s);
+    assert_int_equal(th_env_setup(&e, 4, rules_dir,
+                                  "  max_events: 40\n  max_wait: 2ms\n",
+                                  "event:\n  dedup_max_ids: 0\n"), 0);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    size_t half = s.n / 2;
+    send_range(&e, &s, 0, half);
+    /* SIGTERM while the second half is still arriving. */
+    size_t quarter = half + s.n / 4;
+    for (size_t i = half; i < quarter; i++)
+        assert_int_equal(th_env_send(&e, e.crm, s.key[i], s.json[i]), 0);
+    assert_int_equal(th_proc_signal(&e.daemon, SIGTERM), 0);
+    send_range(&e, &s, quarter, s.n);
+    int rc = th_proc_wait(&e.daemon, 30000);
+    if (rc != 0) th_env_dump_log(&e);
+    assert_int_equal(rc, 0);
+    assert_true(th_file_count(e.log, "drained") >= 1);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("did not catch up after the drain");
+    }
+    verify_exact(&e);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    stream_free(&s);
+    th_env_teardown(&e);
+}
+
+int main(void) {
+    if (!getcwd(rules_dir, sizeof(rules_dir) - 8)) return 1;
+    strcat(rules_dir, "/rules");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_kill_9_mid_stream_is_exact),
+        cmocka_unit_test(test_sigterm_while_flowing_drains_and_loses_nothing),
+    };
+    return cmocka_run_group_tests_name("integration_restart", tests, NULL, NULL);
+}
