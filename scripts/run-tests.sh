@@ -45,6 +45,9 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
         [ -x "$t" ] || continue
         run_bin "$(basename "$t")" 300 "$t"
     done
+    if [ -x "$build/churnd" ]; then
+        run_script check-readme 60 env CHURND_BIN="$build/churnd" scripts/check-readme.sh
+    fi
     if [ -x "$build/churnd" ] && ls rules/tests/*.yaml >/dev/null 2>&1; then
         for f in rules/tests/*.yaml; do
             run_script "rules test $f" 120 "$build/churnd" test "$f"

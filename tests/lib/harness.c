@@ -400,7 +400,7 @@ int th_proc_wait(th_proc_t *p, int timeout_ms) {
     }
 }
 
-static char *read_file(const char *path) {
+char *th_read_file(const char *path) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     size_t cap = 4096, len = 0;
@@ -419,7 +419,7 @@ static char *read_file(const char *path) {
 }
 
 int th_file_count(const char *path, const char *needle) {
-    char *s = read_file(path);
+    char *s = th_read_file(path);
     if (!s) return 0;
     int n = 0;
     size_t nl = strlen(needle);
@@ -462,4 +462,26 @@ static int rm_one(const char *path, const struct stat *sb, int flag,
 
 void th_rmtree(const char *path) {
     nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int th_run(char *const argv[], const char *out_path, int timeout_ms) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0) return -1;
+    if (pid == 0) {
+        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        if (fd < 0) _exit(127);
+        dup2(fd, 1);
+        dup2(fd, 2);
+        close(fd);
+        execv(argv[0], argv);
+        _exit(127);
+    }
+    th_proc_t p = {.pid = pid};
+    int rc = th_proc_wait(&p, timeout_ms);
+    if (rc < 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+    return rc;
 }

@@ -139,3 +139,9 @@ int th_alert_parse(const th_msg_t *m, th_alert_t *a);
 /* Count alerts matching rule/client/status/at (NULL matches anything). */
 size_t th_alerts_count(const th_alert_t *v, size_t n, const char *rule,
                        const char *client, const char *status, const char *at);
+
+/* Run argv (argv[0] a path) to completion with stdout+stderr into
+ * out_path; returns its exit status, 128+signal, or -1 on timeout. */
+int th_run(char *const argv[], const char *out_path, int timeout_ms);
+/* The whole content of a file (malloc'd, NUL-terminated) or NULL. */
+char *th_read_file(const char *path);
