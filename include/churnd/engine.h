@@ -50,6 +50,9 @@ size_t ruleset_n_features(const ruleset_t *rs);
 const char *ruleset_rule_name(const ruleset_t *rs, size_t i);
 /* Hex digest of the set's normalised definition; equal sets, equal hash. */
 const char *ruleset_hash(const ruleset_t *rs);
+/* One line for logs and `churnd check`: "2 rules, 3 features, 4 vars in 2
+ * files", or "no rules: ..." for an empty (valid) directory. */
+const char *ruleset_summary(const ruleset_t *rs);
 /* Does any feature or rule consume events of this type? Events no one uses
  * are kept out of state entirely. */
 int ruleset_uses_type(const ruleset_t *rs, const char *type);

@@ -1,0 +1,357 @@
+/*
+ * cstate.c - one client's state: recent event ids (dedup), feature
+ * sections, rule sections, the indexed wake time; and its record format.
+ *
+ * Record format, version 1 (all integers LEB128 varints, s = zigzag,
+ * u64be = 8 bytes big-endian):
+ *
+ *   u8     version = 1
+ *   svar   indexed_wake_ms              (INT64_MAX: none)
+ *   svar   dedup newest event time
+ *   var    n_dedup, then n x { u64be id_hash, svar ts_ms }
+ *   var    n_features, then n x { u64be feature_id, u8 kind, bytes payload }
+ *   var    n_rules, then n x { u64be rule_id, u8 status, svar since_ms,
+ *                              svar fired_at_ms, svar last_notified_ms }
+ *
+ * The decoder checks everything it can without the rule set: the version,
+ * every length against what is left, each feature payload against its
+ * kind's decoder, statuses in range, no trailing bytes. Any violation is
+ * CHURN_ECORRUPT and nothing is guessed.
+ *
+ * Sections and rule sets: cstate_decode has no rule set, so decoded
+ * sections are kept as they are, including those of features and rules the
+ * running set no longer has. The first time the engine applies a set to
+ * the state, cstate_bind aligns the sections with the set by id: matching
+ * ones are kept, new ones start fresh, the rest are dropped then (and so
+ * vanish from the next record). A state decoded and re-encoded without
+ * being bound keeps every section, so a tool that only reads states loses
+ * nothing.
+ *
+ * Must not: do I/O or read a clock.
+ */
+#include "churnd/rules.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define CSTATE_VERSION 1
+/* Defensive bounds on what a record may claim. */
+#define CSTATE_MAX_DEDUP (1u << 20)
+#define CSTATE_MAX_SECTIONS (1u << 16)
+
+cstate_t *cstate_new(const char *client_id, size_t len) {
+    cstate_t *st = calloc(1, sizeof(*st));
+    if (!st) return NULL;
+    st->client_id = malloc(len + 1);
+    if (!st->client_id) {
+        free(st);
+        return NULL;
+    }
+    memcpy(st->client_id, client_id, len);
+    st->client_id[len] = '\0';
+    st->client_len = len;
+    st->indexed_wake = INT64_MAX;
+    st->dd_max_ts = INT64_MIN;
+    return st;
+}
+
+static void free_feats(feat_slot_t *v, size_t n) {
+    for (size_t i = 0; i < n; i++) feat_state_clear(&v[i].s);
+    free(v);
+}
+
+void cstate_free(cstate_t *st) {
+    if (!st) return;
+    free(st->client_id);
+    free(st->dd_ids);
+    free(st->dd_ts);
+    free_feats(st->feats, st->n_feats);
+    free(st->rules);
+    free(st);
+}
+
+const char *cstate_client_id(const cstate_t *st) { return st->client_id; }
+int64_t cstate_indexed_wake(const cstate_t *st) { return st->indexed_wake; }
+void cstate_set_indexed_wake(cstate_t *st, int64_t ts_ms) {
+    st->indexed_wake = ts_ms;
+}
+
+/* ---- Dedup -------------------------------------------------------------- */
+
+/* An id is remembered while the client's newest event time is within
+ * dedup_window_ms of the time it was recorded at, and among the newest
+ * dedup_max_ids ids; only event time counts, so replay is exact. */
+int cstate_dedup_seen(const cstate_t *st, uint64_t id_hash) {
+    for (size_t i = 0; i < st->dd_n; i++)
+        if (st->dd_ids[i] == id_hash) return 1;
+    return 0;
+}
+
+int cstate_dedup_add(cstate_t *st, uint64_t id_hash, int64_t ts_ms,
+                     const engine_opts_t *opts) {
+    if (opts->dedup_max_ids == 0 || opts->dedup_window_ms <= 0) return 0;
+    if (ts_ms > st->dd_max_ts) st->dd_max_ts = ts_ms;
+    /* Drop what left the window (in place, keeping arrival order). */
+    int64_t horizon = st->dd_max_ts - opts->dedup_window_ms;
+    size_t k = 0;
+    for (size_t i = 0; i < st->dd_n; i++)
+        if (st->dd_ts[i] >= horizon) {
+            st->dd_ids[k] = st->dd_ids[i];
+            st->dd_ts[k] = st->dd_ts[i];
+            k++;
+        }
+    st->dd_n = k;
+    if (ts_ms < horizon) return 0; /* already too old to be remembered */
+    if (st->dd_n >= opts->dedup_max_ids) {
+        size_t drop = st->dd_n - opts->dedup_max_ids + 1;
+        memmove(st->dd_ids, st->dd_ids + drop, (st->dd_n - drop) * sizeof(uint64_t));
+        memmove(st->dd_ts, st->dd_ts + drop, (st->dd_n - drop) * sizeof(int64_t));
+        st->dd_n -= drop;
+    }
+    if (st->dd_n == st->dd_cap) {
+        size_t cap = st->dd_cap ? st->dd_cap * 2 : 8;
+        if (cap > opts->dedup_max_ids) cap = opts->dedup_max_ids;
+        if (cap <= st->dd_n) cap = st->dd_n + 1;
+        uint64_t *ids = realloc(st->dd_ids, cap * sizeof(uint64_t));
+        if (!ids) return CHURN_ENOMEM;
+        st->dd_ids = ids;
+        int64_t *ts = realloc(st->dd_ts, cap * sizeof(int64_t));
+        if (!ts) return CHURN_ENOMEM;
+        st->dd_ts = ts;
+        st->dd_cap = cap;
+    }
+    st->dd_ids[st->dd_n] = id_hash;
+    st->dd_ts[st->dd_n] = ts_ms;
+    st->dd_n++;
+    return 0;
+}
+
+/* ---- Binding to a rule set ---------------------------------------------- */
+
+int cstate_bind(cstate_t *st, const ruleset_t *rs) {
+    if (st->bound && st->bound_hash == rs->hash) return 0;
+    feat_slot_t *nf = calloc(rs->n_features ? rs->n_features : 1, sizeof(*nf));
+    rule_state_t *nr = calloc(rs->n_rules ? rs->n_rules : 1, sizeof(*nr));
+    if (!nf || !nr) {
+        free(nf);
+        free(nr);
+        return CHURN_ENOMEM;
+    }
+    /* Move matching sections; mark moved ones by clearing their id slot
+     * (id 0 is never produced for a real definition in practice, and a
+     * collision would only reset that one section). */
+    for (size_t i = 0; i < rs->n_features; i++) {
+        const feature_def_t *d = &rs->features[i];
+        nf[i].id = d->id;
+        size_t j;
+        for (j = 0; j < st->n_feats; j++)
+            if (st->feats[j].id == d->id && st->feats[j].s.kind == d->kind) break;
+        if (j < st->n_feats) {
+            nf[i].s = st->feats[j].s;
+            /* The old slot no longer owns it. */
+            feat_state_init(&st->feats[j].s, (feature_kind_t)st->feats[j].s.kind);
+            st->feats[j].id = 0;
+            st->feats[j].s.kind = 0;
+        } else {
+            feat_state_init(&nf[i].s, d->kind);
+        }
+    }
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        nr[i].id = rs->rules[i].id;
+        for (size_t j = 0; j < st->n_rules; j++)
+            if (st->rules[j].id == rs->rules[i].id) {
+                nr[i] = st->rules[j];
+                break;
+            }
+    }
+    free_feats(st->feats, st->n_feats);
+    free(st->rules);
+    st->feats = nf;
+    st->n_feats = rs->n_features;
+    st->rules = nr;
+    st->n_rules = rs->n_rules;
+    st->bound = 1;
+    st->bound_hash = rs->hash;
+    return 0;
+}
+
+int64_t cstate_next_wake(const cstate_t *st, const ruleset_t *rs) {
+    if (!rs) return INT64_MAX;
+    int64_t next = INT64_MAX;
+    int aligned = st->bound && st->bound_hash == rs->hash;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const rule_def_t *r = &rs->rules[i];
+        const rule_state_t *s = NULL;
+        if (aligned) {
+            s = &st->rules[i];
+        } else {
+            for (size_t j = 0; j < st->n_rules && !s; j++)
+                if (st->rules[j].id == r->id) s = &st->rules[j];
+        }
+        if (!s || s->status != RULE_PENDING) continue;
+        int64_t due = s->since_ms > INT64_MAX - r->for_ms ? INT64_MAX
+                                                          : s->since_ms + r->for_ms;
+        if (due < next) next = due;
+    }
+    for (size_t i = 0; i < rs->n_features; i++) {
+        const feature_def_t *d = &rs->features[i];
+        const feature_ops_t *ops = feature_ops(d->kind);
+        const feat_state_t *s = NULL;
+        if (aligned) {
+            s = &st->feats[i].s;
+        } else {
+            for (size_t j = 0; j < st->n_feats && !s; j++)
+                if (st->feats[j].id == d->id && st->feats[j].s.kind == d->kind)
+                    s = &st->feats[j].s;
+        }
+        if (!s || !ops) continue;
+        int64_t due = ops->next_wake(d, s);
+        if (due < next) next = due;
+    }
+    return next;
+}
+
+/* ---- Encoding ----------------------------------------------------------- */
+
+int cstate_encode(const cstate_t *st, buf_t *out) {
+    buf_t tmp;
+    buf_init(&tmp);
+    int rc = buf_putc(out, CSTATE_VERSION);
+    if (!rc) rc = buf_put_svarint(out, st->indexed_wake);
+    if (!rc) rc = buf_put_svarint(out, st->dd_max_ts);
+    if (!rc) rc = buf_put_varint(out, st->dd_n);
+    for (size_t i = 0; i < st->dd_n && !rc; i++) {
+        rc = buf_put_u64be(out, st->dd_ids[i]);
+        if (!rc) rc = buf_put_svarint(out, st->dd_ts[i]);
+    }
+    if (!rc) rc = buf_put_varint(out, st->n_feats);
+    for (size_t i = 0; i < st->n_feats && !rc; i++) {
+        const feat_slot_t *f = &st->feats[i];
+        buf_reset(&tmp);
+        rc = buf_put_u64be(out, f->id);
+        if (!rc) rc = buf_putc(out, f->s.kind);
+        if (!rc) rc = feat_state_encode(&f->s, &tmp);
+        if (!rc) rc = buf_put_bytes(out, tmp.data, tmp.len);
+    }
+    if (!rc) rc = buf_put_varint(out, st->n_rules);
+    for (size_t i = 0; i < st->n_rules && !rc; i++) {
+        const rule_state_t *r = &st->rules[i];
+        rc = buf_put_u64be(out, r->id);
+        if (!rc) rc = buf_putc(out, r->status);
+        if (!rc) rc = buf_put_svarint(out, r->since_ms);
+        if (!rc) rc = buf_put_svarint(out, r->fired_at_ms);
+        if (!rc) rc = buf_put_svarint(out, r->last_notified_ms);
+    }
+    buf_free(&tmp);
+    return rc;
+}
+
+__attribute__((format(printf, 3, 4)))
+static int corrupt(cstate_t *st, churn_err_t *err, const char *fmt, ...) {
+    cstate_free(st);
+    va_list ap;
+    va_start(ap, fmt);
+    churn_err_setv(err, CHURN_ECORRUPT, fmt, ap);
+    va_end(ap);
+    return CHURN_ECORRUPT;
+}
+
+int cstate_decode(const void *data, size_t len, const char *client_id,
+                  size_t client_len, cstate_t **out, churn_err_t *err) {
+    *out = NULL;
+    cstate_t *st = cstate_new(client_id, client_len);
+    if (!st) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    reader_t r;
+    reader_init(&r, data, len);
+    uint8_t ver;
+    uint64_t n;
+    if (reader_u8(&r, &ver)) return corrupt(st, err, "empty state record");
+    if (ver != CSTATE_VERSION)
+        return corrupt(st, err, "state record version %u; this build reads %u",
+                       ver, CSTATE_VERSION);
+    if (reader_svarint(&r, &st->indexed_wake) ||
+        reader_svarint(&r, &st->dd_max_ts) || reader_varint(&r, &n))
+        return corrupt(st, err, "state record truncated in its header");
+    /* Each dedup entry takes at least 9 bytes. */
+    if (n > CSTATE_MAX_DEDUP || n > reader_left(&r) / 9)
+        return corrupt(st, err, "state record claims %llu event ids",
+                       (unsigned long long)n);
+    if (n) {
+        st->dd_ids = malloc(n * sizeof(uint64_t));
+        st->dd_ts = malloc(n * sizeof(int64_t));
+        if (!st->dd_ids || !st->dd_ts) {
+            cstate_free(st);
+            return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        }
+        st->dd_cap = n;
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        if (reader_u64be(&r, &st->dd_ids[i]) || reader_svarint(&r, &st->dd_ts[i]))
+            return corrupt(st, err, "state record truncated in its event ids");
+        st->dd_n++;
+    }
+    if (reader_varint(&r, &n))
+        return corrupt(st, err, "state record truncated before its features");
+    /* Each feature section takes at least 10 bytes. */
+    if (n > CSTATE_MAX_SECTIONS || n > reader_left(&r) / 10)
+        return corrupt(st, err, "state record claims %llu feature sections",
+                       (unsigned long long)n);
+    if (n) {
+        st->feats = calloc(n, sizeof(feat_slot_t));
+        if (!st->feats) {
+            cstate_free(st);
+            return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        }
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        feat_slot_t *f = &st->feats[i];
+        uint8_t kind;
+        const uint8_t *p;
+        size_t pl;
+        if (reader_u64be(&r, &f->id) || reader_u8(&r, &kind) ||
+            reader_bytes(&r, &p, &pl))
+            return corrupt(st, err, "state record truncated in feature section %llu",
+                           (unsigned long long)i);
+        int rc = feat_state_decode((feature_kind_t)kind, p, pl, &f->s);
+        if (rc == CHURN_ENOMEM) {
+            cstate_free(st);
+            return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        }
+        if (rc)
+            return corrupt(st, err,
+                           "feature section %llu (kind %u) cannot be decoded",
+                           (unsigned long long)i, kind);
+        st->n_feats++;
+    }
+    if (reader_varint(&r, &n))
+        return corrupt(st, err, "state record truncated before its rules");
+    /* Each rule section takes at least 12 bytes. */
+    if (n > CSTATE_MAX_SECTIONS || n > reader_left(&r) / 12)
+        return corrupt(st, err, "state record claims %llu rule sections",
+                       (unsigned long long)n);
+    if (n) {
+        st->rules = calloc(n, sizeof(rule_state_t));
+        if (!st->rules) {
+            cstate_free(st);
+            return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        }
+    }
+    for (uint64_t i = 0; i < n; i++) {
+        rule_state_t *rs = &st->rules[i];
+        if (reader_u64be(&r, &rs->id) || reader_u8(&r, &rs->status) ||
+            reader_svarint(&r, &rs->since_ms) ||
+            reader_svarint(&r, &rs->fired_at_ms) ||
+            reader_svarint(&r, &rs->last_notified_ms))
+            return corrupt(st, err, "state record truncated in rule section %llu",
+                           (unsigned long long)i);
+        if (rs->status > RULE_FIRING)
+            return corrupt(st, err, "rule section %llu has unknown status %u",
+                           (unsigned long long)i, rs->status);
+        st->n_rules++;
+    }
+    if (reader_left(&r) != 0)
+        return corrupt(st, err, "state record has %zu unexpected trailing bytes",
+                       reader_left(&r));
+    *out = st;
+    return 0;
+}

@@ -1,0 +1,142 @@
+/*
+ * rules.h - the rule engine's internal structures, shared by rules_load.c
+ * (which builds a rule set from YAML), engine.c (which applies it),
+ * cstate.c (client state) and alert.c. Not for the runtime: it sees only
+ * engine.h.
+ *
+ * A loaded rule set is immutable: the engine reads it from any number of
+ * evaluations and the loader builds a new one on reload.
+ */
+#ifndef CHURND_RULES_H
+#define CHURND_RULES_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "churnd/engine.h"
+#include "churnd/expr.h"
+#include "churnd/features.h"
+
+/* Limits on what one rules directory may declare. */
+#define RULES_MAX_FILES 256
+#define RULES_MAX_FILE_BYTES (4u << 20)
+#define RULES_MAX_ERRORS 100
+#define RULES_MAX_NAME 128
+
+typedef struct rule_label {
+    char *name;         /* owned */
+    expr_tmpl_t *tmpl;  /* owned */
+} rule_label_t;
+
+/* A sub-expression reported in an alert's "values". */
+typedef struct rule_site {
+    const expr_t *e;  /* borrowed from the rule's when/summary/labels */
+    size_t i;         /* site index within e */
+    const char *key;  /* borrowed from e */
+} rule_site_t;
+
+typedef struct rule_def {
+    char *name;            /* owned */
+    uint64_t id;
+    const char *file;      /* borrowed from the rule set */
+    int line, col;
+    type_set_t on;         /* event types (globs) */
+    expr_t *when;          /* owned; NULL: holds on every trigger */
+    const char *severity;  /* static: "info", "warning", "critical" */
+    double weight;
+    int64_t for_ms;        /* must hold this long before firing (0: at once) */
+    int resolve;           /* publish "resolved" when it stops holding */
+    rule_label_t *labels;
+    size_t n_labels;
+    expr_tmpl_t *summary;  /* owned; NULL: the rule's name */
+    rule_site_t *sites;    /* owned array */
+    size_t n_sites;
+} rule_def_t;
+
+struct ruleset {
+    char **files;          /* owned paths, in load order */
+    size_t n_files;
+    /* Vars: names and static types; value tables, one per segment. Table
+     * 0 is the base; table 1 + s applies segment_names[s]'s overrides. */
+    char **var_names;
+    uint8_t *var_types;
+    size_t n_vars;
+    expr_val_t *var_tables; /* (1 + n_segments) * n_vars */
+    char **var_strs;        /* owned string storage for the tables */
+    size_t n_var_strs;
+    char *segment_attr;     /* owned; NULL without segments: */
+    char **segment_names;
+    size_t n_segments;
+    feature_def_t *features;
+    size_t n_features;
+    rule_def_t *rules;
+    size_t n_rules;
+    uint64_t hash;
+    char hash_hex[17];
+    char summary[160];
+};
+
+int rule_def_canon(const rule_def_t *r, buf_t *out);
+void rule_def_free(rule_def_t *r);
+
+/* The var table for a client in a segment (NULL or unknown: the base). */
+const expr_val_t *ruleset_vars_for(const ruleset_t *rs, const char *segment);
+
+/* ---- Client state internals (cstate.c, engine.c) ----------------------- */
+
+enum rule_status {
+    RULE_INACTIVE = 0,
+    RULE_PENDING = 1,
+    RULE_FIRING = 2,
+};
+
+typedef struct rule_state {
+    uint64_t id;
+    uint8_t status;
+    int64_t since_ms;         /* PENDING: when `when` started to hold */
+    int64_t fired_at_ms;      /* FIRING: event time of the firing (alert id) */
+    int64_t last_notified_ms; /* last firing notification (repeat:) */
+} rule_state_t;
+
+typedef struct feat_slot {
+    uint64_t id;
+    feat_state_t s;
+} feat_slot_t;
+
+struct cstate {
+    char *client_id;        /* owned, NUL-terminated */
+    size_t client_len;
+    int64_t indexed_wake;
+    /* Dedup ring: hashes of recent event ids with their event times, in
+     * arrival order. */
+    uint64_t *dd_ids;
+    int64_t *dd_ts;
+    size_t dd_n, dd_cap;
+    int64_t dd_max_ts;      /* newest event time recorded */
+    /* Sections. When `bound`, feats[i]/rules[i] belong to the rule set's
+     * features[i]/rules[i] (the set whose hash is bound_hash); otherwise
+     * they are as decoded, in record order, possibly of features the
+     * current set no longer has. */
+    feat_slot_t *feats;
+    size_t n_feats;
+    rule_state_t *rules;
+    size_t n_rules;
+    int bound;
+    uint64_t bound_hash;
+};
+
+/* Align the state's sections with rs: keep the sections whose id rs has,
+ * start the others fresh, drop the rest. Returns 0 or CHURN_ENOMEM (the
+ * state is then unchanged). */
+int cstate_bind(cstate_t *st, const ruleset_t *rs);
+
+/* Dedup: is the id recent? record it (dropping expired and excess ids). */
+int cstate_dedup_seen(const cstate_t *st, uint64_t id_hash);
+int cstate_dedup_add(cstate_t *st, uint64_t id_hash, int64_t ts_ms,
+                     const engine_opts_t *opts);
+
+/* ---- Alerts (alert.c) -------------------------------------------------- */
+
+void alert_clear(alert_t *a);
+
+#endif
