@@ -22,14 +22,18 @@ typedef enum event_reason {
     EVENT_OK = 0,
     EVENT_TOO_LARGE,   /* over event.max_bytes */
     EVENT_NOT_UTF8,    /* invalid UTF-8 */
-    EVENT_NOT_JSON,    /* cJSON could not parse it (or trailing garbage) */
+    EVENT_NOT_JSON,    /* cJSON could not parse it, trailing garbage, empty,
+                        * raw control characters, or a \u0000 escape */
     EVENT_TOO_DEEP,    /* nesting deeper than event.max_depth */
     EVENT_NOT_OBJECT,  /* valid JSON but not an object */
-    EVENT_NO_CLIENT,   /* client path missing, null, empty or not a string/integer */
+    EVENT_NO_CLIENT,   /* client path missing, null, empty, not a string or
+                        * integer (|n| < 2^53), or over EVENT_CLIENT_MAX-1 bytes */
     EVENT_NO_TYPE,     /* type path missing, empty or not a string */
-    EVENT_NO_TIME,     /* time path missing */
-    EVENT_BAD_TIME,    /* time present but not RFC 3339 or integer epoch ms */
-    EVENT_BAD_ID,      /* id present but not a string or integer */
+    EVENT_NO_TIME,     /* time path missing or null */
+    EVENT_BAD_TIME,    /* time present but not RFC 3339 or integer epoch ms,
+                        * or outside TIME_MIN_MS..TIME_MAX_MS (years 0-9999) */
+    EVENT_BAD_ID,      /* id present but not a string or integer, empty, or
+                        * over EVENT_ID_MAX-1 bytes (a null id is absent) */
     EVENT__N
 } event_reason_t;
 
@@ -55,8 +59,10 @@ typedef struct event_config {
 /* Set defaults (all strings allocated). event_config_free releases them. */
 int event_config_init(event_config_t *cfg);
 void event_config_free(event_config_t *cfg);
-/* Replace one path (copying s). */
+/* Replace one path (copying s). CHURN_EINVAL for "", ".a", "a." or "a..b"
+ * (the slot is kept). */
 int event_config_set_path(char **slot, const char *s);
+/* CHURN_EINVAL for an empty name or a from already mapped. */
 int event_config_add_type(event_config_t *cfg, const char *from, const char *to);
 
 #define EVENT_CLIENT_MAX 256
@@ -78,19 +84,29 @@ typedef struct event {
     int64_t offset;
 } event_t;
 
-/* Parse len bytes (not necessarily NUL-terminated). On success returns
- * EVENT_OK and ev owns a cJSON tree (release with event_clear). On failure
- * returns the reason, ev holds nothing to release, and detail (if given)
+/* Parse len bytes (not necessarily NUL-terminated; buf may be NULL when len
+ * is 0). On success returns EVENT_OK and ev owns a cJSON tree (release with
+ * event_clear); nothing in ev points into buf. On failure returns the
+ * reason, ev holds nothing to release, and detail (if given)
  * says what exactly was wrong in a short sentence for the dead letter,
- * e.g. "field \"ts\": \"yesterday\" is not RFC 3339 or epoch ms". */
+ * e.g. "field \"ts\": \"yesterday\" is not RFC 3339 or epoch ms".
+ * Checks run in this order, the first failure wins: size, UTF-8, nesting
+ * depth (a pre-scan, before cJSON recurses), JSON, object, client, type,
+ * time, id. The parsed fields of ev are
+ * overwritten (an earlier event must have been cleared); topic, partition
+ * and offset are left as the caller set them. A leading UTF-8 BOM is
+ * skipped. */
 event_reason_t event_parse(const event_config_t *cfg, const char *buf,
                            size_t len, event_t *ev, char *detail,
                            size_t detail_size);
 void event_clear(event_t *ev);
 
-/* Look up a dotted path from the root ("data.amount"). NULL when missing. */
+/* Look up a dotted path from the root ("data.amount"), through objects only
+ * and case-sensitively. NULL when missing, when a segment is empty, or when
+ * an intermediate is not an object (no array indexes: "items.0" is NULL). */
 const cJSON *event_path(const cJSON *root, const char *path);
-/* Same with a precomputed path split into segments (for compiled rules). */
+/* Same with a precomputed path split into segments (for compiled rules).
+ * n_segs 0 returns root. */
 const cJSON *event_path_segs(const cJSON *root, const char *const *segs,
                              size_t n_segs);
 
