@@ -1265,9 +1265,12 @@ int expr_compile(const char *src, size_t len, const expr_scope_t *sc,
     *out = NULL;
     *err_off = 0;
     if (!sc) sc = &empty;
-    if (len > EXPR_MAX_SRC)
-        return churn_err_set(err, CHURN_EINVAL,
-                             "expression longer than %d bytes", EXPR_MAX_SRC);
+    if (len > EXPR_MAX_SRC) {
+        churn_err_set(err, CHURN_EINVAL, "expression longer than %d bytes",
+                      EXPR_MAX_SRC);
+        if (err) err->col = 1;
+        return CHURN_EINVAL;
+    }
     expr_t *e = calloc(1, sizeof(*e));
     if (!e) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     e->src = malloc(len + 1);

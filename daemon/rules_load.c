@@ -853,7 +853,7 @@ static void build_feature(loader_t *L, size_t idx, const expr_scope_t *where_sc)
                 return;
             }
         }
-        lerr(L, f, m->start_mark,
+        lerr(L, f, en->mark,
              "%s: needs one of series:, streak:, expect:, last:, latest:", what);
         return;
     }
@@ -903,7 +903,7 @@ static void build_feature(loader_t *L, size_t idx, const expr_scope_t *where_sc)
         else if (feature_def_set_path(d, p))
             L->oom = 1;
         if (!(n = get(f, m, "on"))) {
-            lerr(L, f, m->start_mark,
+            lerr(L, f, en->mark,
                  "%s: latest needs on: <event types that carry the field>", what);
         } else {
             snprintf(sub, sizeof(sub), "%s on", what);
@@ -988,7 +988,7 @@ static void build_rule(loader_t *L, size_t idx, const expr_scope_t *sc) {
     check_keys(L, f, m, rule_keys, CHURN_ARRAY_LEN(rule_keys), what);
     yaml_node_t *n;
     if (!(n = get(f, m, "on"))) {
-        lerr(L, f, m->start_mark,
+        lerr(L, f, en->mark,
              "%s: needs on: (the event types that trigger its evaluation)", what);
     } else {
         snprintf(sub, sizeof(sub), "%s on", what);
@@ -1367,11 +1367,15 @@ static void build(loader_t *L) {
     sc.var_names = (const char *const *)rs->var_names;
     sc.var_types = rs->var_types;
     sc.n_vars = rs->n_vars;
-    /* where: sees vars and the event only. */
+    /* where: sees vars and the event only; it knows the feature names just
+     * to say why they cannot be used there. */
+    for (size_t i = 0; i < nf; i++) L->feature_names[i] = rs->features[i].name;
+    sc.feature_names = L->feature_names;
+    sc.feature_kinds = L->feature_kinds;
+    sc.n_features = nf;
     for (size_t i = 0; i < nf && !L->oom; i++) build_feature(L, i, &sc);
     if (L->oom) return;
     for (size_t i = 0; i < nf; i++) {
-        L->feature_names[i] = rs->features[i].name;
         L->feature_kinds[i] = (uint8_t)rs->features[i].kind;
         L->feature_has_value[i] = rs->features[i].n_segs > 0;
     }
@@ -1394,11 +1398,35 @@ static void build(loader_t *L) {
     if (!L->oom) add_segment_feature(L);
 }
 
+/* Errors found in different passes, in file:line:column order (stable;
+ * the "too many errors" note without a file stays last). Insertion sort:
+ * at most RULES_MAX_ERRORS + 1 entries. */
+static int err_before(const churn_err_t *a, const churn_err_t *b) {
+    if (!a->file[0] || !b->file[0]) return a->file[0] && !b->file[0];
+    int c = strcmp(a->file, b->file);
+    if (c) return c < 0;
+    if (a->line != b->line) return a->line < b->line;
+    return a->col < b->col;
+}
+
+static void sort_errs(churn_errs_t *e, size_t from) {
+    for (size_t i = from + 1; i < e->n; i++) {
+        churn_err_t x = e->v[i];
+        size_t j = i;
+        while (j > from && err_before(&x, &e->v[j - 1])) {
+            e->v[j] = e->v[j - 1];
+            j--;
+        }
+        e->v[j] = x;
+    }
+}
+
 int ruleset_load_dir(const char *dir, ruleset_t **out, churn_errs_t *errs) {
     *out = NULL;
     loader_t L;
     memset(&L, 0, sizeof(L));
     L.errs = errs;
+    size_t first_err = errs->n;
     L.rs = calloc(1, sizeof(ruleset_t));
     if (!L.rs) return CHURN_ENOMEM;
     int rc = list_files(&L, dir);
@@ -1414,6 +1442,7 @@ int ruleset_load_dir(const char *dir, ruleset_t **out, churn_errs_t *errs) {
     if (rc == 0 && !L.oom) build(&L);
     if (rc == 0 && !L.oom && L.n_errs == 0) finish(&L);
     loader_free(&L);
+    sort_errs(errs, first_err);
     if (L.oom) {
         ruleset_free(L.rs);
         return CHURN_ENOMEM;
