@@ -9,7 +9,12 @@
  *
  * The `kafka:` section is passed through to librdkafka untouched (any
  * property, SASL/TLS included); CHURND_KAFKA_<PROP> overrides it with
- * underscores read as dots (CHURND_KAFKA_BOOTSTRAP_SERVERS).
+ * underscores read as dots (CHURND_KAFKA_BOOTSTRAP_SERVERS) and "__" as a
+ * literal underscore (CHURND_KAFKA_LOG__LEVEL -> log_level).
+ *
+ * Any other CHURND_* variable that is not an option is an error (a typo
+ * must not be silently ignored), except the test harness's own:
+ * CHURND_BIN, CHURND_KT and CHURND_TEST_* (CHURND_TEST_BOOTSTRAP, ...).
  */
 #ifndef CHURND_CONFIG_H
 #define CHURND_CONFIG_H
@@ -97,5 +102,18 @@ int config_is_secret(const char *key);
 
 /* Print the options table: as text for --help, or as a Markdown table. */
 int config_print_help(buf_t *out, int markdown);
+
+/* Checks across options (an output topic that is also an input topic).
+ * config_load runs it last; run it again after config_set (--set). */
+int config_validate(const config_t *c, churn_err_t *err);
+
+/* The effective configuration as YAML that config_load reads back, with
+ * secret kafka values (config_is_secret) written as "<redacted>". */
+int config_dump(buf_t *out, const config_t *c);
+
+/* The options table by index (0 .. config_n_options()-1), for tests and
+ * tools; the "kafka" row stands for the whole kafka: section. */
+size_t config_n_options(void);
+const char *config_option_name(size_t i);
 
 #endif
