@@ -384,7 +384,7 @@ int feat_state_decode(feature_kind_t kind, const void *p, size_t n,
     if (rc) {
         ops->clear(s);
         feat_state_init(s, kind);
-        return CHURN_ECORRUPT;
+        return rc == CHURN_ENOMEM ? rc : CHURN_ECORRUPT;
     }
     return 0;
 }

@@ -1,0 +1,676 @@
+/*
+ * test_engine.c - the engine end to end on real rules files: the default
+ * pack's meetings_postponed and detractor, dedup, ignored types, `for:`
+ * timers, risk, segments, the client-state record (round trip, damage,
+ * rule-set changes) and the alert JSON text.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "churnd/engine.h"
+#include "churnd/rules.h"
+#include "churnd/timeutil.h"
+
+static const char *data_dir(void) {
+    const char *d = getenv("CHURND_TEST_DATA");
+    return d ? d : "tests/data";
+}
+
+static event_config_t cfg;
+static engine_opts_t opts = {7 * 86400000LL, 1000};
+
+static int setup(void **state) {
+    (void)state;
+    return event_config_init(&cfg);
+}
+
+static int teardown(void **state) {
+    (void)state;
+    event_config_free(&cfg);
+    return 0;
+}
+
+static ruleset_t *load(const char *dir) {
+    char path[512];
+    if (strcmp(dir, "rules") == 0)
+        snprintf(path, sizeof(path), "rules");
+    else
+        snprintf(path, sizeof(path), "%s/%s", data_dir(), dir);
+    churn_errs_t errs;
+    churn_errs_init(&errs);
+    ruleset_t *rs = NULL;
+    int rc = ruleset_load_dir(path, &rs, &errs);
+    char line[1024];
+    for (size_t i = 0; i < errs.n; i++)
+        print_error("%s\n", churn_err_str(&errs.v[i], line, sizeof(line)));
+    churn_errs_free(&errs);
+    assert_int_equal(rc, 0);
+    return rs;
+}
+
+/* The alerts of one step, as JSON lines (no emitted_at). */
+static char got[16384];
+
+static void collect(engine_out_t *out) {
+    buf_t b;
+    buf_init(&b);
+    for (size_t i = 0; i < out->n_alerts; i++) {
+        assert_int_equal(alert_format_json(&out->alerts[i], -1, &b), 0);
+        assert_int_equal(buf_putc(&b, '\n'), 0);
+    }
+    assert_int_equal(buf_putc(&b, 0), 0);
+    snprintf(got, sizeof(got), "%s", (const char *)b.data);
+    buf_free(&b);
+    engine_out_reset(out);
+}
+
+/* Apply {"id": id, "type": type, "client_id": client, "ts": ts, "data": data}
+ * (id NULL: no id) and return the engine's result; the alerts are in got. */
+static int step(const ruleset_t *rs, cstate_t *st, const char *client,
+                const char *id, const char *type, const char *ts,
+                const char *data) {
+    char js[4096], idf[128] = "";
+    if (id) snprintf(idf, sizeof(idf), "\"id\":\"%s\",", id);
+    snprintf(js, sizeof(js),
+             "{%s\"type\":\"%s\",\"client_id\":\"%s\",\"ts\":\"%s\",\"data\":%s}",
+             idf, type, client, ts, data ? data : "{}");
+    event_t ev;
+    char detail[128];
+    assert_int_equal(event_parse(&cfg, js, strlen(js), &ev, detail, sizeof(detail)),
+                     EVENT_OK);
+    engine_out_t out;
+    engine_out_init(&out);
+    int rc = engine_on_event(rs, &opts, st, &ev, &out);
+    collect(&out);
+    engine_out_free(&out);
+    event_clear(&ev);
+    return rc;
+}
+
+static int64_t ts(const char *s) {
+    int64_t ms;
+    assert_int_equal(time_parse_rfc3339(s, strlen(s), &ms), 0);
+    return ms;
+}
+
+static void tick(const ruleset_t *rs, cstate_t *st, const char *when) {
+    engine_out_t out;
+    engine_out_init(&out);
+    assert_int_equal(engine_on_time(rs, &opts, st, ts(when), &out), 0);
+    collect(&out);
+    engine_out_free(&out);
+}
+
+/* Persist and reload the state, as the runtime does between batches. */
+static cstate_t *reload(cstate_t *st) {
+    buf_t b;
+    buf_init(&b);
+    assert_int_equal(cstate_encode(st, &b), 0);
+    cstate_t *back = NULL;
+    churn_err_t err;
+    assert_int_equal(cstate_decode(b.data, b.len, st->client_id, st->client_len,
+                                   &back, &err),
+                     0);
+    buf_t b2;
+    buf_init(&b2);
+    assert_int_equal(cstate_encode(back, &b2), 0);
+    assert_int_equal(b.len, b2.len);
+    assert_memory_equal(b.data, b2.data, b.len);
+    buf_free(&b);
+    buf_free(&b2);
+    cstate_free(st);
+    return back;
+}
+
+static size_t encoded(const cstate_t *st, uint8_t *out, size_t cap) {
+    buf_t b;
+    buf_init(&b);
+    assert_int_equal(cstate_encode(st, &b), 0);
+    assert_true(b.len <= cap);
+    memcpy(out, b.data, b.len);
+    size_t n = b.len;
+    buf_free(&b);
+    return n;
+}
+
+#define C "ACME-001"
+
+/* ---- The default pack ---------------------------------------------------- */
+
+static void test_meetings_postponed(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new(C, strlen(C));
+    /* The first postponement is not a pattern yet. */
+    assert_int_equal(step(rs, st, C, "e1", "meeting.postponed",
+                          "2026-03-01T10:00:00Z", "{\"meeting_id\":\"M1\"}"),
+                     ENGINE_APPLIED);
+    assert_string_equal(got, "");
+    st = reload(st);
+    /* The second in a row (a cancellation counts too) fires. */
+    assert_int_equal(step(rs, st, C, "e2", "meeting.cancelled",
+                          "2026-03-02T10:00:00Z", "{\"meeting_id\":\"M2\"}"),
+                     ENGINE_APPLIED);
+    assert_string_equal(
+        got,
+        "{\"alert_id\": \"meetings_postponed/ACME-001/2026-03-02T10:00:00Z\", "
+        "\"rule\": \"meetings_postponed\", \"status\": \"firing\", "
+        "\"severity\": \"warning\", \"client_id\": \"ACME-001\", "
+        "\"at\": \"2026-03-02T10:00:00Z\", "
+        "\"summary\": \"2 meetings postponed or cancelled in a row\", "
+        "\"labels\": {\"category\": \"relationship\"}, "
+        "\"values\": {\"postponements\": 2}, \"risk\": 20, "
+        "\"trigger\": {\"event_id\": \"e2\"}}\n");
+    st = reload(st);
+    /* Still firing: no repeat. */
+    step(rs, st, C, "e3", "meeting.postponed", "2026-03-03T10:00:00Z", NULL);
+    assert_string_equal(got, "");
+    /* A held meeting resets the streak and resolves the alert, same id. */
+    step(rs, st, C, "e4", "meeting.held", "2026-03-04T10:00:00Z",
+         "{\"meeting_id\":\"M3\",\"attendee_roles\":[\"decision_maker\"]}");
+    assert_string_equal(
+        got,
+        "{\"alert_id\": \"meetings_postponed/ACME-001/2026-03-02T10:00:00Z\", "
+        "\"rule\": \"meetings_postponed\", \"status\": \"resolved\", "
+        "\"severity\": \"warning\", \"client_id\": \"ACME-001\", "
+        "\"at\": \"2026-03-04T10:00:00Z\", "
+        "\"summary\": \"0 meetings postponed or cancelled in a row\", "
+        "\"labels\": {\"category\": \"relationship\"}, "
+        "\"values\": {\"postponements\": 0}, \"risk\": 0, "
+        "\"trigger\": {\"event_id\": \"e4\"}}\n");
+    /* The count starts over: one is not enough, two fire a new alert. */
+    step(rs, st, C, "e5", "meeting.postponed", "2026-03-05T10:00:00Z", NULL);
+    assert_string_equal(got, "");
+    st = reload(st);
+    step(rs, st, C, "e6", "meeting.postponed", "2026-03-06T10:00:00Z", NULL);
+    assert_non_null(strstr(got, "\"alert_id\": \"meetings_postponed/ACME-001/"
+                                "2026-03-06T10:00:00Z\""));
+    assert_non_null(strstr(got, "\"status\": \"firing\""));
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_detractor(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new(C, strlen(C));
+    step(rs, st, C, "s1", "survey.nps", "2026-03-01T10:00:00Z", "{\"score\":7}");
+    assert_string_equal(got, ""); /* a passive, not a detractor */
+    step(rs, st, C, "s2", "survey.nps", "2026-03-02T10:00:00Z", "{\"score\":6}");
+    assert_string_equal(
+        got,
+        "{\"alert_id\": \"detractor/ACME-001/2026-03-02T10:00:00Z\", "
+        "\"rule\": \"detractor\", \"status\": \"firing\", "
+        "\"severity\": \"critical\", \"client_id\": \"ACME-001\", "
+        "\"at\": \"2026-03-02T10:00:00Z\", "
+        "\"summary\": \"Unhappy client: latest NPS 6, latest CSAT n/a\", "
+        "\"labels\": {\"category\": \"satisfaction\"}, "
+        "\"values\": {\"value(nps_score)\": 6, \"value(csat_score)\": null}, "
+        "\"risk\": 30, \"trigger\": {\"event_id\": \"s2\"}}\n");
+    st = reload(st);
+    step(rs, st, C, "s3", "survey.csat", "2026-03-03T10:00:00Z", "{\"score\":2}");
+    assert_string_equal(got, ""); /* still firing */
+    step(rs, st, C, "s4", "survey.nps", "2026-03-04T10:00:00Z", "{\"score\":9}");
+    assert_string_equal(got, ""); /* the CSAT of 2 still holds it */
+    step(rs, st, C, "s5", "survey.csat", "2026-03-05T10:00:00Z", "{\"score\":4}");
+    assert_non_null(strstr(got, "\"status\": \"resolved\""));
+    assert_non_null(strstr(got, "\"alert_id\": \"detractor/ACME-001/2026-03-02T10:00:00Z\""));
+    assert_non_null(strstr(got, "latest NPS 9, latest CSAT 4"));
+    cstate_free(st);
+    /* CSAT alone: 3 is fine, 2 fires. */
+    st = cstate_new("B2", 2);
+    step(rs, st, "B2", "c1", "survey.csat", "2026-03-01T10:00:00Z", "{\"score\":3}");
+    assert_string_equal(got, "");
+    step(rs, st, "B2", "c2", "survey.csat", "2026-03-01T11:00:00Z", "{\"score\":2}");
+    assert_non_null(strstr(got, "\"rule\": \"detractor\", \"status\": \"firing\""));
+    /* A score that is not a number never compares. */
+    cstate_free(st);
+    st = cstate_new("B3", 2);
+    step(rs, st, "B3", "c3", "survey.nps", "2026-03-01T10:00:00Z", "{\"score\":\"6\"}");
+    assert_string_equal(got, "");
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_both_rules_risk(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new(C, strlen(C));
+    step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
+    step(rs, st, C, "e2", "meeting.postponed", "2026-03-02T10:00:00Z", NULL);
+    assert_non_null(strstr(got, "\"risk\": 20"));
+    step(rs, st, C, "e3", "survey.nps", "2026-03-03T10:00:00Z", "{\"score\":2}");
+    assert_non_null(strstr(got, "\"risk\": 50")); /* 20 + 30 */
+    step(rs, st, C, "e4", "meeting.held", "2026-03-04T10:00:00Z", NULL);
+    assert_non_null(strstr(got, "\"risk\": 30"));
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+/* ---- Dedup and ignored types -------------------------------------------- */
+
+static void test_duplicate_and_ignored(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new(C, strlen(C));
+    uint8_t fresh[4096], before[4096], after[4096];
+    size_t nf = encoded(st, fresh, sizeof(fresh));
+    /* No rule or feature uses order.placed: nothing is touched. */
+    assert_int_equal(step(rs, st, C, "o1", "order.placed", "2026-03-01T09:00:00Z",
+                          "{\"amount\":10}"),
+                     ENGINE_IGNORED);
+    assert_int_equal(encoded(st, after, sizeof(after)), nf);
+    assert_memory_equal(fresh, after, nf);
+    assert_int_equal(step(rs, st, C, "e1", "meeting.postponed",
+                          "2026-03-01T10:00:00Z", NULL),
+                     ENGINE_APPLIED);
+    size_t nb = encoded(st, before, sizeof(before));
+    /* The same id again (at-least-once upstream): counted once. */
+    assert_int_equal(step(rs, st, C, "e1", "meeting.postponed",
+                          "2026-03-01T10:00:00Z", NULL),
+                     ENGINE_DUPLICATE);
+    assert_string_equal(got, "");
+    assert_int_equal(encoded(st, after, sizeof(after)), nb);
+    assert_memory_equal(before, after, nb);
+    st = reload(st);
+    /* ... also after the state was persisted and reloaded. */
+    assert_int_equal(step(rs, st, C, "e1", "meeting.postponed",
+                          "2026-03-01T10:00:00Z", NULL),
+                     ENGINE_DUPLICATE);
+    /* A different id is a different event: the second postponement fires. */
+    assert_int_equal(step(rs, st, C, "e2", "meeting.postponed",
+                          "2026-03-01T11:00:00Z", NULL),
+                     ENGINE_APPLIED);
+    assert_non_null(strstr(got, "\"status\": \"firing\""));
+    /* Events without an id are never duplicates; the trigger says "". */
+    cstate_free(st);
+    st = cstate_new(C, strlen(C));
+    assert_int_equal(step(rs, st, C, NULL, "survey.nps", "2026-03-01T10:00:00Z",
+                          "{\"score\":1}"),
+                     ENGINE_APPLIED);
+    assert_non_null(strstr(got, "\"trigger\": {\"event_id\": \"\"}"));
+    assert_int_equal(step(rs, st, C, NULL, "survey.nps", "2026-03-01T10:00:00Z",
+                          "{\"score\":1}"),
+                     ENGINE_APPLIED);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_dedup_window_and_bound(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new(C, strlen(C));
+    engine_opts_t saved = opts;
+    opts.dedup_window_ms = 3600000; /* 1h */
+    opts.dedup_max_ids = 2;
+    step(rs, st, C, "a", "survey.nps", "2026-03-01T10:00:00Z", "{\"score\":9}");
+    assert_int_equal(step(rs, st, C, "a", "survey.nps", "2026-03-01T10:30:00Z",
+                          "{\"score\":9}"),
+                     ENGINE_DUPLICATE);
+    /* Once the client's event time is past the window, the id is forgotten. */
+    step(rs, st, C, "b", "survey.nps", "2026-03-01T11:30:00Z", "{\"score\":9}");
+    assert_int_equal(step(rs, st, C, "a", "survey.nps", "2026-03-01T11:31:00Z",
+                          "{\"score\":9}"),
+                     ENGINE_APPLIED);
+    /* At most 2 ids: b, a remembered; c pushes b out. */
+    step(rs, st, C, "c", "survey.nps", "2026-03-01T11:32:00Z", "{\"score\":9}");
+    assert_int_equal(st->dd_n, 2);
+    assert_int_equal(step(rs, st, C, "b", "survey.nps", "2026-03-01T11:33:00Z",
+                          "{\"score\":9}"),
+                     ENGINE_APPLIED);
+    assert_int_equal(step(rs, st, C, "c", "survey.nps", "2026-03-01T11:34:00Z",
+                          "{\"score\":9}"),
+                     ENGINE_DUPLICATE);
+    /* Dedup disabled. */
+    opts.dedup_max_ids = 0;
+    assert_int_equal(step(rs, st, C, "c", "survey.nps", "2026-03-01T11:35:00Z",
+                          "{\"score\":9}"),
+                     ENGINE_APPLIED);
+    opts = saved;
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+/* ---- for: --------------------------------------------------------------- */
+
+static void test_for_fires_at_deadline(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules-for");
+    cstate_t *st = cstate_new(C, strlen(C));
+    assert_true(cstate_next_wake(st, rs) == INT64_MAX);
+    step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
+    assert_string_equal(got, ""); /* pending */
+    assert_true(cstate_next_wake(st, rs) == ts("2026-03-01T12:00:00Z"));
+    st = reload(st);
+    assert_true(cstate_next_wake(st, rs) == ts("2026-03-01T12:00:00Z"));
+    tick(rs, st, "2026-03-01T11:59:59Z");
+    assert_string_equal(got, "");
+    tick(rs, st, "2026-03-01T12:30:00Z");
+    assert_string_equal(
+        got,
+        "{\"alert_id\": \"slow/ACME-001/2026-03-01T12:00:00Z\", "
+        "\"rule\": \"slow\", \"status\": \"firing\", \"severity\": \"warning\", "
+        "\"client_id\": \"ACME-001\", \"at\": \"2026-03-01T12:00:00Z\", "
+        "\"summary\": \"1 postponed for 2h\", \"labels\": {}, "
+        "\"values\": {\"quiet\": 1}, \"risk\": 0, \"trigger\": {\"timer\": true}}\n");
+    assert_true(cstate_next_wake(st, rs) == INT64_MAX);
+    tick(rs, st, "2026-03-01T13:00:00Z"); /* nothing twice */
+    assert_string_equal(got, "");
+    step(rs, st, C, "e2", "meeting.held", "2026-03-01T14:00:00Z", NULL);
+    assert_non_null(strstr(got, "\"status\": \"resolved\", \"severity\": \"warning\""));
+    assert_non_null(strstr(got, "slow/ACME-001/2026-03-01T12:00:00Z"));
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_for_cancelled_and_late_timer(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules-for");
+    cstate_t *st = cstate_new(C, strlen(C));
+    /* Stops holding before the deadline: no alert, no wake. */
+    step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
+    step(rs, st, C, "e2", "meeting.held", "2026-03-01T11:00:00Z", NULL);
+    assert_string_equal(got, "");
+    assert_true(cstate_next_wake(st, rs) == INT64_MAX);
+    tick(rs, st, "2026-03-02T00:00:00Z");
+    assert_string_equal(got, "");
+    /* The deadline passes but the watermark timer has not run when the
+     * client's next event arrives: the firing comes first, at the deadline,
+     * whatever the runtime's timing. */
+    step(rs, st, C, "e3", "meeting.postponed", "2026-03-02T10:00:00Z", NULL);
+    step(rs, st, C, "e4", "meeting.postponed", "2026-03-02T13:00:00Z", NULL);
+    assert_string_equal(
+        got,
+        "{\"alert_id\": \"slow/ACME-001/2026-03-02T12:00:00Z\", "
+        "\"rule\": \"slow\", \"status\": \"firing\", \"severity\": \"warning\", "
+        "\"client_id\": \"ACME-001\", \"at\": \"2026-03-02T12:00:00Z\", "
+        "\"summary\": \"1 postponed for 2h\", \"labels\": {}, "
+        "\"values\": {\"quiet\": 1}, \"risk\": 0, \"trigger\": {\"timer\": true}}\n");
+    tick(rs, st, "2026-03-02T14:00:00Z");
+    assert_string_equal(got, "");
+    /* A rule that reads event fields keeps the verdict of its event. */
+    step(rs, st, C, "o1", "order.placed", "2026-03-03T10:00:00Z", "{\"amount\":5000}");
+    assert_string_equal(got, "");
+    tick(rs, st, "2026-03-03T11:00:00Z");
+    assert_non_null(strstr(got, "\"rule\": \"big_order\", \"status\": \"firing\""));
+    assert_non_null(strstr(got, "\"values\": {\"data.amount\": null}"));
+    /* resolve: false -- no resolved alert when it stops holding. */
+    step(rs, st, C, "o2", "order.placed", "2026-03-03T12:00:00Z", "{\"amount\":1}");
+    assert_string_equal(got, "");
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+/* ---- risk, firing(), segments ------------------------------------------- */
+
+static void test_risk_and_firing(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules-risk");
+    cstate_t *st = cstate_new(C, strlen(C));
+    step(rs, st, C, "1", "sig.b", "2026-03-01T10:00:00Z", "{\"on\":true}");
+    assert_non_null(strstr(got, "\"rule\": \"b\""));
+    assert_non_null(strstr(got, "\"risk\": 40"));
+    /* a fires (risk 90), then churn_risk sees risk 90 and a firing. */
+    step(rs, st, C, "2", "sig.a", "2026-03-01T11:00:00Z", "{\"on\":true}");
+    assert_string_equal(
+        got,
+        "{\"alert_id\": \"a/ACME-001/2026-03-01T11:00:00Z\", \"rule\": \"a\", "
+        "\"status\": \"firing\", \"severity\": \"warning\", \"client_id\": "
+        "\"ACME-001\", \"at\": \"2026-03-01T11:00:00Z\", \"summary\": \"a\", "
+        "\"labels\": {}, \"values\": {\"data.on\": true}, \"risk\": 90, "
+        "\"trigger\": {\"event_id\": \"2\"}}\n"
+        "{\"alert_id\": \"churn_risk/ACME-001/2026-03-01T11:00:00Z\", "
+        "\"rule\": \"churn_risk\", \"status\": \"firing\", \"severity\": "
+        "\"critical\", \"client_id\": \"ACME-001\", \"at\": "
+        "\"2026-03-01T11:00:00Z\", \"summary\": \"risk 90\", \"labels\": {}, "
+        "\"values\": {\"risk\": 90}, \"risk\": 90, \"trigger\": {\"event_id\": "
+        "\"2\"}}\n");
+    /* The cap. */
+    step(rs, st, C, "3", "sig.c", "2026-03-01T12:00:00Z", "{\"on\":true}");
+    assert_non_null(strstr(got, "\"risk\": 100"));
+    /* a resolves; churn_risk (needs firing("a")) resolves after it. */
+    step(rs, st, C, "4", "sig.a", "2026-03-01T13:00:00Z", "{\"on\":false}");
+    assert_non_null(strstr(got, "\"rule\": \"a\", \"status\": \"resolved\""));
+    assert_non_null(strstr(got, "\"rule\": \"churn_risk\", \"status\": \"resolved\""));
+    assert_non_null(strstr(got, "\"risk\": 70"));
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_segments(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules-segments");
+    cstate_t *ent = cstate_new("E", 1), *smb = cstate_new("S", 1);
+    step(rs, ent, "E", "u1", "client.updated", "2026-03-01T09:00:00Z",
+         "{\"tier\":\"enterprise\"}");
+    step(rs, ent, "E", "p1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
+    step(rs, ent, "E", "p2", "meeting.postponed", "2026-03-01T11:00:00Z", NULL);
+    assert_string_equal(got, ""); /* enterprise: limit 3 */
+    ent = reload(ent);
+    step(rs, ent, "E", "p3", "meeting.postponed", "2026-03-01T12:00:00Z", NULL);
+    assert_non_null(strstr(got, "\"summary\": \"3 >= 3\""));
+    step(rs, smb, "S", "p1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
+    step(rs, smb, "S", "p2", "meeting.postponed", "2026-03-01T11:00:00Z", NULL);
+    assert_non_null(strstr(got, "\"summary\": \"2 >= 2\""));
+    cstate_free(ent);
+    cstate_free(smb);
+    ruleset_free(rs);
+}
+
+/* ---- Client state -------------------------------------------------------- */
+
+static void test_state_corrupt(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new(C, strlen(C));
+    step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
+    step(rs, st, C, "e2", "meeting.postponed", "2026-03-02T10:00:00Z", NULL);
+    step(rs, st, C, "s1", "survey.nps", "2026-03-03T10:00:00Z", "{\"score\":3}");
+    cstate_set_indexed_wake(st, 12345);
+    uint8_t rec[4096];
+    size_t n = encoded(st, rec, sizeof(rec) - 1);
+    cstate_t *back = NULL;
+    churn_err_t err;
+    /* Every truncation is refused, never crashes. */
+    for (size_t k = 0; k < n; k++) {
+        back = (cstate_t *)1;
+        assert_int_equal(cstate_decode(rec, k, C, strlen(C), &back, &err),
+                         CHURN_ECORRUPT);
+        assert_null(back);
+    }
+    /* Trailing garbage. */
+    rec[n] = 0;
+    assert_int_equal(cstate_decode(rec, n + 1, C, strlen(C), &back, &err),
+                     CHURN_ECORRUPT);
+    assert_non_null(strstr(err.msg, "trailing"));
+    /* Versions this build does not know. */
+    uint8_t v = rec[0];
+    rec[0] = 2;
+    assert_int_equal(cstate_decode(rec, n, C, strlen(C), &back, &err), CHURN_ECORRUPT);
+    assert_string_equal(err.msg, "state record version 2; this build reads 1");
+    rec[0] = 0;
+    assert_int_equal(cstate_decode(rec, n, C, strlen(C), &back, &err), CHURN_ECORRUPT);
+    rec[0] = v;
+    /* Absurd counts are refused before any allocation. */
+    static const uint8_t huge[] = {1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f};
+    assert_int_equal(cstate_decode(huge, sizeof(huge), C, strlen(C), &back, &err),
+                     CHURN_ECORRUPT);
+    /* An unknown rule status. */
+    static const uint8_t status[] = {1, 0, 0, 0, 0, 1, 1, 2, 3, 4, 5, 6, 7, 8,
+                                     9, 0, 0, 0};
+    assert_int_equal(cstate_decode(status, sizeof(status), C, strlen(C), &back, &err),
+                     CHURN_ECORRUPT);
+    assert_non_null(strstr(err.msg, "unknown status 9"));
+    assert_int_equal(cstate_decode(NULL, 0, C, strlen(C), &back, &err), CHURN_ECORRUPT);
+    /* Every single-byte flip either decodes or is refused: never crashes. */
+    for (size_t k = 0; k < n; k++) {
+        for (int bit = 0; bit < 8; bit++) {
+            rec[k] ^= (uint8_t)(1u << bit);
+            back = NULL;
+            if (cstate_decode(rec, n, C, strlen(C), &back, &err) == 0) {
+                /* Whatever decoded must also be usable by the engine. */
+                step(rs, back, C, "z", "meeting.postponed", "2026-03-05T10:00:00Z", NULL);
+                cstate_free(back);
+            }
+            rec[k] ^= (uint8_t)(1u << bit);
+        }
+    }
+    /* And the intact record still round-trips. */
+    assert_int_equal(cstate_decode(rec, n, C, strlen(C), &back, &err), 0);
+    assert_true(cstate_indexed_wake(back) == 12345);
+    assert_string_equal(cstate_client_id(back), C);
+    cstate_free(back);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_state_across_rule_changes(void **state) {
+    (void)state;
+    ruleset_t *a = load("rules-evolve-a");
+    ruleset_t *b = load("rules-evolve-b");
+    assert_string_not_equal(ruleset_hash(a), ruleset_hash(b));
+    cstate_t *st = cstate_new(C, strlen(C));
+    step(a, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
+    step(a, st, C, "e2", "email.sent", "2026-03-01T11:00:00Z", NULL);
+    step(a, st, C, "s1", "survey.nps", "2026-03-01T12:00:00Z", "{\"score\":6}");
+    assert_non_null(strstr(got, "\"rule\": \"detractor\", \"status\": \"firing\""));
+    assert_int_equal(st->n_feats, 3);
+    /* Decoded without a rule set, every section is kept, byte for byte. */
+    st = reload(st);
+    assert_int_equal(st->n_feats, 3);
+    assert_int_equal(st->n_rules, 2);
+    /* Under B: `postponements` (same definition, other position) keeps its
+     * count, so the second postponement fires; `gone` is dropped; `fresh`
+     * starts empty; detractor's condition changed, so it starts inactive. */
+    step(b, st, C, "e3", "meeting.postponed", "2026-03-02T10:00:00Z", NULL);
+    assert_non_null(strstr(got, "\"rule\": \"postponed\", \"status\": \"firing\""));
+    assert_int_equal(st->n_feats, 3);
+    assert_true(st->feats[0].id == b->features[0].id); /* fresh */
+    for (size_t i = 0; i < st->n_feats; i++) assert_true(st->feats[i].id != a->features[2].id);
+    step(b, st, C, "s2", "survey.nps", "2026-03-02T11:00:00Z", "{\"score\":6}");
+    assert_string_equal(got, ""); /* 6 is not <= 5 under B; no stale firing */
+    step(b, st, C, "s3", "survey.nps", "2026-03-02T12:00:00Z", "{\"score\":5}");
+    assert_non_null(strstr(got, "\"alert_id\": \"detractor/ACME-001/2026-03-02T12:00:00Z\""));
+    assert_non_null(strstr(got, "\"risk\": 10"));
+    st = reload(st);
+    /* Back to A: the nps value survived both changes. */
+    step(a, st, C, "s4", "survey.nps", "2026-03-02T13:00:00Z", "{\"score\":6}");
+    assert_non_null(strstr(got, "\"rule\": \"detractor\", \"status\": \"firing\""));
+    cstate_free(st);
+    ruleset_free(a);
+    ruleset_free(b);
+}
+
+/* ---- Alert JSON ---------------------------------------------------------- */
+
+static void test_alert_json(void **state) {
+    (void)state;
+    alert_t a;
+    memset(&a, 0, sizeof(a));
+    a.alert_id = "complaint_unanswered/ACME-001/T-9/2026-03-03T10:00:00Z";
+    a.rule = "complaint_unanswered";
+    a.client_id = "ACME-001";
+    a.status = ALERT_FIRING;
+    a.severity = "critical";
+    a.at_ms = ts("2026-03-03T10:00:00Z");
+    a.summary = "Complaint T-9 unanswered for 48h";
+    a.labels_json = "{\"category\": \"service\"}";
+    a.values_json = "{\"open\": 1}";
+    a.risk = 40;
+    a.trigger_event_id = "evt-88";
+    buf_t b;
+    buf_init(&b);
+    assert_int_equal(alert_format_json(&a, ts("2026-11-25T08:00:00.123Z"), &b), 0);
+    assert_int_equal(buf_putc(&b, 0), 0);
+    /* SPEC section 5's example, verbatim. */
+    assert_string_equal(
+        (const char *)b.data,
+        "{\"alert_id\": \"complaint_unanswered/ACME-001/T-9/2026-03-03T10:00:00Z\", "
+        "\"rule\": \"complaint_unanswered\", \"status\": \"firing\", "
+        "\"severity\": \"critical\", \"client_id\": \"ACME-001\", "
+        "\"at\": \"2026-03-03T10:00:00Z\", "
+        "\"summary\": \"Complaint T-9 unanswered for 48h\", "
+        "\"labels\": {\"category\": \"service\"}, \"values\": {\"open\": 1}, "
+        "\"risk\": 40, \"trigger\": {\"event_id\": \"evt-88\"}, "
+        "\"emitted_at\": \"2026-11-25T08:00:00.123Z\"}");
+    /* Resolved, timer-triggered, escaped text, fractional risk, empty maps. */
+    buf_reset(&b);
+    a.status = ALERT_RESOLVED;
+    a.trigger_event_id = NULL;
+    a.summary = "say \"hi\"\n\\";
+    a.labels_json = NULL;
+    a.values_json = "{}";
+    a.risk = 12.5;
+    assert_int_equal(alert_format_json(&a, -1, &b), 0);
+    assert_int_equal(buf_putc(&b, 0), 0);
+    assert_string_equal(
+        (const char *)b.data,
+        "{\"alert_id\": \"complaint_unanswered/ACME-001/T-9/2026-03-03T10:00:00Z\", "
+        "\"rule\": \"complaint_unanswered\", \"status\": \"resolved\", "
+        "\"severity\": \"critical\", \"client_id\": \"ACME-001\", "
+        "\"at\": \"2026-03-03T10:00:00Z\", "
+        "\"summary\": \"say \\\"hi\\\"\\n\\\\\", "
+        "\"labels\": {}, \"values\": {}, "
+        "\"risk\": 12.5, \"trigger\": {\"timer\": true}}");
+    buf_free(&b);
+}
+
+static void test_engine_out_reuse(void **state) {
+    (void)state;
+    /* Alerts accumulate across events until reset; reset keeps capacity. */
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new(C, strlen(C));
+    engine_out_t out;
+    engine_out_init(&out);
+    const char *evs[] = {
+        "{\"id\":\"1\",\"type\":\"survey.nps\",\"client_id\":\"ACME-001\","
+        "\"ts\":\"2026-03-01T10:00:00Z\",\"data\":{\"score\":0}}",
+        "{\"id\":\"2\",\"type\":\"survey.nps\",\"client_id\":\"ACME-001\","
+        "\"ts\":\"2026-03-01T11:00:00Z\",\"data\":{\"score\":10}}",
+    };
+    for (size_t i = 0; i < 2; i++) {
+        event_t ev;
+        assert_int_equal(event_parse(&cfg, evs[i], strlen(evs[i]), &ev, NULL, 0),
+                         EVENT_OK);
+        assert_int_equal(engine_on_event(rs, &opts, st, &ev, &out), ENGINE_APPLIED);
+        event_clear(&ev);
+    }
+    assert_int_equal(out.n_alerts, 2);
+    assert_int_equal(out.alerts[0].status, ALERT_FIRING);
+    assert_int_equal(out.alerts[1].status, ALERT_RESOLVED);
+    assert_string_equal(out.alerts[0].alert_id, out.alerts[1].alert_id);
+    assert_ptr_equal(out.alerts[0].rule, ruleset_rule_name(rs, 0));
+    size_t cap = out.cap;
+    engine_out_reset(&out);
+    assert_int_equal(out.n_alerts, 0);
+    assert_int_equal(out.cap, cap);
+    engine_out_free(&out);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_meetings_postponed),
+        cmocka_unit_test(test_detractor),
+        cmocka_unit_test(test_both_rules_risk),
+        cmocka_unit_test(test_duplicate_and_ignored),
+        cmocka_unit_test(test_dedup_window_and_bound),
+        cmocka_unit_test(test_for_fires_at_deadline),
+        cmocka_unit_test(test_for_cancelled_and_late_timer),
+        cmocka_unit_test(test_risk_and_firing),
+        cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_state_corrupt),
+        cmocka_unit_test(test_state_across_rule_changes),
+        cmocka_unit_test(test_alert_json),
+        cmocka_unit_test(test_engine_out_reuse),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
