@@ -261,6 +261,7 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
     *out = NULL;
     cstate_t *st = cstate_new(client_id, client_len);
     if (!st) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    if (!data || len == 0) return corrupt(st, err, "empty state record");
     reader_t r;
     reader_init(&r, data, len);
     uint8_t ver;

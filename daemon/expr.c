@@ -1356,7 +1356,7 @@ const char *expr_site_key(const expr_t *e, size_t i) { return e->sites[i].key; }
 
 static int canon(const expr_t *e, uint32_t i, buf_t *b) {
     const node_t *n = &e->nodes[i];
-    const uint32_t *k = e->kids + n->kids;
+    const uint32_t *k = n->n_kids ? e->kids + n->kids : NULL;
     int rc = 0;
     switch (n->op) {
     case OP_NULL: return buf_printf(b, "null");
@@ -1491,7 +1491,7 @@ static int truthy(const expr_t *e, uint32_t i, const expr_ctx_t *cx) {
 static void eval(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
                  expr_val_t *out) {
     const node_t *n = &e->nodes[i];
-    const uint32_t *k = e->kids + n->kids;
+    const uint32_t *k = n->n_kids ? e->kids + n->kids : NULL;
     expr_val_t a, b;
     switch (n->op) {
     case OP_NULL: set_null(out); return;
@@ -1891,8 +1891,11 @@ int expr_tmpl_render(const expr_tmpl_t *t, const expr_ctx_t *cx, buf_t *out) {
 size_t expr_tmpl_n_exprs(const expr_tmpl_t *t) { return t->n_exprs; }
 
 const expr_t *expr_tmpl_expr(const expr_tmpl_t *t, size_t i) {
-    for (size_t j = 0; j < t->n_segs; j++)
-        if (t->segs[j].e && i-- == 0) return t->segs[j].e;
+    for (size_t j = 0; j < t->n_segs; j++) {
+        if (!t->segs[j].e) continue;
+        if (i == 0) return t->segs[j].e;
+        i--;
+    }
     return NULL;
 }
 
