@@ -18,6 +18,12 @@
  * kind's decoder, statuses in range, no trailing bytes. Any violation is
  * CHURN_ECORRUPT and nothing is guessed.
  *
+ * A feature section of a kind this build has no decoder for (a newer
+ * build wrote it; this one was rolled back) is kept as opaque bytes: it is
+ * re-encoded unchanged and dropped at the first bind, like any section the
+ * rule set does not have. A section of a known kind that does not decode
+ * is corrupt.
+ *
  * Sections and rule sets: cstate_decode has no rule set, so decoded
  * sections are kept as they are, including those of features and rules the
  * running set no longer has. The first time the engine applies a set to
@@ -33,6 +39,8 @@
 
 #include <stdlib.h>
 #include <string.h>
+
+#include "churnd/timeutil.h"
 
 #define CSTATE_VERSION 1
 /* Defensive bounds on what a record may claim. */
@@ -56,7 +64,10 @@ cstate_t *cstate_new(const char *client_id, size_t len) {
 }
 
 static void free_feats(feat_slot_t *v, size_t n) {
-    for (size_t i = 0; i < n; i++) feat_state_clear(&v[i].s);
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].raw) free(v[i].raw);
+        else feat_state_clear(&v[i].s);
+    }
     free(v);
 }
 
@@ -145,7 +156,9 @@ int cstate_bind(cstate_t *st, const ruleset_t *rs) {
         nf[i].id = d->id;
         size_t j;
         for (j = 0; j < st->n_feats; j++)
-            if (st->feats[j].id == d->id && st->feats[j].s.kind == d->kind) break;
+            if (st->feats[j].id == d->id && st->feats[j].s.kind == d->kind &&
+                !st->feats[j].raw)
+                break;
         if (j < st->n_feats) {
             nf[i].s = st->feats[j].s;
             /* The old slot no longer owns it. */
@@ -201,7 +214,8 @@ int64_t cstate_next_wake(const cstate_t *st, const ruleset_t *rs) {
             s = &st->feats[i].s;
         } else {
             for (size_t j = 0; j < st->n_feats && !s; j++)
-                if (st->feats[j].id == d->id && st->feats[j].s.kind == d->kind)
+                if (st->feats[j].id == d->id && st->feats[j].s.kind == d->kind &&
+                    !st->feats[j].raw)
                     s = &st->feats[j].s;
         }
         if (!s || !ops) continue;
@@ -230,6 +244,10 @@ int cstate_encode(const cstate_t *st, buf_t *out) {
         buf_reset(&tmp);
         rc = buf_put_u64be(out, f->id);
         if (!rc) rc = buf_putc(out, f->s.kind);
+        if (!rc && f->raw) {
+            rc = buf_put_bytes(out, f->raw, f->raw_len);
+            continue;
+        }
         if (!rc) rc = feat_state_encode(&f->s, &tmp);
         if (!rc) rc = buf_put_bytes(out, tmp.data, tmp.len);
     }
@@ -313,6 +331,19 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
             reader_bytes(&r, &p, &pl))
             return corrupt(st, err, "state record truncated in feature section %llu",
                            (unsigned long long)i);
+        if (!feature_ops((feature_kind_t)kind)) {
+            /* Not ours to read: keep it opaque (see the file comment). */
+            f->s.kind = kind;
+            f->raw = malloc(pl ? pl : 1);
+            if (!f->raw) {
+                cstate_free(st);
+                return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+            }
+            if (pl) memcpy(f->raw, p, pl);
+            f->raw_len = pl;
+            st->n_feats++;
+            continue;
+        }
         int rc = feat_state_decode((feature_kind_t)kind, p, pl, &f->s);
         if (rc == CHURN_ENOMEM) {
             cstate_free(st);
@@ -355,4 +386,98 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
                        reader_left(&r));
     *out = st;
     return 0;
+}
+
+/* ---- Inspection --------------------------------------------------------- */
+
+static const char *const status_names[] = {"inactive", "pending", "firing"};
+
+int cstate_format_json(const cstate_t *st, const ruleset_t *rs, buf_t *out) {
+    int aligned = rs && st->bound && st->bound_hash == rs->hash;
+    double risk = 0;
+    int rc = buf_printf(out, "{\"client_id\": ");
+    if (!rc) rc = buf_put_json_str(out, st->client_id, st->client_len);
+    if (!rc) rc = buf_printf(out, ", \"features\": {");
+    size_t shown = 0;
+    for (size_t i = 0; rs && i < rs->n_features && !rc; i++) {
+        const feature_def_t *d = &rs->features[i];
+        const feature_ops_t *ops = feature_ops(d->kind);
+        const feat_state_t *s = NULL;
+        feat_state_t fresh;
+        if (aligned) {
+            s = &st->feats[i].s;
+        } else {
+            for (size_t j = 0; j < st->n_feats && !s; j++)
+                if (st->feats[j].id == d->id && st->feats[j].s.kind == d->kind &&
+                    !st->feats[j].raw)
+                    s = &st->feats[j].s;
+        }
+        if (!ops) continue;
+        if (!s) { /* what the engine would start from */
+            feat_state_init(&fresh, d->kind);
+            s = &fresh;
+        }
+        rc = buf_printf(out, "%s", shown++ ? ", " : "");
+        if (!rc) rc = buf_put_json_str(out, d->name, strlen(d->name));
+        if (!rc) rc = buf_printf(out, ": {\"kind\": \"%s\", \"state\": ",
+                                 feature_kind_name(d->kind));
+        if (!rc) rc = ops->describe(d, s, out);
+        if (!rc) rc = buf_putc(out, '}');
+        if (s == &fresh) feat_state_clear(&fresh);
+    }
+    if (!rc) rc = buf_printf(out, "}, \"rules\": {");
+    shown = 0;
+    for (size_t i = 0; rs && i < rs->n_rules && !rc; i++) {
+        const rule_def_t *r = &rs->rules[i];
+        const rule_state_t *s = NULL;
+        if (aligned) {
+            s = &st->rules[i];
+        } else {
+            for (size_t j = 0; j < st->n_rules && !s; j++)
+                if (st->rules[j].id == r->id) s = &st->rules[j];
+        }
+        uint8_t status = s ? s->status : RULE_INACTIVE;
+        if (status == RULE_FIRING) risk += r->weight;
+        rc = buf_printf(out, "%s", shown++ ? ", " : "");
+        if (!rc) rc = buf_put_json_str(out, r->name, strlen(r->name));
+        if (!rc) rc = buf_printf(out, ": {\"status\": \"%s\"", status_names[status]);
+        char t[TIME_RFC3339_MAX];
+        if (!rc && status == RULE_PENDING) {
+            time_format_rfc3339(s->since_ms, t, sizeof(t));
+            rc = buf_printf(out, ", \"since\": \"%s\"", t);
+        }
+        if (!rc && status == RULE_FIRING) {
+            time_format_rfc3339(s->fired_at_ms, t, sizeof(t));
+            rc = buf_printf(out, ", \"fired_at\": \"%s\", \"alert_id\": ", t);
+            if (!rc) {
+                buf_t id;
+                buf_init(&id);
+                rc = buf_printf(&id, "%s/", r->name);
+                if (!rc) rc = buf_append(&id, st->client_id, st->client_len);
+                if (!rc) rc = buf_printf(&id, "/%s", t);
+                if (!rc) rc = buf_put_json_str(out, (const char *)id.data, id.len);
+                buf_free(&id);
+            }
+        }
+        if (!rc) rc = buf_putc(out, '}');
+    }
+    if (!rc) {
+        expr_val_t v;
+        v.type = EXPR_T_NUM;
+        v.u.num = risk > 100 ? 100 : risk;
+        rc = buf_printf(out, "}, \"risk\": ");
+        if (!rc) rc = expr_val_json(&v, out);
+    }
+    if (!rc) {
+        int64_t wake = cstate_next_wake(st, rs);
+        rc = buf_printf(out, ", \"next_wake\": ");
+        if (!rc && wake == INT64_MAX) rc = buf_printf(out, "null");
+        else if (!rc) {
+            char t[TIME_RFC3339_MAX];
+            time_format_rfc3339(wake, t, sizeof(t));
+            rc = buf_printf(out, "\"%s\"", t);
+        }
+    }
+    if (!rc) rc = buf_printf(out, ", \"recent_event_ids\": %zu}", st->dd_n);
+    return rc;
 }

@@ -25,8 +25,11 @@
 #include "churnd/features.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "churnd/timeutil.h"
 
 void type_set_free(type_set_t *ts) {
     for (size_t i = 0; i < ts->n; i++) free(ts->v[i]);
@@ -327,21 +330,61 @@ static void last_query(const feature_def_t *d, const feat_state_t *s,
     }
 }
 
+/* ---- describe ----------------------------------------------------------- */
+
+static int put_time_or_null(buf_t *out, int64_t ts_ms) {
+    if (ts_ms == INT64_MIN) return buf_printf(out, "null");
+    char t[TIME_RFC3339_MAX];
+    size_t n = time_format_rfc3339(ts_ms, t, sizeof(t));
+    return buf_put_json_str(out, t, n);
+}
+
+static int streak_describe(const feature_def_t *d, const feat_state_t *s,
+                           buf_t *out) {
+    (void)d;
+    int rc = buf_printf(out, "{\"count\": %llu, \"last\": ",
+                        (unsigned long long)s->u.streak.count);
+    if (!rc) rc = put_time_or_null(out, s->u.streak.last_ms);
+    return rc ? rc : buf_putc(out, '}');
+}
+
+static int last_describe(const feature_def_t *d, const feat_state_t *s,
+                         buf_t *out) {
+    (void)d;
+    const feat_value_t *v = &s->u.last.v;
+    int rc = buf_printf(out, "{\"at\": ");
+    if (!rc) rc = put_time_or_null(out, s->u.last.ts_ms);
+    if (!rc) rc = buf_printf(out, ", \"value\": ");
+    if (rc) return rc;
+    expr_val_t x;
+    x.type = v->type;
+    if (v->type == EXPR_T_STR) {
+        x.u.s.p = v->s;
+        x.u.s.len = v->len;
+    } else if (v->type == EXPR_T_BOOL) {
+        x.u.b = v->num != 0;
+    } else {
+        x.u.num = v->num;
+    }
+    rc = expr_val_json(&x, out);
+    return rc ? rc : buf_putc(out, '}');
+}
+
 /* ---- The table ---------------------------------------------------------- */
 
 static const feature_ops_t streak_ops = {
     FEAT_STREAK, streak_init, nothing_to_clear, streak_update,
-    streak_encode, streak_decode, streak_query, no_wake,
+    streak_encode, streak_decode, streak_query, no_wake, streak_describe,
 };
 
 static const feature_ops_t last_ops = {
     FEAT_LAST, last_init, last_clear, last_update,
-    last_encode, last_decode, last_query, no_wake,
+    last_encode, last_decode, last_query, no_wake, last_describe,
 };
 
 static const feature_ops_t latest_ops = {
     FEAT_LATEST, last_init, last_clear, last_update,
-    last_encode, last_decode, last_query, no_wake,
+    last_encode, last_decode, last_query, no_wake, last_describe,
 };
 
 const feature_ops_t *feature_ops(feature_kind_t kind) {

@@ -81,6 +81,13 @@ int64_t cstate_next_wake(const cstate_t *st, const ruleset_t *rs);
  * state so the old index entry can be deleted); INT64_MAX when none. */
 int64_t cstate_indexed_wake(const cstate_t *st);
 void cstate_set_indexed_wake(cstate_t *st, int64_t ts_ms);
+/* The state as one JSON object, for `churnd state CLIENT` and the HTTP
+ * /clients/{id} endpoint: {"client_id", "features": {name: {"kind",
+ * "state"}}, "rules": {name: {"status"[, "since" | "fired_at",
+ * "alert_id"]}}, "risk", "next_wake", "recent_event_ids"}. Read as rs
+ * would see it (features rs has but the state lacks show as fresh); rs
+ * may be NULL (then only the client id, risk 0). Appends to out. */
+int cstate_format_json(const cstate_t *st, const ruleset_t *rs, buf_t *out);
 
 /* ---- Alerts ------------------------------------------------------------- */
 

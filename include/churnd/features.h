@@ -93,6 +93,8 @@ typedef struct feature_ops {
                   expr_val_t *out);
     /* Earliest deadline this state holds (expectations), or INT64_MAX. */
     int64_t (*next_wake)(const feature_def_t *d, const feat_state_t *s);
+    /* The state as a JSON object, for `churnd state` and /clients/{id}. */
+    int (*describe)(const feature_def_t *d, const feat_state_t *s, buf_t *out);
 } feature_ops_t;
 
 /* The operations of a kind, or NULL when the kind is not implemented yet. */

@@ -100,7 +100,12 @@ typedef struct rule_state {
 
 typedef struct feat_slot {
     uint64_t id;
-    feat_state_t s;
+    feat_state_t s;  /* s.kind is the section's kind byte */
+    /* A section of a kind this build cannot decode (written by a newer
+     * build) is kept as its payload bytes, re-encoded unchanged, and
+     * dropped at the first bind. NULL for decoded sections. */
+    uint8_t *raw;
+    size_t raw_len;
 } feat_slot_t;
 
 struct cstate {

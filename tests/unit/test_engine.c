@@ -568,6 +568,105 @@ static void test_state_across_rule_changes(void **state) {
     ruleset_free(b);
 }
 
+static void test_state_unknown_kind_kept(void **state) {
+    (void)state;
+    /* A record from a newer build: a section of a kind this build cannot
+     * decode (series), and one of an unassigned kind. */
+    buf_t rec, again;
+    buf_init(&rec);
+    buf_init(&again);
+    assert_int_equal(buf_putc(&rec, 1), 0);
+    assert_int_equal(buf_put_svarint(&rec, INT64_MAX), 0);
+    assert_int_equal(buf_put_svarint(&rec, INT64_MIN), 0);
+    assert_int_equal(buf_put_varint(&rec, 0), 0);
+    assert_int_equal(buf_put_varint(&rec, 2), 0);
+    assert_int_equal(buf_put_u64be(&rec, 0x1234), 0);
+    assert_int_equal(buf_putc(&rec, FEAT_SERIES), 0);
+    assert_int_equal(buf_put_bytes(&rec, "\x01\x02\x03", 3), 0);
+    assert_int_equal(buf_put_u64be(&rec, 0x5678), 0);
+    assert_int_equal(buf_putc(&rec, 200), 0);
+    assert_int_equal(buf_put_bytes(&rec, "", 0), 0);
+    assert_int_equal(buf_put_varint(&rec, 0), 0);
+    cstate_t *st = NULL;
+    churn_err_t err;
+    assert_int_equal(cstate_decode(rec.data, rec.len, C, strlen(C), &st, &err), 0);
+    assert_int_equal(cstate_encode(st, &again), 0);
+    assert_int_equal(again.len, rec.len);
+    assert_memory_equal(again.data, rec.data, rec.len);
+    /* A rule set without them: dropped at the first event. */
+    ruleset_t *rs = load("rules");
+    step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
+    assert_int_equal(st->n_feats, rs->n_features);
+    for (size_t i = 0; i < st->n_feats; i++) assert_null(st->feats[i].raw);
+    /* A known kind whose payload does not decode is still corrupt. */
+    buf_reset(&rec);
+    assert_int_equal(buf_putc(&rec, 1), 0);
+    assert_int_equal(buf_put_svarint(&rec, INT64_MAX), 0);
+    assert_int_equal(buf_put_svarint(&rec, INT64_MIN), 0);
+    assert_int_equal(buf_put_varint(&rec, 0), 0);
+    assert_int_equal(buf_put_varint(&rec, 1), 0);
+    assert_int_equal(buf_put_u64be(&rec, 0x1234), 0);
+    assert_int_equal(buf_putc(&rec, FEAT_STREAK), 0);
+    assert_int_equal(buf_put_bytes(&rec, "\x01", 1), 0);
+    assert_int_equal(buf_put_varint(&rec, 0), 0);
+    cstate_t *bad = NULL;
+    assert_int_equal(cstate_decode(rec.data, rec.len, C, strlen(C), &bad, &err),
+                     CHURN_ECORRUPT);
+    assert_string_equal(err.msg, "feature section 0 (kind 2) cannot be decoded");
+    buf_free(&rec);
+    buf_free(&again);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_state_json(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new(C, strlen(C));
+    buf_t b;
+    buf_init(&b);
+    assert_int_equal(cstate_format_json(st, rs, &b), 0);
+    assert_int_equal(buf_putc(&b, 0), 0);
+    assert_string_equal(
+        (const char *)b.data,
+        "{\"client_id\": \"ACME-001\", \"features\": {"
+        "\"nps_score\": {\"kind\": \"latest\", \"state\": {\"at\": null, \"value\": null}}, "
+        "\"csat_score\": {\"kind\": \"latest\", \"state\": {\"at\": null, \"value\": null}}, "
+        "\"postponements\": {\"kind\": \"streak\", \"state\": {\"count\": 0, \"last\": null}}}, "
+        "\"rules\": {\"detractor\": {\"status\": \"inactive\"}, "
+        "\"meetings_postponed\": {\"status\": \"inactive\"}}, "
+        "\"risk\": 0, \"next_wake\": null, \"recent_event_ids\": 0}");
+    step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
+    step(rs, st, C, "e2", "meeting.postponed", "2026-03-02T10:00:00Z", NULL);
+    step(rs, st, C, "s1", "survey.nps", "2026-03-03T10:00:00Z", "{\"score\":8}");
+    st = reload(st); /* unbound: read by id */
+    buf_reset(&b);
+    assert_int_equal(cstate_format_json(st, rs, &b), 0);
+    assert_int_equal(buf_putc(&b, 0), 0);
+    assert_string_equal(
+        (const char *)b.data,
+        "{\"client_id\": \"ACME-001\", \"features\": {"
+        "\"nps_score\": {\"kind\": \"latest\", \"state\": {\"at\": "
+        "\"2026-03-03T10:00:00Z\", \"value\": 8}}, "
+        "\"csat_score\": {\"kind\": \"latest\", \"state\": {\"at\": null, \"value\": null}}, "
+        "\"postponements\": {\"kind\": \"streak\", \"state\": {\"count\": 2, \"last\": "
+        "\"2026-03-02T10:00:00Z\"}}}, "
+        "\"rules\": {\"detractor\": {\"status\": \"inactive\"}, "
+        "\"meetings_postponed\": {\"status\": \"firing\", \"fired_at\": "
+        "\"2026-03-02T10:00:00Z\", \"alert_id\": "
+        "\"meetings_postponed/ACME-001/2026-03-02T10:00:00Z\"}}, "
+        "\"risk\": 20, \"next_wake\": null, \"recent_event_ids\": 3}");
+    buf_reset(&b);
+    assert_int_equal(cstate_format_json(st, NULL, &b), 0);
+    assert_int_equal(buf_putc(&b, 0), 0);
+    assert_string_equal((const char *)b.data,
+                        "{\"client_id\": \"ACME-001\", \"features\": {}, \"rules\": {}, "
+                        "\"risk\": 0, \"next_wake\": null, \"recent_event_ids\": 3}");
+    buf_free(&b);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
 /* ---- Alert JSON ---------------------------------------------------------- */
 
 static void test_alert_json(void **state) {
@@ -669,6 +768,8 @@ int main(void) {
         cmocka_unit_test(test_segments),
         cmocka_unit_test(test_state_corrupt),
         cmocka_unit_test(test_state_across_rule_changes),
+        cmocka_unit_test(test_state_unknown_kind_kept),
+        cmocka_unit_test(test_state_json),
         cmocka_unit_test(test_alert_json),
         cmocka_unit_test(test_engine_out_reuse),
     };
