@@ -148,6 +148,14 @@ static yaml_node_t *node(file_t *f, int id) {
     return yaml_document_get_node(&f->doc, id);
 }
 
+/* A YAML null: empty plain scalar, "~" or "null". */
+static int is_null_node(const yaml_node_t *n) {
+    const char *s = scalar(n);
+    return s && is_plain(n) &&
+           (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") ||
+            !strcmp(s, "NULL"));
+}
+
 static const char *node_kind(const yaml_node_t *n) {
     if (!n) return "nothing";
     switch (n->type) {
@@ -476,7 +484,7 @@ static void collect(loader_t *L, file_t *f, yaml_node_t *map, entries_t *es,
                     const char *what, int allow_dash) {
     if (map->type != YAML_MAPPING_NODE) {
         /* An empty "features:" is null: fine. */
-        if (map->type == YAML_SCALAR_NODE && scalar_len(map) == 0) return;
+        if (is_null_node(map)) return;
         lerr(L, f, map->start_mark, "%ss: expected a mapping of names, found %s",
              what, node_kind(map));
         return;
@@ -587,7 +595,7 @@ static void load_file(loader_t *L, file_t *f) {
     yaml_parser_delete(&parser);
     if (!root) return; /* empty file: nothing defined */
     if (root->type != YAML_MAPPING_NODE) {
-        if (root->type == YAML_SCALAR_NODE && scalar_len(root) == 0) return;
+        if (is_null_node(root)) return;
         lerr(L, f, root->start_mark,
              "expected a mapping with vars, segments, features and rules, "
              "found %s",
@@ -600,7 +608,7 @@ static void load_file(loader_t *L, file_t *f) {
     if ((n = get(f, root, "vars"))) collect(L, f, n, &L->vars, "var", 0);
     if ((n = get(f, root, "features"))) collect(L, f, n, &L->feats, "feature", 0);
     if ((n = get(f, root, "rules"))) collect(L, f, n, &L->rules, "rule", 1);
-    if ((n = get(f, root, "segments"))) {
+    if ((n = get(f, root, "segments")) && !is_null_node(n)) {
         if (L->segments.val) {
             lerr(L, f, n->start_mark,
                  "segments: already defined at %s:%zu:%zu (one segments: per "

@@ -116,6 +116,9 @@ static void test_empty_dir_is_valid(void **state) {
     rs = load_text("# nothing yet\n");
     assert_int_equal(ruleset_n_rules(rs), 0);
     ruleset_free(rs);
+    rs = load_text("vars:\nfeatures: ~\nrules: null\n");
+    assert_int_equal(ruleset_n_rules(rs), 0);
+    ruleset_free(rs);
     rs = load_text("features:\n  p:\n    streak: meeting.postponed\n");
     assert_string_equal(ruleset_summary(rs),
                         "no rules: 1 file, 1 feature (nothing will alert)");
