@@ -60,6 +60,7 @@ cstate_t *cstate_new(const char *client_id, size_t len) {
     st->client_len = len;
     st->indexed_wake = INT64_MAX;
     st->dd_max_ts = INT64_MIN;
+    st->dd_min_ts = INT64_MIN;
     return st;
 }
 
@@ -102,16 +103,24 @@ int cstate_dedup_add(cstate_t *st, uint64_t id_hash, int64_t ts_ms,
                      const engine_opts_t *opts) {
     if (opts->dedup_max_ids == 0 || opts->dedup_window_ms <= 0) return 0;
     if (ts_ms > st->dd_max_ts) st->dd_max_ts = ts_ms;
-    /* Drop what left the window (in place, keeping arrival order). */
-    int64_t horizon = st->dd_max_ts - opts->dedup_window_ms;
-    size_t k = 0;
-    for (size_t i = 0; i < st->dd_n; i++)
-        if (st->dd_ts[i] >= horizon) {
-            st->dd_ids[k] = st->dd_ids[i];
-            st->dd_ts[k] = st->dd_ts[i];
-            k++;
-        }
-    st->dd_n = k;
+    /* Drop what left the window (in place, keeping arrival order); skip
+     * the pass while the oldest remembered id is still inside it. */
+    int64_t horizon = st->dd_max_ts < INT64_MIN + opts->dedup_window_ms
+                          ? INT64_MIN
+                          : st->dd_max_ts - opts->dedup_window_ms;
+    if (st->dd_n && st->dd_min_ts < horizon) {
+        size_t k = 0;
+        int64_t min = INT64_MAX;
+        for (size_t i = 0; i < st->dd_n; i++)
+            if (st->dd_ts[i] >= horizon) {
+                st->dd_ids[k] = st->dd_ids[i];
+                st->dd_ts[k] = st->dd_ts[i];
+                if (st->dd_ts[i] < min) min = st->dd_ts[i];
+                k++;
+            }
+        st->dd_n = k;
+        st->dd_min_ts = min;
+    }
     if (ts_ms < horizon) return 0; /* already too old to be remembered */
     if (st->dd_n >= opts->dedup_max_ids) {
         size_t drop = st->dd_n - opts->dedup_max_ids + 1;
@@ -133,6 +142,7 @@ int cstate_dedup_add(cstate_t *st, uint64_t id_hash, int64_t ts_ms,
     }
     st->dd_ids[st->dd_n] = id_hash;
     st->dd_ts[st->dd_n] = ts_ms;
+    if (st->dd_n == 0 || ts_ms < st->dd_min_ts) st->dd_min_ts = ts_ms;
     st->dd_n++;
     return 0;
 }

@@ -118,6 +118,8 @@ struct cstate {
     int64_t *dd_ts;
     size_t dd_n, dd_cap;
     int64_t dd_max_ts;      /* newest event time recorded */
+    int64_t dd_min_ts;      /* a lower bound of the oldest (INT64_MIN:
+                               unknown); not persisted */
     /* Sections. When `bound`, feats[i]/rules[i] belong to the rule set's
      * features[i]/rules[i] (the set whose hash is bound_hash); otherwise
      * they are as decoded, in record order, possibly of features the
