@@ -1391,7 +1391,6 @@ static void build(loader_t *L) {
     sc.feature_kinds = L->feature_kinds;
     sc.feature_has_value = L->feature_has_value;
     sc.n_features = nf;
-    sc.rule_names = (const char *const *)rs->var_names; /* replaced below */
     const char **rule_names = calloc(rs->n_rules ? rs->n_rules : 1, sizeof(char *));
     if (!rule_names) {
         L->oom = 1;
