@@ -167,7 +167,7 @@ int buf_put_json_str(buf_t *b, const char *s, size_t n) {
 
 void reader_init(reader_t *r, const void *data, size_t len) {
     r->p = data;
-    r->end = r->p + len;
+    r->end = len ? r->p + len : r->p; /* no arithmetic on a NULL pointer */
 }
 
 int reader_u8(reader_t *r, uint8_t *v) {

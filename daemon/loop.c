@@ -300,9 +300,6 @@ int daemon_run(config_t *cfg, int embedded_broker) {
         LOG0(LOG_FATAL, "daemon", "cannot create the event loop");
         return EXIT_USAGE;
     }
-    uv_signal_init(&loop, &d.sig_term);
-    uv_signal_init(&loop, &d.sig_int);
-    uv_signal_init(&loop, &d.sig_hup);
     uv_timer_init(&loop, &d.batch_timer);
     uv_timer_init(&loop, &d.retry_timer);
     uv_timer_init(&loop, &d.shutdown_timer);
@@ -314,7 +311,15 @@ int daemon_run(config_t *cfg, int embedded_broker) {
 
     churn_err_t err = {0};
     int code = EXIT_OK;
-    if (embedded_broker && broker_start(&d, &err) != 0) {
+    /* Signals first: a SIGTERM during start-up (opening a large state
+     * directory can take a while) must become a drain on the loop's first
+     * turn, not the default action that kills the process. */
+    if (start_signal(&d, &d.sig_term, SIGTERM) ||
+        start_signal(&d, &d.sig_int, SIGINT) ||
+        start_signal(&d, &d.sig_hup, SIGHUP)) {
+        LOG0(LOG_FATAL, "daemon", "cannot install signal handlers");
+        code = EXIT_USAGE;
+    } else if (embedded_broker && broker_start(&d, &err) != 0) {
         LOG(LOG_FATAL, "broker", "cannot start the embedded broker",
             LF_STR("error", err.msg));
         code = EXIT_KAFKA;
@@ -338,14 +343,6 @@ int daemon_run(config_t *cfg, int embedded_broker) {
             LOG(LOG_FATAL, "kafka", "cannot start Kafka clients",
                 LF_STR("error", err.msg));
             code = err.code == CHURN_EINVAL ? EXIT_USAGE : EXIT_KAFKA;
-        }
-    }
-    if (code == EXIT_OK) {
-        if (start_signal(&d, &d.sig_term, SIGTERM) ||
-            start_signal(&d, &d.sig_int, SIGINT) ||
-            start_signal(&d, &d.sig_hup, SIGHUP)) {
-            LOG0(LOG_FATAL, "daemon", "cannot install signal handlers");
-            code = EXIT_USAGE;
         }
     }
     if (code != EXIT_OK) {

@@ -94,6 +94,7 @@ static int cmd_run(int argc, char **argv) {
         *eq = '=';
     }
     free(sets);
+    if (rc == 0) rc = config_validate(&cfg, &err); /* --set may break it */
     if (rc != 0) {
         fprintf(stderr, "churnd: config: %s\n", churn_err_str(&err, line, sizeof(line)));
         config_free(&cfg);

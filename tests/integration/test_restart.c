@@ -59,12 +59,17 @@ static void stream_build(stream_t *s) {
     memset(s, 0, sizeof(*s));
     char client[32];
     int64_t minute = 0;
+    /* A round is every client's postponement, then every client's held
+     * meeting: between the two, each client's streak is 1, so a crash in
+     * a round that replays an already-counted postponement makes 2. */
     for (int r = 0; r < ROUNDS; r++) {
-        for (int c = 0; c < N_CALM + N_STREAKY; c++) {
-            snprintf(client, sizeof(client), "%s-%03d",
-                     c < N_CALM ? "CALM" : "STREAK", c);
-            stream_add(s, client, "meeting.postponed", 2 * r, minute++);
-            stream_add(s, client, "meeting.held", 2 * r + 1, minute++);
+        for (int half = 0; half < 2; half++) {
+            for (int c = 0; c < N_CALM + N_STREAKY; c++) {
+                snprintf(client, sizeof(client), "%s-%03d",
+                         c < N_CALM ? "CALM" : "STREAK", c);
+                stream_add(s, client, half ? "meeting.held" : "meeting.postponed",
+                           2 * r + half, minute++);
+            }
         }
     }
     for (int c = N_CALM; c < N_CALM + N_STREAKY; c++) {
@@ -124,6 +129,46 @@ static void verify_exact(th_env_t *e) {
     th_msgs_free(&raw);
 }
 
+/* Produce in small chunks until this incarnation of churnd has committed
+ * at least one batch, then a few chunks more without waiting, and kill -9
+ * while those are being processed. Returns the index of the next event. */
+static size_t crash_mid_flow(th_env_t *e, rd_kafka_t *lagc, const stream_t *s,
+                             size_t sent, size_t limit) {
+    const char *topics[2] = {e->crm, e->helpdesk};
+    int64_t lag0 = th_group_lag_with(lagc, topics, 2);
+    assert_true(lag0 >= 0);
+    int64_t committed0 = (int64_t)sent - lag0;
+    int64_t deadline = th_now_ms() + WAIT_MS;
+    const size_t chunk = 30;
+    int progressed = 0;
+    while (!progressed && sent < limit) {
+        send_range(e, s, sent, sent + chunk);
+        sent += chunk;
+        if (sent > limit) sent = limit;
+        int64_t lag = th_group_lag_with(lagc, topics, 2);
+        progressed = lag >= 0 && (int64_t)sent - lag > committed0;
+        if (!progressed && th_now_ms() > deadline) {
+            th_env_dump_log(e);
+            fail_msg("churnd made no progress");
+        }
+    }
+    assert_true(progressed);
+    for (int k = 0; k < 4 && sent < limit; k++) { /* events in flight */
+        for (size_t i = sent; i < sent + chunk && i < limit; i++)
+            assert_int_equal(th_env_send(e, e->crm, s->key[i], s->json[i]), 0);
+        sent = sent + chunk < limit ? sent + chunk : limit;
+        rd_kafka_poll(e->producer, 0);
+    }
+    assert_int_equal(th_flush(e->producer, WAIT_MS), 0);
+    assert_int_equal(th_proc_signal(&e->daemon, SIGKILL), 0);
+    assert_int_equal(th_proc_wait(&e->daemon, 10000), 128 + SIGKILL);
+    int64_t lag = th_group_lag_with(lagc, topics, 2);
+    fprintf(stderr, "killed: %zu events sent, %lld committed before this run, "
+            "%lld at the kill\n", sent, (long long)committed0,
+            (long long)((int64_t)sent - lag));
+    return sent;
+}
+
 static void test_kill_9_mid_stream_is_exact(void **state) {
     (void)state;
     th_env_t e;
@@ -132,21 +177,24 @@ static void test_kill_9_mid_stream_is_exact(void **state) {
     assert_int_equal(th_env_setup(&e, 4, rules_dir,
                                   "  max_events: 40\n  max_wait: 2ms\n",
                                   "event:\n  dedup_max_ids: 0\n"), 0);
-    size_t third = s.n / 4;
+    rd_kafka_t *lagc = th_group_client(e.broker.bootstrap, e.group);
+    assert_non_null(lagc);
     size_t sent = 0;
-    /* Three crashes at different points: right after a chunk lands, and a
-     * little later while churnd is working through it. */
-    const int kill_after_ms[] = {0, 15, 40};
+    /* Three crashes, each while events are flowing and after the restarted
+     * churnd has committed something of its own. */
     for (size_t k = 0; k < 3; k++) {
+        int assigned = th_file_count(e.log, "msg=\"partition assigned\"");
         assert_int_equal(th_env_start_daemon(&e), 0);
-        send_range(&e, &s, sent, sent + third);
-        sent += third;
-        if (kill_after_ms[k]) th_pause_ms(kill_after_ms[k]);
-        assert_int_equal(th_proc_signal(&e.daemon, SIGKILL), 0);
-        assert_int_equal(th_proc_wait(&e.daemon, 10000), 128 + SIGKILL);
-        const char *topics[2] = {e.crm, e.helpdesk};
-        fprintf(stderr, "killed after %zu events, lag %lld\n", sent,
-                (long long)th_group_lag(e.broker.bootstrap, e.group, topics, 2));
+        /* 2 topics x 4 partitions, once the dead member's session ends */
+        int64_t deadline = th_now_ms() + WAIT_MS;
+        while (th_file_count(e.log, "msg=\"partition assigned\"") < assigned + 8) {
+            if (th_now_ms() > deadline) {
+                th_env_dump_log(&e);
+                fail_msg("churnd was never assigned its partitions");
+            }
+            th_pause_ms(20);
+        }
+        sent = crash_mid_flow(&e, lagc, &s, sent, s.n * (k + 1) / 4);
     }
     assert_int_equal(th_env_start_daemon(&e), 0);
     send_range(&e, &s, sent, s.n);
@@ -156,6 +204,7 @@ static void test_kill_9_mid_stream_is_exact(void **state) {
     }
     verify_exact(&e);
     assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    rd_kafka_destroy(lagc);
     stream_free(&s);
     th_env_teardown(&e);
 }
@@ -171,6 +220,10 @@ static void test_sigterm_while_flowing_drains_and_loses_nothing(void **state) {
     assert_int_equal(th_env_start_daemon(&e), 0);
     size_t half = s.n / 2;
     send_range(&e, &s, 0, half);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("did not process the first half");
+    }
     /* SIGTERM while the second half is still arriving. */
     size_t quarter = half + s.n / 4;
     for (size_t i = half; i < quarter; i++)

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
 int64_t th_now_ms(void) {
@@ -304,7 +305,7 @@ done:
     return rc;
 }
 
-static int64_t lag_with(rd_kafka_t *rk, const char *const *topics,
+int64_t th_group_lag_with(rd_kafka_t *rk, const char *const *topics,
                         size_t n_topics) {
     int64_t lag = 0;
     for (size_t t = 0; t < n_topics; t++) {
@@ -332,11 +333,15 @@ static int64_t lag_with(rd_kafka_t *rk, const char *const *topics,
     return lag;
 }
 
+rd_kafka_t *th_group_client(const char *bootstrap, const char *group) {
+    return new_client(RD_KAFKA_CONSUMER, bootstrap, group);
+}
+
 int64_t th_group_lag(const char *bootstrap, const char *group,
                      const char *const *topics, size_t n_topics) {
     rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER, bootstrap, group);
     if (!rk) return -1;
-    int64_t lag = lag_with(rk, topics, n_topics);
+    int64_t lag = th_group_lag_with(rk, topics, n_topics);
     rd_kafka_destroy(rk);
     return lag;
 }
@@ -349,7 +354,7 @@ int th_wait_caught_up(const char *bootstrap, const char *group,
     int64_t deadline = th_now_ms() + timeout_ms;
     int rc = -1;
     while (th_now_ms() < deadline) {
-        if (lag_with(rk, topics, n_topics) == 0) {
+        if (th_group_lag_with(rk, topics, n_topics) == 0) {
             rc = 0;
             break;
         }

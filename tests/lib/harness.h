@@ -70,6 +70,11 @@ const char *th_header(const th_msg_t *m, const char *name);
  * offset); -1 on error. */
 int64_t th_group_lag(const char *bootstrap, const char *group,
                      const char *const *topics, size_t n_topics);
+/* A client for repeated lag queries of one group (no group join), and
+ * the lag through it; destroy with rd_kafka_destroy. */
+rd_kafka_t *th_group_client(const char *bootstrap, const char *group);
+int64_t th_group_lag_with(rd_kafka_t *rk, const char *const *topics,
+                          size_t n_topics);
 /* Wait until the group's lag over the topics is 0. Call it after the
  * producer was flushed, so the high watermarks include what was sent. */
 int th_wait_caught_up(const char *bootstrap, const char *group,
