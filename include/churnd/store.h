@@ -33,11 +33,19 @@ typedef enum store_mode {
 typedef struct store_opts {
     const char *dir;
     store_mode_t mode;
-    size_t block_cache_bytes; /* 0: RocksDB's default */
+    size_t block_cache_bytes; /* 0: 32 MiB (an LRU cache of our own) */
     size_t write_buffer_bytes;/* 0: RocksDB's default */
     int sync;                 /* fsync the WAL on every commit */
 } store_opts_t;
 
+/* 0, or with err: CHURN_EIO (RocksDB refused; the message names the
+ * directory, with a hint when another process holds its LOCK; read-write
+ * also refuses a filesystem with less than 4 MiB free, where RocksDB would
+ * abort instead of failing), CHURN_ECORRUPT (a format marker other than
+ * version 1, or a non-empty RocksDB without one), CHURN_EINVAL, ENOMEM.
+ * Read-write creates the directory (one level) and marks it. A secondary
+ * keeps its own files in a fresh directory under $TMPDIR (else /tmp),
+ * removed by store_close. One thread at a time per store. */
 int store_open(const store_opts_t *opts, store_t **out, churn_err_t *err);
 void store_close(store_t *s);
 
@@ -65,12 +73,16 @@ void store_batch_del_timer(store_batch_t *b, uint32_t part, int64_t due_ms,
 void store_batch_put_offset(store_batch_t *b, const char *topic,
                             int32_t partition, int64_t next_offset);
 /* Atomic: all of the batch or none of it. CHURN_EIO with err on failure
- * (a full or read-only disk); the caller must treat that as fatal. */
+ * (a full or read-only disk, a store opened read-only or secondary);
+ * CHURN_ENOMEM when a key of the batch could not be built (nothing is
+ * written). The caller must treat either as fatal. The batch is left as it
+ * was: clear it after a successful commit. */
 int store_commit(store_t *s, store_batch_t *b, churn_err_t *err);
 
 /* Call fn for each timer of partition part with due <= upto_ms, in due
- * order, at most limit entries (0: no limit). fn returns 0 to go on, 1 to
- * stop, negative to abort with that code. */
+ * order (ties in client byte order), at most limit entries (0: no limit).
+ * fn returns 0 to go on, 1 to stop, negative to abort with that code, which
+ * is returned as is with err untouched (fn may fill it through arg). */
 typedef int (*store_timer_fn)(void *arg, uint32_t part, int64_t due_ms,
                               const char *client, size_t client_len);
 int store_scan_timers(store_t *s, uint32_t part, int64_t upto_ms,
@@ -88,7 +100,11 @@ int store_scan_clients(store_t *s, uint32_t part, store_client_fn fn,
 /* Delete everything of one partition (clients, timers, offsets). */
 int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err);
 
-/* For a secondary instance: catch up with the writer. */
+/* For a secondary instance: catch up with the writer. This reopens the
+ * secondary (RocksDB 7.8's own catch-up can keep serving a value the writer
+ * has overwritten once it flushed: rocksdb#15051); on failure the store
+ * keeps its previous view and stays usable. Read-write: a no-op (0).
+ * Read-only: CHURN_EINVAL, the snapshot cannot move. */
 int store_catch_up(store_t *s, churn_err_t *err);
 
 /* RocksDB figures for metrics; unknown ones are left at 0. */

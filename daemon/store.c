@@ -1,0 +1,823 @@
+/*
+ * store.c - the RocksDB adapter (include/churnd/store.h has the key layout).
+ *
+ * Owns the state directory: opening it in one of three modes, the format
+ * marker, turning every RocksDB error into a sentence that names the
+ * directory and what was being done, and the key encoding. It knows nothing
+ * of what a client record contains, and never logs or exits: callers decide.
+ *
+ * Settings, and why:
+ *  - WAL on, point-in-time recovery: after kill -9 the directory holds
+ *    exactly the batches that were committed, a torn last WAL record is
+ *    dropped (that batch was never acknowledged as committed).
+ *  - A fixed 5-byte prefix extractor ('C'/'T'/'O' + u32 partition) so the
+ *    bloom filters also hold prefixes and a timer scan of a partition with
+ *    no timers in an SST file skips it. Scans that stay in one partition set
+ *    prefix_same_as_start; the all-partition client scan sets
+ *    total_order_seek, as RocksDB requires once a prefix extractor exists.
+ *  - Timers are a queue (put, fire, delete in due order), the case where
+ *    tombstones pile up in front of the live keys; the compact-on-deletion
+ *    collector asks RocksDB to compact SST files dense in deletions.
+ *  - Failing disks must stop churnd with a sentence, not abort or crawl:
+ *    RocksDB's info LOG is kept to fatal lines (make_options), a writer
+ *    will not open on a nearly full filesystem (check_free_space), and
+ *    writes stop after any background error (check_background).
+ *  - A secondary catches up by reopening (store_catch_up), working around
+ *    RocksDB 7.8's stale reads after the writer flushes.
+ *  - A store is used by one thread at a time (the daemon's loop).
+ */
+#include "churnd/store.h"
+
+#include <errno.h>
+#include <ftw.h>
+#include <libgen.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <rocksdb/c.h>
+
+#define FORMAT_VERSION 1u
+#define PREFIX_LEN 5 /* tag byte + u32 partition */
+#define DUE_FLIP ((uint64_t)1 << 63)
+#define DEFAULT_BLOCK_CACHE ((size_t)32 << 20)
+/* Room a writer needs to open: info-log header, OPTIONS, MANIFEST, WAL. */
+#define MIN_FREE_BYTES ((uint64_t)4 << 20)
+
+static const char FORMAT_KEY[] = "Mformat"; /* 'M' "format" */
+#define FORMAT_KEY_LEN (sizeof(FORMAT_KEY) - 1)
+
+struct store {
+    rocksdb_t *db;
+    rocksdb_options_t *opts; /* kept to reopen a secondary */
+    rocksdb_cache_t *block_cache;
+    rocksdb_writeoptions_t *wopts;
+    rocksdb_readoptions_t *ropts; /* point reads */
+    store_mode_t mode;
+    char *dir;
+    char *secondary_dir; /* our temporary directory, removed on close */
+    unsigned sec_gen;    /* the secondary uses <secondary_dir>/<sec_gen> */
+    buf_t key;           /* reused for point-read keys */
+};
+
+struct store_batch {
+    rocksdb_writebatch_t *wb;
+    buf_t key; /* reused for every key of the batch */
+    int failed; /* a key could not be built (out of memory): refuse commit */
+};
+
+/* ---- errors ---- */
+
+/* "cannot <what> state directory <dir>: <rocksdb message>", and the
+ * RocksDB message freed. */
+static int rocks_err(churn_err_t *err, int code, char **rerr,
+                     const char *what, const char *dir) {
+    const char *msg = *rerr ? *rerr : "unknown RocksDB error";
+    const char *hint = "";
+    if (*rerr && strstr(*rerr, "LOCK"))
+        hint = " (another process holds it: is churnd running on it? "
+               "a reader can use read-only or secondary mode)";
+    churn_err_set(err, code, "cannot %s state directory %s: %s%s", what, dir,
+                  msg, hint);
+    if (*rerr) rocksdb_free(*rerr);
+    *rerr = NULL;
+    return code;
+}
+
+/* ---- keys ---- */
+
+static void put_u32be(uint8_t *p, uint32_t v) {
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static void put_u64be(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint32_t get_u32be(const uint8_t *p) {
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 |
+           (uint32_t)p[3];
+}
+
+static uint64_t get_u64be(const uint8_t *p) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+    return v;
+}
+
+static int key_prefix(buf_t *k, char tag, uint32_t part) {
+    buf_reset(k);
+    int rc = buf_putc(k, (uint8_t)tag);
+    if (!rc) rc = buf_put_u32be(k, part);
+    return rc;
+}
+
+static int key_client(buf_t *k, uint32_t part, const char *client,
+                      size_t len) {
+    int rc = key_prefix(k, 'C', part);
+    if (!rc) rc = buf_append(k, client, len);
+    return rc;
+}
+
+static int key_timer(buf_t *k, uint32_t part, int64_t due_ms,
+                     const char *client, size_t len) {
+    int rc = key_prefix(k, 'T', part);
+    if (!rc) rc = buf_put_u64be(k, (uint64_t)due_ms ^ DUE_FLIP);
+    if (!rc) rc = buf_append(k, client, len);
+    return rc;
+}
+
+static int key_offset(buf_t *k, const char *topic, int32_t partition) {
+    int rc = key_prefix(k, 'O', (uint32_t)partition);
+    if (!rc) rc = buf_append(k, topic, strlen(topic));
+    return rc;
+}
+
+/* The smallest key greater than every key starting with p[0..*n): drop
+ * trailing 0xff bytes and increment the last one. 0, or -1 when every byte
+ * is 0xff (no bound: not reachable with our tag bytes). */
+static int prefix_successor(uint8_t *p, size_t *n) {
+    while (*n > 0 && p[*n - 1] == 0xff) (*n)--;
+    if (*n == 0) return -1;
+    p[*n - 1]++;
+    return 0;
+}
+
+/* ---- open / close ---- */
+
+static int rm_one(const char *path, const struct stat *sb, int flag,
+                  struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    return remove(path);
+}
+
+static void remove_tree(const char *path) {
+    /* Best effort: a leftover temporary directory is harmless, and
+     * store_close has no one to tell. */
+    (void)nftw(path, rm_one, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+static char *dup_str(const char *s) {
+    size_t n = strlen(s) + 1;
+    char *p = malloc(n);
+    if (p) memcpy(p, s, n);
+    return p;
+}
+
+/* A private directory for the secondary instance's own files (its info
+ * log). Under $TMPDIR rather than inside the state directory: a reader such
+ * as `churnd state` may not be allowed to write there. */
+static char *make_secondary_dir(churn_err_t *err) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    size_t n = strlen(base) + sizeof("/churnd-secondary-XXXXXX");
+    char *p = malloc(n);
+    if (!p) {
+        churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        return NULL;
+    }
+    snprintf(p, n, "%s/churnd-secondary-XXXXXX", base);
+    if (!mkdtemp(p)) {
+        churn_err_set(err, CHURN_EIO,
+                      "cannot create a directory for a secondary instance "
+                      "under %s: %s", base, strerror(errno));
+        free(p);
+        return NULL;
+    }
+    return p;
+}
+
+static rocksdb_options_t *make_options(const store_opts_t *o,
+                                       rocksdb_cache_t **cache) {
+    rocksdb_options_t *opt = rocksdb_options_create();
+    rocksdb_options_set_create_if_missing(opt, o->mode == STORE_READ_WRITE);
+    rocksdb_options_set_wal_recovery_mode(
+        opt, rocksdb_point_in_time_recovery);
+    rocksdb_options_set_max_open_files(opt, -1); /* secondary requires it */
+    rocksdb_options_set_level_compaction_dynamic_level_bytes(opt, 1);
+    rocksdb_options_set_max_background_jobs(opt, 2);
+    /* RocksDB's own info LOG (in the state directory) gets only its header
+     * and fatal lines. Debian's librocksdb is built with assertions on, and
+     * its LOG writer asserts on the first line after a failed one: with a
+     * full disk, INFO/WARN/ERROR lines abort() the process before our commit
+     * can report ENOSPC (measured on a 2 MiB tmpfs). Our own errors carry
+     * RocksDB's message; store_get_stats has the figures. */
+    rocksdb_options_set_info_log_level(opt, 4 /* FATAL_LEVEL */);
+    rocksdb_options_set_keep_log_file_num(opt, 5);
+    rocksdb_options_set_max_log_file_size(opt, (size_t)16 << 20);
+    if (o->write_buffer_bytes)
+        rocksdb_options_set_write_buffer_size(opt, o->write_buffer_bytes);
+    rocksdb_options_set_prefix_extractor(
+        opt, rocksdb_slicetransform_create_fixed_prefix(PREFIX_LEN));
+    rocksdb_options_set_memtable_prefix_bloom_size_ratio(opt, 0.02);
+    rocksdb_options_add_compact_on_deletion_collector_factory(opt, 128 * 1024,
+                                                              32 * 1024);
+
+    rocksdb_block_based_table_options_t *t =
+        rocksdb_block_based_options_create();
+    *cache = rocksdb_cache_create_lru(
+        o->block_cache_bytes ? o->block_cache_bytes : DEFAULT_BLOCK_CACHE);
+    rocksdb_block_based_options_set_block_cache(t, *cache);
+    /* The table options take ownership of the policy. */
+    rocksdb_block_based_options_set_filter_policy(
+        t, rocksdb_filterpolicy_create_bloom_full(10));
+    rocksdb_block_based_options_set_whole_key_filtering(t, 1);
+    rocksdb_options_set_block_based_table_factory(opt, t); /* copies t */
+    rocksdb_block_based_options_destroy(t);
+    return opt;
+}
+
+/* Refuse to open for writing on a (nearly) full filesystem. RocksDB writes
+ * its info-log header while opening, and Debian's assertion-enabled build
+ * aborts on the line after a failed one: on a full disk churnd would die of
+ * SIGABRT at every restart instead of saying why. Read-only and secondary
+ * opens write nothing there and need no check. A directory that does not
+ * exist yet is checked through its parent; if neither can be examined,
+ * RocksDB reports the real problem. */
+static int check_free_space(const char *dir, churn_err_t *err) {
+    struct statvfs v;
+    if (statvfs(dir, &v) != 0) {
+        char *copy = dup_str(dir);
+        if (!copy) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        int rc = statvfs(dirname(copy), &v);
+        free(copy);
+        if (rc != 0) return 0;
+    }
+    /* Blocks reserved for root count only for root. */
+    uint64_t blocks = geteuid() == 0 ? (uint64_t)v.f_bfree
+                                     : (uint64_t)v.f_bavail;
+    uint64_t avail = blocks * (uint64_t)v.f_frsize;
+    if (avail >= MIN_FREE_BYTES) return 0;
+    return churn_err_set(err, CHURN_EIO,
+                         "cannot open state directory %s: its filesystem "
+                         "has %llu KiB free, less than the %llu KiB needed "
+                         "to open it; free some space",
+                         dir, (unsigned long long)(avail >> 10),
+                         (unsigned long long)(MIN_FREE_BYTES >> 10));
+}
+
+/* Is there any key at all? 1, 0, or a negative code with err. */
+static int db_has_keys(store_t *s, churn_err_t *err) {
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    rocksdb_readoptions_set_total_order_seek(ro, 1);
+    rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, ro);
+    rocksdb_iter_seek_to_first(it);
+    int any = rocksdb_iter_valid(it);
+    char *e = NULL;
+    rocksdb_iter_get_error(it, &e);
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    if (e) return rocks_err(err, CHURN_EIO, &e, "read", s->dir);
+    return any;
+}
+
+/* Check the format marker; in read-write mode write it into a new, empty
+ * directory. Refuse a marker we do not understand and a non-empty directory
+ * without one (some other program's RocksDB). */
+static int check_format(store_t *s, churn_err_t *err) {
+    char *e = NULL;
+    size_t n = 0;
+    char *v = rocksdb_get(s->db, s->ropts, FORMAT_KEY, FORMAT_KEY_LEN, &n, &e);
+    if (e) return rocks_err(err, CHURN_EIO, &e, "read", s->dir);
+    if (v) {
+        uint32_t version = n == 4 ? get_u32be((const uint8_t *)v) : 0;
+        rocksdb_free(v);
+        if (n != 4)
+            return churn_err_set(err, CHURN_ECORRUPT,
+                                 "state directory %s has an unreadable format "
+                                 "marker (%zu bytes, expected 4); refusing "
+                                 "to use it", s->dir, n);
+        if (version != FORMAT_VERSION)
+            return churn_err_set(err, CHURN_ECORRUPT,
+                                 "state directory %s has format version %u; "
+                                 "this churnd understands only version %u "
+                                 "(was it written by a newer churnd?); "
+                                 "refusing to use it", s->dir, version,
+                                 FORMAT_VERSION);
+        return 0;
+    }
+    int any = db_has_keys(s, err);
+    if (any < 0) return any;
+    if (any)
+        return churn_err_set(err, CHURN_ECORRUPT,
+                             "state directory %s holds a RocksDB database "
+                             "without churnd's format marker; refusing to "
+                             "use it", s->dir);
+    /* Empty. A reader just sees nothing yet; a writer marks it as ours. */
+    if (s->mode != STORE_READ_WRITE) return 0;
+    uint8_t val[4];
+    put_u32be(val, FORMAT_VERSION);
+    rocksdb_writeoptions_t *wo = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(wo, 1);
+    rocksdb_put(s->db, wo, FORMAT_KEY, FORMAT_KEY_LEN, (const char *)val,
+                sizeof(val), &e);
+    rocksdb_writeoptions_destroy(wo);
+    if (e) return rocks_err(err, CHURN_EIO, &e, "write to", s->dir);
+    return 0;
+}
+
+static void secondary_path(const store_t *s, unsigned gen, char *p,
+                           size_t n) {
+    snprintf(p, n, "%s/%u", s->secondary_dir, gen);
+}
+
+/* Open the secondary instance of generation gen in its own subdirectory
+ * (see store_catch_up for why there are generations). */
+static rocksdb_t *open_secondary(store_t *s, unsigned gen, char **e) {
+    char path[PATH_MAX];
+    secondary_path(s, gen, path, sizeof(path));
+    if (mkdir(path, 0700) != 0 && errno != EEXIST) {
+        char msg[PATH_MAX + 128];
+        snprintf(msg, sizeof(msg), "cannot create %s: %s", path,
+                 strerror(errno));
+        /* Shaped like a RocksDB error (rocksdb_free is free) so one path
+         * reports both. */
+        size_t n = strlen(msg) + 1;
+        *e = malloc(n);
+        if (*e) memcpy(*e, msg, n);
+        return NULL;
+    }
+    rocksdb_t *db = rocksdb_open_as_secondary(s->opts, s->dir, path, e);
+    /* The open reads the MANIFEST, then lists the WALs: a flush that ends
+     * in between deletes a WAL whose data the MANIFEST we read does not
+     * cover yet, a hole in the view (seen in test_secondary_follows_writer).
+     * The writer records the flush in the MANIFEST before deleting the WAL,
+     * so tailing the MANIFEST once more fills it. */
+    if (db) {
+        rocksdb_try_catch_up_with_primary(db, e);
+        if (*e) {
+            rocksdb_close(db);
+            db = NULL;
+        }
+    }
+    if (!db) remove_tree(path);
+    return db;
+}
+
+int store_open(const store_opts_t *opts, store_t **out, churn_err_t *err) {
+    *out = NULL;
+    if (!opts->dir || !*opts->dir)
+        return churn_err_set(err, CHURN_EINVAL, "no state directory given");
+    if (opts->mode != STORE_READ_WRITE && opts->mode != STORE_READ_ONLY &&
+        opts->mode != STORE_SECONDARY)
+        return churn_err_set(err, CHURN_EINVAL, "unknown store mode %d",
+                             (int)opts->mode);
+    store_t *s = calloc(1, sizeof(*s));
+    if (!s) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    buf_init(&s->key);
+    s->mode = opts->mode;
+    s->dir = dup_str(opts->dir);
+    if (!s->dir) {
+        free(s);
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    }
+    if (s->mode == STORE_READ_WRITE) {
+        int rc = check_free_space(s->dir, err);
+        if (rc) {
+            free(s->dir);
+            free(s);
+            return rc;
+        }
+    }
+    if (s->mode == STORE_SECONDARY) {
+        s->secondary_dir = make_secondary_dir(err);
+        if (!s->secondary_dir) {
+            int code = err ? err->code : CHURN_EIO;
+            free(s->dir);
+            free(s);
+            return code;
+        }
+    }
+    s->opts = make_options(opts, &s->block_cache);
+    char *e = NULL;
+    switch (s->mode) {
+    case STORE_READ_WRITE:
+        s->db = rocksdb_open(s->opts, s->dir, &e);
+        break;
+    case STORE_READ_ONLY:
+        /* A WAL left by a running (or crashed) writer is replayed into
+         * memory, so the snapshot includes its last commits. */
+        s->db = rocksdb_open_for_read_only(s->opts, s->dir, 0, &e);
+        break;
+    case STORE_SECONDARY:
+        s->db = open_secondary(s, s->sec_gen, &e);
+        break;
+    }
+    s->wopts = rocksdb_writeoptions_create();
+    rocksdb_writeoptions_set_sync(s->wopts, opts->sync ? 1 : 0);
+    s->ropts = rocksdb_readoptions_create();
+    int rc = 0;
+    if (e || !s->db) {
+        if (s->db) {
+            rocksdb_close(s->db);
+            s->db = NULL;
+        }
+        rc = rocks_err(err, CHURN_EIO, &e, "open", s->dir);
+    } else {
+        rc = check_format(s, err);
+    }
+    if (rc) {
+        store_close(s);
+        return rc;
+    }
+    *out = s;
+    return 0;
+}
+
+void store_close(store_t *s) {
+    if (!s) return;
+    if (s->db) rocksdb_close(s->db);
+    if (s->opts) rocksdb_options_destroy(s->opts);
+    if (s->block_cache) rocksdb_cache_destroy(s->block_cache);
+    if (s->wopts) rocksdb_writeoptions_destroy(s->wopts);
+    if (s->ropts) rocksdb_readoptions_destroy(s->ropts);
+    if (s->secondary_dir) {
+        remove_tree(s->secondary_dir);
+        free(s->secondary_dir);
+    }
+    buf_free(&s->key);
+    free(s->dir);
+    free(s);
+}
+
+/* ---- point reads ---- */
+
+static int get_key(store_t *s, const buf_t *k, buf_t *val, churn_err_t *err) {
+    char *e = NULL;
+    rocksdb_pinnableslice_t *p = rocksdb_get_pinned(
+        s->db, s->ropts, (const char *)k->data, k->len, &e);
+    if (e) {
+        if (p) rocksdb_pinnableslice_destroy(p);
+        return rocks_err(err, CHURN_EIO, &e, "read", s->dir);
+    }
+    if (!p) return CHURN_ENOTFOUND;
+    size_t n = 0;
+    const char *v = rocksdb_pinnableslice_value(p, &n);
+    buf_reset(val);
+    int rc = buf_append(val, v, n);
+    rocksdb_pinnableslice_destroy(p);
+    if (rc) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    return 0;
+}
+
+int store_get_client(store_t *s, uint32_t part, const char *client,
+                     size_t client_len, buf_t *val, churn_err_t *err) {
+    if (key_client(&s->key, part, client, client_len))
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    return get_key(s, &s->key, val, err);
+}
+
+int store_get_offset(store_t *s, const char *topic, int32_t partition,
+                     int64_t *next_offset, churn_err_t *err) {
+    if (key_offset(&s->key, topic, partition))
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    buf_t v;
+    buf_init(&v);
+    int rc = get_key(s, &s->key, &v, err);
+    if (rc == 0) {
+        if (v.len != 8 || get_u64be(v.data) > (uint64_t)INT64_MAX)
+            rc = churn_err_set(err, CHURN_ECORRUPT,
+                               "state directory %s: the stored offset of "
+                               "%s [%d] is not a valid offset (%zu bytes)",
+                               s->dir, topic, (int)partition, v.len);
+        else
+            *next_offset = (int64_t)get_u64be(v.data);
+    }
+    buf_free(&v);
+    return rc;
+}
+
+/* ---- batches ---- */
+
+store_batch_t *store_batch_new(void) {
+    store_batch_t *b = calloc(1, sizeof(*b));
+    if (!b) return NULL;
+    b->wb = rocksdb_writebatch_create();
+    buf_init(&b->key);
+    return b;
+}
+
+void store_batch_free(store_batch_t *b) {
+    if (!b) return;
+    rocksdb_writebatch_destroy(b->wb);
+    buf_free(&b->key);
+    free(b);
+}
+
+void store_batch_clear(store_batch_t *b) {
+    rocksdb_writebatch_clear(b->wb);
+    b->failed = 0;
+}
+
+size_t store_batch_count(const store_batch_t *b) {
+    /* The C API takes a non-const batch; counting does not change it. */
+    int n = rocksdb_writebatch_count((rocksdb_writebatch_t *)b->wb);
+    return n > 0 ? (size_t)n : 0;
+}
+
+static void batch_put(store_batch_t *b, int rc, const void *val,
+                      size_t val_len) {
+    if (rc) {
+        b->failed = 1;
+        return;
+    }
+    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len,
+                           (const char *)val, val_len);
+}
+
+static void batch_del(store_batch_t *b, int rc) {
+    if (rc) {
+        b->failed = 1;
+        return;
+    }
+    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+}
+
+void store_batch_put_client(store_batch_t *b, uint32_t part,
+                            const char *client, size_t client_len,
+                            const void *val, size_t val_len) {
+    batch_put(b, key_client(&b->key, part, client, client_len), val, val_len);
+}
+
+void store_batch_del_client(store_batch_t *b, uint32_t part,
+                            const char *client, size_t client_len) {
+    batch_del(b, key_client(&b->key, part, client, client_len));
+}
+
+void store_batch_put_timer(store_batch_t *b, uint32_t part, int64_t due_ms,
+                           const char *client, size_t client_len) {
+    batch_put(b, key_timer(&b->key, part, due_ms, client, client_len), "", 0);
+}
+
+void store_batch_del_timer(store_batch_t *b, uint32_t part, int64_t due_ms,
+                           const char *client, size_t client_len) {
+    batch_del(b, key_timer(&b->key, part, due_ms, client, client_len));
+}
+
+void store_batch_put_offset(store_batch_t *b, const char *topic,
+                            int32_t partition, int64_t next_offset) {
+    uint8_t v[8];
+    put_u64be(v, (uint64_t)next_offset);
+    batch_put(b, key_offset(&b->key, topic, partition), v, sizeof(v));
+}
+
+/* Refuse to write once a background flush or compaction has failed.
+ * RocksDB treats a compaction that hits ENOSPC as a "soft" error: writes
+ * are still accepted but throttled down to its minimum delayed-write rate
+ * (16 KiB/s) until space appears, so churnd would crawl on without a word
+ * (measured on a 16 MiB tmpfs). The error text itself is not reachable
+ * through the C API (and the info LOG is at FATAL level), so the message
+ * carries the filesystem's free space, the usual cause. Any background
+ * error counts, including ones RocksDB might retry: stopping with a reason
+ * is what SPEC section 6 asks for. */
+static int check_background(store_t *s, const char *what, churn_err_t *err) {
+    uint64_t n = 0;
+    if (rocksdb_property_int(s->db, "rocksdb.background-errors", &n) != 0 ||
+        n == 0)
+        return 0;
+    char space[128] = "";
+    struct statvfs v;
+    if (statvfs(s->dir, &v) == 0) {
+        uint64_t blocks = geteuid() == 0 ? (uint64_t)v.f_bfree
+                                         : (uint64_t)v.f_bavail;
+        snprintf(space, sizeof(space),
+                 "; its filesystem has %llu MiB free of %llu MiB",
+                 (unsigned long long)(blocks * v.f_frsize >> 20),
+                 (unsigned long long)((uint64_t)v.f_blocks * v.f_frsize >>
+                                      20));
+    }
+    return churn_err_set(err, CHURN_EIO,
+                         "cannot %s state directory %s: a RocksDB background "
+                         "flush or compaction failed (%llu errors since "
+                         "open)%s", what, s->dir, (unsigned long long)n,
+                         space);
+}
+
+static int db_write(store_t *s, rocksdb_writebatch_t *wb, const char *what,
+                    churn_err_t *err) {
+    int rc = check_background(s, what, err);
+    if (rc) return rc;
+    char *e = NULL;
+    rocksdb_write(s->db, s->wopts, wb, &e);
+    if (e) return rocks_err(err, CHURN_EIO, &e, what, s->dir);
+    return 0;
+}
+
+int store_commit(store_t *s, store_batch_t *b, churn_err_t *err) {
+    if (b->failed)
+        return churn_err_set(err, CHURN_ENOMEM,
+                             "cannot write to state directory %s: out of "
+                             "memory while building the batch; nothing "
+                             "written", s->dir);
+    return db_write(s, b->wb, "write to", err);
+}
+
+/* ---- scans ---- */
+
+/* Iterate [lo, hi) calling each(arg, key, klen, val, vlen) until it
+ * returns nonzero. Returns 0, the callback's negative code, or EIO. */
+typedef int (*kv_fn)(void *arg, const uint8_t *k, size_t kn, const char *v,
+                     size_t vn);
+
+static int scan_range(store_t *s, const uint8_t *lo, size_t lo_n,
+                      const uint8_t *hi, size_t hi_n, int one_prefix,
+                      kv_fn each, void *arg, churn_err_t *err) {
+    rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+    /* The bound is referenced, not copied: hi outlives the iterator. */
+    rocksdb_readoptions_set_iterate_upper_bound(ro, (const char *)hi, hi_n);
+    if (one_prefix)
+        rocksdb_readoptions_set_prefix_same_as_start(ro, 1);
+    else
+        rocksdb_readoptions_set_total_order_seek(ro, 1);
+    rocksdb_iterator_t *it = rocksdb_create_iterator(s->db, ro);
+    int rc = 0;
+    for (rocksdb_iter_seek(it, (const char *)lo, lo_n); rocksdb_iter_valid(it);
+         rocksdb_iter_next(it)) {
+        size_t kn = 0, vn = 0;
+        const char *k = rocksdb_iter_key(it, &kn);
+        const char *v = rocksdb_iter_value(it, &vn);
+        rc = each(arg, (const uint8_t *)k, kn, v, vn);
+        if (rc) break;
+    }
+    if (rc >= 0) { /* finished or stopped: was the data all readable? */
+        char *e = NULL;
+        rocksdb_iter_get_error(it, &e);
+        rc = e ? rocks_err(err, CHURN_EIO, &e, "scan", s->dir) : 0;
+    }
+    rocksdb_iter_destroy(it);
+    rocksdb_readoptions_destroy(ro);
+    return rc;
+}
+
+typedef struct timer_scan {
+    store_t *s;
+    store_timer_fn fn;
+    void *arg;
+    size_t limit;
+    size_t n;
+    churn_err_t *err;
+} timer_scan_t;
+
+static int timer_each(void *arg, const uint8_t *k, size_t kn, const char *v,
+                      size_t vn) {
+    (void)v;
+    (void)vn;
+    timer_scan_t *t = arg;
+    if (t->limit && t->n >= t->limit) return 1;
+    if (kn < PREFIX_LEN + 8)
+        return churn_err_set(t->err, CHURN_ECORRUPT,
+                             "state directory %s: a timer key of %zu bytes "
+                             "is too short", t->s->dir, kn);
+    int64_t due = (int64_t)(get_u64be(k + PREFIX_LEN) ^ DUE_FLIP);
+    t->n++;
+    return t->fn(t->arg, get_u32be(k + 1), due,
+                 (const char *)k + PREFIX_LEN + 8, kn - PREFIX_LEN - 8);
+}
+
+int store_scan_timers(store_t *s, uint32_t part, int64_t upto_ms,
+                      size_t limit, store_timer_fn fn, void *arg,
+                      churn_err_t *err) {
+    uint8_t lo[PREFIX_LEN], hi[PREFIX_LEN + 8];
+    lo[0] = hi[0] = 'T';
+    put_u32be(lo + 1, part);
+    put_u32be(hi + 1, part);
+    put_u64be(hi + PREFIX_LEN, (uint64_t)upto_ms ^ DUE_FLIP);
+    /* Every key due at upto_ms has hi as a prefix: bound just above them. */
+    size_t hi_n = sizeof(hi);
+    if (prefix_successor(hi, &hi_n)) return 0;
+    timer_scan_t t = {s, fn, arg, limit, 0, err};
+    /* With upto_ms = INT64_MAX the bound is the next partition's prefix;
+     * prefix_same_as_start keeps the scan inside this one either way. */
+    int rc = scan_range(s, lo, sizeof(lo), hi, hi_n, 1, timer_each, &t, err);
+    return rc > 0 ? 0 : rc;
+}
+
+typedef struct client_scan {
+    store_t *s;
+    store_client_fn fn;
+    void *arg;
+    churn_err_t *err;
+} client_scan_t;
+
+static int client_each(void *arg, const uint8_t *k, size_t kn, const char *v,
+                       size_t vn) {
+    client_scan_t *c = arg;
+    if (kn < PREFIX_LEN)
+        return churn_err_set(c->err, CHURN_ECORRUPT,
+                             "state directory %s: a client key of %zu bytes "
+                             "is too short", c->s->dir, kn);
+    return c->fn(c->arg, get_u32be(k + 1), (const char *)k + PREFIX_LEN,
+                 kn - PREFIX_LEN, v, vn);
+}
+
+int store_scan_clients(store_t *s, uint32_t part, store_client_fn fn,
+                       void *arg, churn_err_t *err) {
+    client_scan_t c = {s, fn, arg, err};
+    int rc;
+    if (part == UINT32_MAX) {
+        const uint8_t lo[1] = {'C'}, hi[1] = {'C' + 1};
+        rc = scan_range(s, lo, 1, hi, 1, 0, client_each, &c, err);
+    } else {
+        uint8_t lo[PREFIX_LEN], hi[PREFIX_LEN];
+        lo[0] = 'C';
+        put_u32be(lo + 1, part);
+        memcpy(hi, lo, sizeof(hi));
+        size_t hi_n = sizeof(hi);
+        if (prefix_successor(hi, &hi_n)) return 0;
+        rc = scan_range(s, lo, sizeof(lo), hi, hi_n, 1, client_each, &c, err);
+    }
+    return rc > 0 ? 0 : rc;
+}
+
+/* ---- partitions, followers, figures ---- */
+
+int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err) {
+    /* One batch of three range deletions: the partition goes as a unit. */
+    static const char tags[] = {'C', 'T', 'O'};
+    rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
+    for (size_t i = 0; i < sizeof(tags); i++) {
+        uint8_t lo[PREFIX_LEN], hi[PREFIX_LEN];
+        lo[0] = (uint8_t)tags[i];
+        put_u32be(lo + 1, part);
+        memcpy(hi, lo, sizeof(hi));
+        size_t hi_n = sizeof(hi);
+        if (prefix_successor(hi, &hi_n)) continue;
+        rocksdb_writebatch_delete_range(wb, (const char *)lo, sizeof(lo),
+                                        (const char *)hi, hi_n);
+    }
+    char what[64];
+    snprintf(what, sizeof(what), "drop partition %u from", part);
+    int rc = db_write(s, wb, what, err);
+    rocksdb_writebatch_destroy(wb);
+    return rc;
+}
+
+/* RocksDB 7.8's TryCatchUpWithPrimary can go on serving a value replayed
+ * from a WAL after the writer flushed that WAL and overwrote the value: the
+ * secondary's memtable shadows the newer SST forever (rocksdb#15051, fixed
+ * long after 7.8; our test_secondary_follows_writer hit it 3 runs in 4).
+ * Opening a secondary is consistent, so catching up reopens it: open the
+ * new instance beside the old one (each in its own generation directory),
+ * then swap. If the reopen fails the old instance stays, so the store is
+ * still usable, only not newer. Cost: one open, which reads the MANIFEST
+ * and the live WALs and opens every SST file (max_open_files = -1). */
+int store_catch_up(store_t *s, churn_err_t *err) {
+    if (s->mode == STORE_READ_WRITE) return 0; /* always current */
+    if (s->mode == STORE_READ_ONLY)
+        return churn_err_set(err, CHURN_EINVAL,
+                             "state directory %s is open read-only, a fixed "
+                             "snapshot: reopen it, or open it as a "
+                             "secondary, to see newer commits", s->dir);
+    char *e = NULL;
+    unsigned gen = s->sec_gen + 1;
+    rocksdb_t *db = NULL;
+    /* The writer may delete a file between our reading of the MANIFEST
+     * and opening it: try again a few times. */
+    for (int attempt = 0; attempt < 3 && !db; attempt++) {
+        if (e) rocksdb_free(e);
+        e = NULL;
+        db = open_secondary(s, gen, &e);
+    }
+    if (!db)
+        return rocks_err(err, CHURN_EIO, &e, "catch up with the writer of",
+                         s->dir);
+    rocksdb_t *old = s->db;
+    s->db = db;
+    int rc = check_format(s, err);
+    if (rc) { /* a newer churnd took the directory over: keep what we had */
+        rocksdb_close(db);
+        s->db = old;
+        char path[PATH_MAX];
+        secondary_path(s, gen, path, sizeof(path));
+        remove_tree(path);
+        return rc;
+    }
+    rocksdb_close(old);
+    char path[PATH_MAX];
+    secondary_path(s, s->sec_gen, path, sizeof(path));
+    remove_tree(path);
+    s->sec_gen = gen;
+    return 0;
+}
+
+void store_get_stats(store_t *s, store_stats_t *st) {
+    memset(st, 0, sizeof(*st));
+    uint64_t v = 0;
+    if (rocksdb_property_int(s->db, "rocksdb.estimate-num-keys", &v) == 0)
+        st->estimate_keys = v;
+    if (rocksdb_property_int(s->db, "rocksdb.cur-size-all-mem-tables", &v) == 0)
+        st->memtable_bytes = v;
+    if (rocksdb_property_int(s->db, "rocksdb.live-sst-files-size", &v) == 0)
+        st->live_sst_bytes = v;
+    if (s->block_cache)
+        st->block_cache_bytes = rocksdb_cache_get_usage(s->block_cache);
+}
