@@ -28,7 +28,7 @@ TLIB_OBJS := $(TLIB_SRCS:%.c=$(BUILD)/obj/%.o)
 # The pure core: no Kafka, RocksDB, libuv or clock in these files.
 CORE_FILES := daemon/common.c daemon/timeutil.c daemon/event.c \
               $(wildcard daemon/expr.c daemon/rules_load.c daemon/features.c \
-                         daemon/engine.c daemon/cstate.c daemon/alert.c)
+                         daemon/engine.c daemon/cstate.c daemon/alert.c daemon/watermark.c daemon/processor.c)
 
 .PHONY: all deps demo check check-run unit integration check-core clean tools
 

@@ -58,8 +58,15 @@ int pipeline_init(daemon_t *d, churn_err_t *err);
 void pipeline_free(daemon_t *d);
 /* Evaluate the batch in hand (COLLECTING -> AWAITING or commit). */
 void pipeline_process(daemon_t *d);
+/* Fire timers the watermark passed (at a batch boundary); 1 if a timer
+ * batch was started. */
+int pipeline_fire_timers(daemon_t *d);
 /* Every produced message of the batch is acknowledged: write the batch. */
 void pipeline_commit(daemon_t *d);
+/* Partitions were assigned: track their event time. */
+void pipeline_assign(daemon_t *d, const rd_kafka_topic_partition_list_t *parts);
+/* The rule set changed (d->rules): evaluate with it from now on. */
+void pipeline_set_rules(daemon_t *d);
 /* Partitions were revoked: forget their uncommitted messages and cache. */
 void pipeline_revoke(daemon_t *d,
                      const rd_kafka_topic_partition_list_t *parts);

@@ -59,6 +59,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
         on_assign(d, parts);
+        pipeline_assign(d, parts);
         if (coop)
             e = rd_kafka_incremental_assign(rk, parts);
         else
@@ -150,6 +151,13 @@ void kin_pump(daemon_t *d) {
     size_t max = (size_t)d->cfg->batch_max_events;
     int batches = 0;
     while (d->phase == PHASE_COLLECTING && !d->close_scheduled) {
+        if (d->n_msgs == 0 && pipeline_fire_timers(d)) {
+            if (++batches > 4) {
+                uv_timer_start(&d->pump_timer, on_pump_timer, 0, 0);
+                break;
+            }
+            continue;
+        }
         if (d->n_msgs >= max) {
             if (++batches > 4) {
                 uv_timer_start(&d->pump_timer, on_pump_timer, 0, 0);

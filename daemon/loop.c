@@ -129,12 +129,14 @@ static void stop_handles(daemon_t *d) {
     close_handle((uv_handle_t *)&d->shutdown_timer);
     close_handle((uv_handle_t *)&d->close_timer);
     close_handle((uv_handle_t *)&d->pump_timer);
+    close_handle((uv_handle_t *)&d->wm_timer);
 }
 
 static void print_summary(daemon_t *d) {
     uint64_t invalid = 0;
     for (int i = 1; i < EVENT__N; i++) invalid += d->stats.n_invalid[i];
     LOG(LOG_INFO, "daemon", "stopped", LF_INT("consumed", d->stats.n_consumed),
+        LF_INT("timers_fired", d->stats.n_timers_fired),
         LF_INT("applied", d->stats.n_applied),
         LF_INT("duplicates", d->stats.n_duplicate),
         LF_INT("ignored", d->stats.n_ignored), LF_INT("invalid", invalid),
@@ -250,6 +252,7 @@ static void reload_rules(daemon_t *d) {
         ruleset_free(d->rules);
         d->rules = rs;
         d->rules_next = NULL;
+        pipeline_set_rules(d);
     }
 }
 
@@ -305,6 +308,8 @@ int daemon_run(config_t *cfg, int embedded_broker) {
     uv_timer_init(&loop, &d.shutdown_timer);
     uv_timer_init(&loop, &d.close_timer);
     uv_timer_init(&loop, &d.pump_timer);
+    uv_timer_init(&loop, &d.wm_timer);
+    d.wm_timer.data = &d;
     d.pump_timer.data = &d;
     d.batch_timer.data = d.retry_timer.data = d.shutdown_timer.data = &d;
     d.close_timer.data = &d;

@@ -1,14 +1,18 @@
 /*
- * pipeline.c - one micro-batch from consumed messages to a RocksDB commit.
+ * pipeline.c - micro-batches from consumed messages to a RocksDB commit,
+ * around the Kafka-free processor (processor.c, shared with replay).
  *
  * pipeline_process() evaluates every message of the batch in order: parse
  * (bad input becomes a dead letter carrying the original bytes and, in
- * headers, where it came from and why), find the client's state (hot cache,
- * then RocksDB), run the engine, produce the alerts. Nothing is written to
- * RocksDB yet. pipeline_commit() runs once every produced message is
- * acknowledged and writes the dirty client states, timer-index changes and
- * the next offsets in one WriteBatch. The cache never evicts a dirty state,
- * so what it holds is always "RocksDB plus the batch in flight".
+ * headers, where it came from and why), the processor applies the event,
+ * alerts are produced. Nothing is written to RocksDB yet. pipeline_commit()
+ * runs once every produced message is acknowledged and writes the batch's
+ * states, timer-index changes and next offsets in one WriteBatch.
+ *
+ * After each commit the watermark is recomputed; when it passed deadlines
+ * in the timer index, a timer batch fires them (in deadline order, a
+ * bounded number of clients at a time) and goes through the same
+ * produce -> acknowledge -> commit cycle, with no offsets.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -18,17 +22,22 @@
 #include "churnd/log.h"
 #include "internal.h"
 
-static void free_state(void *p) { cstate_free(p); }
+#define TIMER_BATCH_CLIENTS 1000
+#define WM_TICK_MS 1000
+
+static void on_wm_timer(uv_timer_t *t);
 
 int pipeline_init(daemon_t *d, churn_err_t *err) {
-    d->cache = cache_new((size_t)d->cfg->cache_clients, free_state);
-    d->wb = store_batch_new();
-    if (!d->cache || !d->wb)
-        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    d->proc = processor_new(d->store, (size_t)d->cfg->cache_clients,
+                            &d->engine_opts);
+    if (!d->proc) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    processor_set_rules(d->proc, d->rules);
     engine_out_init(&d->out);
     buf_init(&d->enc);
     d->batch_offsets = rd_kafka_topic_partition_list_new(16);
-    d->retry_backoff_ms = 0;
+    wm_init(&d->wm, d->cfg->allowed_lateness_ms, d->cfg->idle_timeout_ms);
+    d->last_fired_wm = WM_NONE;
+    uv_timer_start(&d->wm_timer, on_wm_timer, WM_TICK_MS, WM_TICK_MS);
     return 0;
 }
 
@@ -43,14 +52,17 @@ void pipeline_free(daemon_t *d) {
     free(d->msgs);
     d->msgs = NULL;
     d->cap_msgs = 0;
-    if (d->cache) cache_free(d->cache);
-    d->cache = NULL;
-    if (d->wb) store_batch_free(d->wb);
-    d->wb = NULL;
+    processor_free(d->proc);
+    d->proc = NULL;
     engine_out_free(&d->out);
     buf_free(&d->enc);
     if (d->batch_offsets) rd_kafka_topic_partition_list_destroy(d->batch_offsets);
     d->batch_offsets = NULL;
+    wm_free(&d->wm);
+}
+
+void pipeline_set_rules(daemon_t *d) {
+    if (d->proc) processor_set_rules(d->proc, d->rules);
 }
 
 /* Is any topic's partition with this number still assigned? State is
@@ -67,6 +79,13 @@ static int part_still_assigned(daemon_t *d, int32_t part,
     return 0;
 }
 
+void pipeline_assign(daemon_t *d, const rd_kafka_topic_partition_list_t *parts) {
+    int64_t now = daemon_wall_ms();
+    for (int i = 0; i < parts->cnt; i++)
+        if (wm_assign(&d->wm, parts->elems[i].topic, parts->elems[i].partition, now))
+            daemon_fatal(d, EXIT_STATE, "daemon", "out of memory");
+}
+
 void pipeline_revoke(daemon_t *d, const rd_kafka_topic_partition_list_t *parts) {
     /* Only called while collecting: nothing of these partitions is dirty. */
     size_t w = 0;
@@ -79,11 +98,11 @@ void pipeline_revoke(daemon_t *d, const rd_kafka_topic_partition_list_t *parts) 
             d->msgs[w++].msg = m;
     }
     d->n_msgs = w;
-    if (!d->cache) return;
     for (int i = 0; i < parts->cnt; i++) {
         int32_t p = parts->elems[i].partition;
-        if (!part_still_assigned(d, p, parts))
-            cache_drop_partition(d->cache, (uint32_t)p);
+        wm_revoke(&d->wm, parts->elems[i].topic, p);
+        if (d->proc && !part_still_assigned(d, p, parts))
+            processor_drop_partition(d->proc, (uint32_t)p);
     }
 }
 
@@ -130,69 +149,22 @@ static void dead_letter(daemon_t *d, const rd_kafka_message_t *m,
                  m->len, h);
 }
 
-/* The client's state: hot cache, else RocksDB, else a new one. */
-static cstate_t *client_state(daemon_t *d, uint32_t part, const event_t *ev) {
-    cstate_t *st = cache_get(d->cache, part, ev->client_id, ev->client_len);
-    if (st) return st;
-    churn_err_t err = {0};
-    int rc = store_get_client(d->store, part, ev->client_id, ev->client_len,
-                              &d->enc, &err);
-    if (rc == 0) {
-        rc = cstate_decode(d->enc.data, d->enc.len, ev->client_id,
-                           ev->client_len, &st, &err);
-        if (rc != 0) {
-            /* Refusing to guess: a record we cannot read stops the daemon
-             * rather than being silently replaced by an empty state. */
-            char what[CHURN_ERR_MSG_MAX + 128];
-            snprintf(what, sizeof(what),
-                     "client %s: stored state cannot be decoded: %s",
-                     ev->client_id, err.msg);
-            daemon_fatal(d, EXIT_STATE, "state", what);
-            return NULL;
-        }
-    } else if (rc == CHURN_ENOTFOUND) {
-        st = cstate_new(ev->client_id, ev->client_len);
-    } else {
-        daemon_fatal(d, EXIT_STATE, "state", err.msg);
-        return NULL;
-    }
-    if (!st || cache_put(d->cache, part, ev->client_id, ev->client_len, st)) {
-        if (st) cstate_free(st);
-        daemon_fatal(d, EXIT_STATE, "state", "out of memory");
-        return NULL;
-    }
-    return st;
-}
-
-/* Keep the timer index entry of this client at its earliest deadline. */
-static void reindex_wake(daemon_t *d, uint32_t part, cstate_t *st,
-                         const event_t *ev) {
-    int64_t next = cstate_next_wake(st, d->rules);
-    int64_t old = cstate_indexed_wake(st);
-    if (next == old) return;
-    if (old != INT64_MAX)
-        store_batch_del_timer(d->wb, part, old, ev->client_id, ev->client_len);
-    if (next != INT64_MAX)
-        store_batch_put_timer(d->wb, part, next, ev->client_id, ev->client_len);
-    cstate_set_indexed_wake(st, next);
-}
-
-static void publish_alerts(daemon_t *d, const char *client, size_t client_len) {
+static void publish_alerts(daemon_t *d) {
     int64_t now = daemon_wall_ms();
-    for (size_t i = 0; i < d->out.n_alerts; i++) {
+    for (size_t i = 0; i < d->out.n_alerts && !d->close_scheduled; i++) {
         const alert_t *a = &d->out.alerts[i];
         buf_reset(&d->enc);
         if (alert_format_json(a, now, &d->enc) != 0) {
             daemon_fatal(d, EXIT_KAFKA, "alerts", "out of memory");
-            return;
+            break;
         }
         d->stats.n_alerts++;
-        LOG(LOG_INFO, "alerts", "alert",
-            LF_STR("rule", a->rule), LF_STR("client", a->client_id),
+        LOG(LOG_INFO, "alerts", "alert", LF_STR("rule", a->rule),
+            LF_STR("client", a->client_id),
             LF_STR("status", a->status == ALERT_FIRING ? "firing" : "resolved"),
             LF_STR("alert_id", a->alert_id));
-        kout_produce(d, d->cfg->alerts_topic, client, client_len, d->enc.data,
-                     d->enc.len, NULL);
+        kout_produce(d, d->cfg->alerts_topic, a->client_id,
+                     strlen(a->client_id), d->enc.data, d->enc.len, NULL);
     }
     engine_out_reset(&d->out);
 }
@@ -211,34 +183,29 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
     ev.topic = rd_kafka_topic_name(m->rkt);
     ev.partition = m->partition;
     ev.offset = m->offset;
-    if (!ruleset_uses_type(d->rules, ev.type)) {
-        d->stats.n_ignored++;
-        event_clear(&ev);
-        return;
-    }
-    uint32_t part = (uint32_t)m->partition;
-    cstate_t *st = client_state(d, part, &ev);
-    if (!st) {
-        event_clear(&ev);
-        return;
-    }
-    int rc = engine_on_event(d->rules, &d->engine_opts, st, &ev, &d->out);
-    if (rc < 0) {
-        event_clear(&ev);
-        daemon_fatal(d, EXIT_STATE, "engine", "out of memory");
-        return;
-    }
-    if (rc == ENGINE_DUPLICATE) {
-        d->stats.n_duplicate++;
-    } else if (rc == ENGINE_IGNORED) {
-        d->stats.n_ignored++;
-    } else {
-        d->stats.n_applied++;
-        cache_mark_dirty(d->cache, part, ev.client_id, ev.client_len);
-        reindex_wake(d, part, st, &ev);
-    }
-    publish_alerts(d, ev.client_id, ev.client_len);
+    wm_observe(&d->wm, ev.topic, m->partition, ev.ts_ms, daemon_wall_ms());
+    churn_err_t err = {0};
+    int rc = processor_event(d->proc, (uint32_t)m->partition, &ev, &d->out, &err);
     event_clear(&ev);
+    if (rc < 0) {
+        daemon_fatal(d, EXIT_STATE, "state", err.msg);
+        return;
+    }
+    if (rc == ENGINE_DUPLICATE)
+        d->stats.n_duplicate++;
+    else if (rc == ENGINE_IGNORED)
+        d->stats.n_ignored++;
+    else
+        d->stats.n_applied++;
+    publish_alerts(d);
+}
+
+/* The batch is evaluated and produced: commit when nothing is in flight. */
+static void settle(daemon_t *d) {
+    if (d->close_scheduled) return;
+    while (rd_kafka_poll(d->producer, 0) > 0) {
+    }
+    if (d->inflight == 0 && !d->close_scheduled) pipeline_commit(d);
 }
 
 void pipeline_process(daemon_t *d) {
@@ -251,64 +218,120 @@ void pipeline_process(daemon_t *d) {
     for (size_t i = 0; i < d->n_msgs && !d->close_scheduled; i++)
         process_one(d, d->msgs[i].msg);
     drop_msgs(d);
-    if (d->close_scheduled) return;
-    /* Serve delivery reports that are already there, then commit if
-     * nothing is left in flight (a batch with no alerts commits now). */
-    while (rd_kafka_poll(d->producer, 0) > 0) {
-    }
-    if (d->inflight == 0 && !d->close_scheduled) pipeline_commit(d);
+    settle(d);
 }
 
-static int put_dirty(void *arg, uint32_t part, const char *client,
-                     size_t client_len, void *val) {
-    daemon_t *d = arg;
-    buf_reset(&d->enc);
-    int rc = cstate_encode(val, &d->enc);
-    if (rc) return rc;
-    store_batch_put_client(d->wb, part, client, client_len, d->enc.data,
-                           d->enc.len);
-    return 0;
+/* Fire what the watermark has passed, as a batch of its own, between
+ * event batches (kin_pump calls this at every batch boundary). Returns 1
+ * when a timer batch was started (and maybe committed already). */
+int pipeline_fire_timers(daemon_t *d) {
+    if (d->phase != PHASE_COLLECTING || d->close_scheduled || d->stopping ||
+        !d->assigned || d->n_msgs > 0)
+        return 0;
+    int64_t w = wm_compute(&d->wm, daemon_wall_ms());
+    if (w == WM_NONE || (w <= d->last_fired_wm && !d->timers_more)) return 0;
+    size_t fired = 0;
+    int more = 0;
+    for (int i = 0; i < d->assigned->cnt && fired < TIMER_BATCH_CLIENTS; i++) {
+        int32_t part = d->assigned->elems[i].partition;
+        int seen = 0; /* each partition number once */
+        for (int j = 0; j < i; j++)
+            if (d->assigned->elems[j].partition == part) seen = 1;
+        if (seen) continue;
+        size_t n = 0;
+        churn_err_t err = {0};
+        int rc = processor_fire_timers(d->proc, (uint32_t)part, w,
+                                       TIMER_BATCH_CLIENTS - fired, &d->out,
+                                       &n, &err);
+        if (rc < 0) {
+            daemon_fatal(d, EXIT_STATE, "state", err.msg);
+            return 1;
+        }
+        if (rc == 1) more = 1;
+        fired += n;
+    }
+    d->timers_more = more;
+    if (fired == 0) {
+        d->last_fired_wm = w;
+        return 0;
+    }
+    d->stats.n_timer_batches++;
+    d->stats.n_timers_fired += fired;
+    LOG(LOG_DEBUG, "timers", "fired", LF_INT("clients", fired),
+        LF_INT("watermark", w));
+    d->phase = PHASE_AWAITING;
+    publish_alerts(d);
+    settle(d);
+    return 1;
+}
+
+/* Which assigned partitions have nothing left to read (for idleness). */
+static void update_caught_up(daemon_t *d) {
+    if (!d->assigned || !d->consumer) return;
+    rd_kafka_topic_partition_list_t *pos =
+        rd_kafka_topic_partition_list_copy(d->assigned);
+    if (rd_kafka_position(d->consumer, pos) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        for (int i = 0; i < pos->cnt; i++) {
+            int64_t lo = 0, hi = 0;
+            const rd_kafka_topic_partition_t *p = &pos->elems[i];
+            if (rd_kafka_get_watermark_offsets(d->consumer, p->topic,
+                                               p->partition, &lo, &hi))
+                continue;
+            int caught = p->offset >= 0 ? p->offset >= hi : hi <= lo;
+            wm_set_caught_up(&d->wm, p->topic, p->partition, caught);
+        }
+    }
+    rd_kafka_topic_partition_list_destroy(pos);
+}
+
+static void on_wm_timer(uv_timer_t *t) {
+    daemon_t *d = t->data;
+    if (d->phase != PHASE_COLLECTING || d->n_msgs > 0 || d->close_scheduled)
+        return;
+    update_caught_up(d);
+    kin_pump(d); /* fires what the watermark passed, then consumes */
 }
 
 void pipeline_commit(daemon_t *d) {
     if (d->phase != PHASE_AWAITING || d->close_scheduled) return;
-    int rc = cache_each_dirty(d->cache, put_dirty, d);
-    if (rc) {
-        daemon_fatal(d, EXIT_STATE, "state", "cannot encode a client state");
-        return;
-    }
     rd_kafka_topic_partition_list_t *offs = d->batch_offsets;
-    for (int i = 0; i < offs->cnt; i++)
-        store_batch_put_offset(d->wb, offs->elems[i].topic,
-                               offs->elems[i].partition, offs->elems[i].offset);
-    churn_err_t err = {0};
-    if (store_batch_count(d->wb) > 0 && store_commit(d->store, d->wb, &err)) {
-        char what[CHURN_ERR_MSG_MAX + 64];
-        snprintf(what, sizeof(what), "cannot write the state directory: %s",
-                 err.msg);
-        daemon_fatal(d, EXIT_STATE, "state", what);
+    processor_offset_t stack[64] = {{0}};
+    processor_offset_t *po = offs->cnt <= 64 ? stack
+                             : malloc((size_t)offs->cnt * sizeof(*po));
+    if (!po) {
+        daemon_fatal(d, EXIT_STATE, "state", "out of memory");
         return;
     }
-    store_batch_clear(d->wb);
-    cache_clear_dirty(d->cache);
-    cache_evict(d->cache);
+    for (int i = 0; i < offs->cnt; i++)
+        po[i] = (processor_offset_t){offs->elems[i].topic,
+                                     offs->elems[i].partition,
+                                     offs->elems[i].offset};
+    churn_err_t err = {0};
+    int rc = processor_commit(d->proc, po, (size_t)offs->cnt, &err);
+    if (po != stack) free(po);
+    if (rc) {
+        daemon_fatal(d, EXIT_STATE, "state", err.msg); /* names dir and cause */
+        return;
+    }
     d->stats.n_batches++;
     if (offs->cnt > 0) {
         rd_kafka_resp_err_t e = rd_kafka_commit(d->consumer, offs, 1);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
             LOG(LOG_WARN, "consumer", "group offset commit refused",
                 LF_STR("error", rd_kafka_err2str(e)));
+        rd_kafka_topic_partition_list_destroy(offs);
+        d->batch_offsets = rd_kafka_topic_partition_list_new(16);
     }
-    rd_kafka_topic_partition_list_destroy(offs);
-    d->batch_offsets = rd_kafka_topic_partition_list_new(16);
     d->phase = PHASE_COLLECTING;
     if (d->rules_next) { /* a reload that waited for this batch */
         ruleset_free(d->rules);
         d->rules = d->rules_next;
         d->rules_next = NULL;
+        pipeline_set_rules(d);
     }
-    if (d->stopping)
+    if (d->stopping) {
         daemon_close(d);
-    else
-        kin_pump(d);
+        return;
+    }
+    kin_pump(d); /* no-op when called from inside kin_pump's loop */
 }

@@ -4,7 +4,7 @@
 # when one of them does. usage: check-core.sh [FILE...]
 set -u
 cd "$(dirname "$0")/.."
-files=${*:-$(ls daemon/common.c daemon/timeutil.c daemon/event.c daemon/expr.c \
+files=${*:-$(ls daemon/common.c daemon/timeutil.c daemon/event.c daemon/expr.c daemon/watermark.c daemon/processor.c \
     daemon/rules_load.c daemon/features.c daemon/engine.c daemon/cstate.c \
     daemon/alert.c 2>/dev/null)}
 bad=0

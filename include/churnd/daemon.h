@@ -28,7 +28,9 @@
 #include "churnd/cache.h"
 #include "churnd/config.h"
 #include "churnd/engine.h"
+#include "churnd/processor.h"
 #include "churnd/store.h"
+#include "churnd/watermark.h"
 
 typedef enum batch_phase {
     PHASE_COLLECTING = 0,
@@ -55,6 +57,8 @@ typedef struct daemon_stats {
     uint64_t n_produce_retries;
     uint64_t n_reloads_ok;
     uint64_t n_reloads_failed;
+    uint64_t n_timer_batches;
+    uint64_t n_timers_fired;
 } daemon_stats_t;
 
 /* One consumed message kept until its batch is evaluated. */
@@ -85,10 +89,15 @@ typedef struct daemon {
     ruleset_t *rules_next;  /* a reload waiting for the batch to commit */
     engine_opts_t engine_opts;
     store_t *store;
-    cache_t *cache;
-    store_batch_t *wb;
+    processor_t *proc;      /* states, engine, timer index, commits */
     engine_out_t out;
-    buf_t enc;              /* reused encoding buffer */
+    buf_t enc;              /* reused alert encoding buffer */
+
+    /* event time (SPEC section 4) */
+    watermark_t wm;
+    uv_timer_t wm_timer;    /* idle partitions and wall-clock advance */
+    int64_t last_fired_wm;  /* timers fired up to here */
+    int timers_more;        /* the last timer batch was cut short */
 
     /* the batch */
     batch_phase_t phase;

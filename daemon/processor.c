@@ -1,0 +1,225 @@
+/*
+ * processor.c - see processor.h. Client states live in the hot cache over
+ * RocksDB; the cache never evicts a state changed since the last commit,
+ * so what it holds is always "the store plus the batch in hand". The timer
+ * index holds one entry per client at its earliest deadline; entries are
+ * moved in the same WriteBatch as the state that moved them.
+ */
+#include "churnd/processor.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct processor {
+    store_t *store;          /* borrowed */
+    cache_t *cache;
+    store_batch_t *wb;
+    const ruleset_t *rules;  /* borrowed */
+    engine_opts_t opts;
+    buf_t enc;
+};
+
+static void free_state(void *p) { cstate_free(p); }
+
+processor_t *processor_new(store_t *store, size_t cache_clients,
+                           const engine_opts_t *opts) {
+    processor_t *p = calloc(1, sizeof(*p));
+    if (!p) return NULL;
+    p->store = store;
+    p->opts = *opts;
+    p->cache = cache_new(cache_clients, free_state);
+    p->wb = store_batch_new();
+    buf_init(&p->enc);
+    if (!p->cache || !p->wb) {
+        processor_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void processor_free(processor_t *p) {
+    if (!p) return;
+    if (p->cache) cache_free(p->cache);
+    if (p->wb) store_batch_free(p->wb);
+    buf_free(&p->enc);
+    free(p);
+}
+
+void processor_set_rules(processor_t *p, const ruleset_t *rs) { p->rules = rs; }
+
+/* The client's state: hot cache, else RocksDB, else a new one. */
+static int client_state(processor_t *p, uint32_t part, const char *client,
+                        size_t len, cstate_t **out, churn_err_t *err) {
+    cstate_t *st = cache_get(p->cache, part, client, len);
+    if (st) {
+        *out = st;
+        return 0;
+    }
+    int rc = store_get_client(p->store, part, client, len, &p->enc, err);
+    if (rc == 0) {
+        churn_err_t derr = {0};
+        rc = cstate_decode(p->enc.data, p->enc.len, client, len, &st, &derr);
+        if (rc != 0)
+            /* Refusing to guess: a record we cannot read stops the daemon
+             * rather than being silently replaced by an empty state. */
+            return churn_err_set(err, CHURN_ECORRUPT,
+                                 "client %.*s: stored state cannot be decoded: %s",
+                                 (int)len, client, derr.msg);
+    } else if (rc == CHURN_ENOTFOUND) {
+        st = cstate_new(client, len);
+    } else {
+        return rc;
+    }
+    if (!st) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    if (cache_put(p->cache, part, client, len, st) != 0) {
+        cstate_free(st);
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    }
+    *out = st;
+    return 0;
+}
+
+/* Keep the timer-index entry of this client at its earliest deadline. */
+static void reindex(processor_t *p, uint32_t part, cstate_t *st,
+                    const char *client, size_t len) {
+    int64_t next = cstate_next_wake(st, p->rules);
+    int64_t old = cstate_indexed_wake(st);
+    if (next == old) return;
+    if (old != INT64_MAX) store_batch_del_timer(p->wb, part, old, client, len);
+    if (next != INT64_MAX) store_batch_put_timer(p->wb, part, next, client, len);
+    cstate_set_indexed_wake(st, next);
+}
+
+int processor_event(processor_t *p, uint32_t part, const event_t *ev,
+                    engine_out_t *out, churn_err_t *err) {
+    if (!ruleset_uses_type(p->rules, ev->type)) return ENGINE_IGNORED;
+    cstate_t *st = NULL;
+    int rc = client_state(p, part, ev->client_id, ev->client_len, &st, err);
+    if (rc) return rc;
+    rc = engine_on_event(p->rules, &p->opts, st, ev, out);
+    if (rc < 0) return churn_err_set(err, rc, "out of memory in the engine");
+    if (rc == ENGINE_APPLIED) {
+        if (cache_mark_dirty(p->cache, part, ev->client_id, ev->client_len))
+            return churn_err_set(err, CHURN_EINVAL,
+                                 "client state vanished from the cache");
+        reindex(p, part, st, ev->client_id, ev->client_len);
+    }
+    return rc;
+}
+
+typedef struct due {
+    int64_t due_ms;
+    char *client;
+    size_t len;
+} due_t;
+
+typedef struct due_list {
+    due_t *v;
+    size_t n, cap, limit;
+} due_list_t;
+
+static int collect_due(void *arg, uint32_t part, int64_t due_ms,
+                       const char *client, size_t len) {
+    (void)part;
+    due_list_t *l = arg;
+    if (l->limit && l->n >= l->limit) return 1;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        due_t *v = realloc(l->v, cap * sizeof(*v));
+        if (!v) return CHURN_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    char *c = malloc(len + 1);
+    if (!c) return CHURN_ENOMEM;
+    memcpy(c, client, len);
+    c[len] = '\0';
+    l->v[l->n++] = (due_t){due_ms, c, len};
+    return 0;
+}
+
+int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
+                          size_t limit, engine_out_t *out, size_t *n_fired,
+                          churn_err_t *err) {
+    due_list_t l = {.limit = limit};
+    *n_fired = 0;
+    int rc = store_scan_timers(p->store, part, upto_ms, limit ? limit + 1 : 0,
+                               collect_due, &l, err);
+    int more = limit && l.n >= limit;
+    for (size_t i = 0; rc >= 0 && i < l.n; i++) {
+        cstate_t *st = NULL;
+        rc = client_state(p, part, l.v[i].client, l.v[i].len, &st, err);
+        if (rc) break;
+        /* Only the entry the state itself last indexed is live. */
+        if (cstate_indexed_wake(st) != l.v[i].due_ms) {
+            store_batch_del_timer(p->wb, part, l.v[i].due_ms, l.v[i].client,
+                                  l.v[i].len);
+            continue;
+        }
+        /* Fire this client up to its own deadline only: a later deadline
+         * of the same client is re-indexed and fired in global deadline
+         * order on the next call. */
+        rc = engine_on_time(p->rules, &p->opts, st, l.v[i].due_ms, out);
+        if (rc < 0) {
+            churn_err_set(err, rc, "out of memory in the engine");
+            break;
+        }
+        if (cache_mark_dirty(p->cache, part, l.v[i].client, l.v[i].len)) {
+            rc = churn_err_set(err, CHURN_EINVAL,
+                               "client state vanished from the cache");
+            break;
+        }
+        reindex(p, part, st, l.v[i].client, l.v[i].len);
+        int64_t next = cstate_indexed_wake(st);
+        if (next <= l.v[i].due_ms) {
+            /* The engine must move a woken client's deadline forward; if
+             * it did not, stop rather than wake it forever. */
+            rc = churn_err_set(err, CHURN_EINVAL,
+                               "client %s: deadline %lld did not advance after firing",
+                               l.v[i].client, (long long)l.v[i].due_ms);
+            break;
+        }
+        if (next <= upto_ms) more = 1;
+        (*n_fired)++;
+    }
+    for (size_t i = 0; i < l.n; i++) free(l.v[i].client);
+    free(l.v);
+    if (rc < 0) return rc;
+    return more;
+}
+
+static int put_dirty(void *arg, uint32_t part, const char *client,
+                     size_t len, void *val) {
+    processor_t *p = arg;
+    buf_reset(&p->enc);
+    int rc = cstate_encode(val, &p->enc);
+    if (rc) return rc;
+    store_batch_put_client(p->wb, part, client, len, p->enc.data, p->enc.len);
+    return 0;
+}
+
+int processor_commit(processor_t *p, const processor_offset_t *offs,
+                     size_t n_offs, churn_err_t *err) {
+    int rc = cache_each_dirty(p->cache, put_dirty, p);
+    if (rc) return churn_err_set(err, rc, "cannot encode a client state");
+    for (size_t i = 0; i < n_offs; i++)
+        store_batch_put_offset(p->wb, offs[i].topic, offs[i].partition,
+                               offs[i].next_offset);
+    if (store_batch_count(p->wb) > 0) {
+        rc = store_commit(p->store, p->wb, err);
+        if (rc) return rc;
+    }
+    store_batch_clear(p->wb);
+    cache_clear_dirty(p->cache);
+    cache_evict(p->cache);
+    return 0;
+}
+
+void processor_drop_partition(processor_t *p, uint32_t part) {
+    cache_drop_partition(p->cache, part);
+}
+
+size_t processor_dirty(const processor_t *p) {
+    return cache_dirty_count(p->cache);
+}

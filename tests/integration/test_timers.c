@@ -1,0 +1,102 @@
+/*
+ * test_timers.c - deadlines in the live daemon: a `for: 1h` rule fires
+ * when the watermark (slowest non-idle partition's event time minus the
+ * lateness) passes its deadline, not before, and the deadline survives a
+ * kill -9 because it lives in RocksDB's timer index.
+ */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "../lib/harness.h"
+
+#define WAIT_MS 60000
+
+static char rules_dir[1024];
+
+static void send_event(th_env_t *e, const char *topic, const char *client,
+                 const char *id, const char *type, const char *ts) {
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"id\":\"%s\",\"type\":\"%s\",\"client_id\":\"%s\",\"ts\":\"%s\","
+             "\"data\":{\"meeting_id\":\"M\",\"score\":9}}", id, type, client, ts);
+    assert_int_equal(th_env_send(e, topic, client, json), 0);
+}
+
+static size_t count_alerts(th_env_t *e, const char *client, const char *at) {
+    th_msgs_t raw = {0};
+    assert_int_equal(th_consume_to_end(e->broker.bootstrap, e->alerts, WAIT_MS, &raw), 0);
+    size_t n = 0;
+    for (size_t i = 0; i < raw.n; i++) {
+        th_alert_t a;
+        assert_int_equal(th_alert_parse(&raw.v[i], &a), 0);
+        if (!strcmp(a.client, client) && (!at || !strcmp(a.at, at))) n++;
+    }
+    th_msgs_free(&raw);
+    return n;
+}
+
+static void test_for_deadline_fires_on_watermark_and_survives_kill(void **state) {
+    (void)state;
+    th_env_t e;
+    /* one partition per topic, no lateness, partitions never idle here */
+    assert_int_equal(th_env_setup(&e, 1, rules_dir, NULL,
+                                  "time:\n  allowed_lateness: 0s\n  idle_timeout: 1h\n"), 0);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    send_event(&e, e.crm, "A", "a1", "meeting.postponed", "2026-07-01T10:00:00Z");
+    send_event(&e, e.helpdesk, "X", "x1", "survey.nps", "2026-07-01T10:00:00Z");
+    if (th_env_wait_caught_up(&e, WAIT_MS)) {
+        th_env_dump_log(&e);
+        fail_msg("no catch-up");
+    }
+    /* watermark 10:00 < deadline 11:00: nothing yet */
+    assert_int_equal(count_alerts(&e, "A", NULL), 0);
+
+    /* crash: the pending deadline is only in RocksDB now */
+    assert_int_equal(th_proc_signal(&e.daemon, SIGKILL), 0);
+    assert_int_equal(th_proc_wait(&e.daemon, 10000), 128 + SIGKILL);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+
+    /* crm moves to 12:00 but helpdesk still holds the watermark at 10:30 */
+    send_event(&e, e.crm, "B", "b1", "meeting.postponed", "2026-07-01T12:00:00Z");
+    send_event(&e, e.helpdesk, "X", "x2", "survey.nps", "2026-07-01T10:30:00Z");
+    if (th_env_wait_caught_up(&e, WAIT_MS)) {
+        th_env_dump_log(&e);
+        fail_msg("no catch-up after restart");
+    }
+    assert_int_equal(count_alerts(&e, "A", NULL), 0);
+
+    /* helpdesk reaches 11:30: the watermark passes A's 11:00 deadline */
+    send_event(&e, e.helpdesk, "X", "x3", "survey.nps", "2026-07-01T11:30:00Z");
+    int64_t deadline = th_now_ms() + WAIT_MS;
+    while (count_alerts(&e, "A", "2026-07-01T11:00:00Z") < 1) {
+        if (th_now_ms() > deadline) {
+            th_env_dump_log(&e);
+            fail_msg("A's deadline never fired");
+        }
+        th_pause_ms(50);
+    }
+    assert_int_equal(th_env_wait_caught_up(&e, WAIT_MS), 0);
+    assert_int_equal(count_alerts(&e, "A", "2026-07-01T11:00:00Z"), 1);
+    /* B's deadline (13:00) is still ahead of the watermark (11:30) */
+    assert_int_equal(count_alerts(&e, "B", NULL), 0);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
+int main(void) {
+    if (!getcwd(rules_dir, sizeof(rules_dir) - 64)) return 1;
+    strcat(rules_dir, "/tests/data/daemon-timers");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_for_deadline_fires_on_watermark_and_survives_kill),
+    };
+    return cmocka_run_group_tests_name("integration_timers", tests, NULL, NULL);
+}
