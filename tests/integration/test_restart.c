@@ -245,12 +245,55 @@ static void test_sigterm_while_flowing_drains_and_loses_nothing(void **state) {
     th_env_teardown(&e);
 }
 
+/* The broker goes away while events are being processed and comes back:
+ * churnd pauses (its consumer and producer reconnect by themselves, the
+ * batch in hand waits for its acknowledgements) and resumes, exactly. */
+static void test_broker_outage_pauses_and_resumes(void **state) {
+    (void)state;
+    th_env_t e;
+    stream_t s;
+    stream_build(&s);
+    assert_int_equal(th_env_setup(&e, 4, rules_dir,
+                                  "  max_events: 40\n  max_wait: 2ms\n",
+                                  "event:\n  dedup_max_ids: 0\n"), 0);
+    if (!e.broker.mock) { /* a real Kafka cannot be switched off from here */
+        th_env_teardown(&e);
+        stream_free(&s);
+        skip();
+    }
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    size_t third = s.n / 3;
+    send_range(&e, &s, 0, third);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("did not process the first third");
+    }
+    send_range(&e, &s, third, 2 * third);
+    assert_int_equal(th_broker_set_up(&e.broker, 0), 0);
+    /* down until churnd has noticed (a transport error in its log) */
+    if (th_log_wait(e.log, "kafka error", WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("churnd never noticed the broker was gone");
+    }
+    assert_int_equal(th_broker_set_up(&e.broker, 1), 0);
+    send_range(&e, &s, 2 * third, s.n);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("did not resume after the broker came back");
+    }
+    verify_exact(&e);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0); /* still running, drains */
+    stream_free(&s);
+    th_env_teardown(&e);
+}
+
 int main(void) {
     if (!getcwd(rules_dir, sizeof(rules_dir) - 8)) return 1;
     strcat(rules_dir, "/rules");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_9_mid_stream_is_exact),
         cmocka_unit_test(test_sigterm_while_flowing_drains_and_loses_nothing),
+        cmocka_unit_test(test_broker_outage_pauses_and_resumes),
     };
     return cmocka_run_group_tests_name("integration_restart", tests, NULL, NULL);
 }
