@@ -30,7 +30,7 @@ CORE_FILES := daemon/common.c daemon/timeutil.c daemon/event.c \
               $(wildcard daemon/expr.c daemon/rules_load.c daemon/features.c \
                          daemon/engine.c daemon/cstate.c daemon/alert.c daemon/watermark.c daemon/processor.c)
 
-.PHONY: all deps demo check check-run unit integration check-core clean tools
+.PHONY: all deps demo check check-run check-asan unit integration check-core clean tools
 
 all: $(BUILD)/churnd
 
@@ -46,6 +46,14 @@ check: deps
 
 check-run: all tools $(UNIT_BINS) $(INT_BINS)
 	@scripts/run-tests.sh $(BUILD)
+
+# The same suite on an AddressSanitizer + UndefinedBehaviorSanitizer build;
+# integration tests then run the sanitized daemon, whose leak report would
+# turn its exit status non-zero.
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
+check-asan: deps
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
+	    EXTRA_CFLAGS="$(SAN_FLAGS)" EXTRA_LDFLAGS="$(SAN_FLAGS)" check-run
 
 unit: $(UNIT_BINS)
 	@scripts/run-tests.sh $(BUILD) unit
@@ -85,5 +93,7 @@ $(BUILD)/tests/kt: $(BUILD)/obj/tests/tools/kt.o $(TLIB_OBJS) $(BUILD)/libchurnd
 
 clean:
 	rm -rf $(BUILD) build-asan
+
+.SECONDARY:
 
 -include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
