@@ -18,7 +18,9 @@ cleanup() {
 trap cleanup EXIT INT TERM
 
 echo "== starting churnd on its embedded broker (log: churnd's stderr below is kept in $work/churnd.log)"
-"$churnd" run --embedded-broker --set "state.dir=$work/state" \
+# DEMO_WRAP runs churnd under a tool, e.g. DEMO_WRAP="valgrind
+# --leak-check=full --error-exitcode=9" (the demo then fails on any report).
+${DEMO_WRAP:-} "$churnd" run --embedded-broker --set "state.dir=$work/state" \
     --set rules.dir=rules --set batch.max_wait=5ms >"$work/out" 2>"$work/churnd.log" &
 pid=$!
 bs=""
@@ -26,7 +28,7 @@ i=0
 while [ -z "$bs" ]; do
     bs=$(sed -n 's/^bootstrap=//p' "$work/out" 2>/dev/null | head -n 1)
     i=$((i + 1))
-    if [ $i -gt 200 ] || ! kill -0 "$pid" 2>/dev/null; then
+    if [ $i -gt 1200 ] || ! kill -0 "$pid" 2>/dev/null; then
         echo "churnd did not start:" >&2
         cat "$work/churnd.log" >&2
         exit 1
