@@ -248,6 +248,45 @@ static void test_duplicate_event_ids_count_once(void **state) {
     th_env_teardown(&e);
 }
 
+/* A CRM whose events look different is mapped by configuration alone:
+ * another client path, another time field holding epoch milliseconds, and
+ * a type map onto churnd's catalog. */
+static void test_configured_envelope_paths_and_type_map(void **state) {
+    (void)state;
+    th_env_t e;
+    assert_int_equal(th_env_setup(&e, 1, rules_dir, NULL,
+                                  "event:\n"
+                                  "  client_path: account.id\n"
+                                  "  ts_path: occurred_at\n"
+                                  "  type_path: kind\n"
+                                  "  type_map: {NpsSubmitted: survey.nps}\n"), 0);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    /* 1772359200000 ms = 2026-03-01T10:00:00Z */
+    assert_int_equal(th_env_send(&e, e.helpdesk, "MAP-1",
+        "{\"id\":\"n1\",\"kind\":\"NpsSubmitted\",\"account\":{\"id\":\"MAP-1\"},"
+        "\"occurred_at\":1772359200000,\"data\":{\"score\":2}}"), 0);
+    /* the default envelope is now malformed: no account.id */
+    assert_int_equal(th_env_send(&e, e.helpdesk, "X",
+        "{\"id\":\"n2\",\"type\":\"survey.nps\",\"client_id\":\"X\","
+        "\"ts\":\"2026-03-01T10:00:00Z\",\"data\":{\"score\":2}}"), 0);
+    must_catch_up(&e);
+    th_msgs_t raw = {0};
+    th_alert_t *a = NULL;
+    size_t n = read_alerts(&e, &a, &raw);
+    assert_int_equal(n, 1);
+    assert_int_equal(th_alerts_count(a, n, "detractor", "MAP-1", "firing",
+                                     "2026-03-01T10:00:00Z"), 1);
+    free(a);
+    th_msgs_free(&raw);
+    th_msgs_t dl = {0};
+    assert_int_equal(th_consume_to_end(e.broker.bootstrap, e.dlq, WAIT_MS, &dl), 0);
+    assert_int_equal(dl.n, 1);
+    assert_string_equal(th_header(&dl.v[0], "churnd.reason"), "no_client");
+    th_msgs_free(&dl);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
 int main(void) {
     if (!getcwd(rules_dir, sizeof(rules_dir) - 8)) return 1;
     strcat(rules_dir, "/rules");
@@ -255,6 +294,7 @@ int main(void) {
         cmocka_unit_test(test_demo_stream_alerts_and_dead_letters),
         cmocka_unit_test(test_every_malformed_kind_is_a_dead_letter),
         cmocka_unit_test(test_duplicate_event_ids_count_once),
+        cmocka_unit_test(test_configured_envelope_paths_and_type_map),
     };
     return cmocka_run_group_tests_name("integration_pipeline", tests, NULL, NULL);
 }
