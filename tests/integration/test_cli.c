@@ -121,6 +121,18 @@ static void test_sasl_password_is_never_logged(void **state) {
     free(s);
 }
 
+/* The config installed by systemd/ stays loadable: it gets as far as the
+ * state directory (pointed somewhere unusable here). */
+static void test_installed_config_is_valid(void **state) {
+    (void)state;
+    char set[700];
+    snprintf(set, sizeof(set), "state.dir=%s/plainfile/state", tmp);
+    char *argv[] = {(char *)bin, "run", "-c", "systemd/churnd.yaml", "--set", set,
+                    "--set", "rules.dir=rules", NULL};
+    assert_int_equal(run(argv), 2);
+    assert_true(out_has("cannot open the state directory"));
+}
+
 int main(void) {
     bin = getenv("CHURND_BIN");
     if (!bin) bin = "build/churnd";
@@ -133,6 +145,7 @@ int main(void) {
         cmocka_unit_test(test_run_refuses_an_unusable_state_directory),
         cmocka_unit_test(test_run_refuses_a_bad_config),
         cmocka_unit_test(test_sasl_password_is_never_logged),
+        cmocka_unit_test(test_installed_config_is_valid),
     };
     int rc = cmocka_run_group_tests_name("cli", tests, NULL, NULL);
     th_rmtree(tmp);
