@@ -54,19 +54,6 @@ static void send_postponed(th_env_t *e, const char *client, const char *id,
     assert_int_equal(th_env_send(e, e->crm, client, json), 0);
 }
 
-static size_t alerts_for(th_env_t *e, const char *rule, const char *client) {
-    th_msgs_t raw = {0};
-    assert_int_equal(th_consume_to_end(e->broker.bootstrap, e->alerts, WAIT_MS, &raw), 0);
-    size_t n = 0;
-    for (size_t i = 0; i < raw.n; i++) {
-        th_alert_t a;
-        assert_int_equal(th_alert_parse(&raw.v[i], &a), 0);
-        if (!strcmp(a.rule, rule) && !strcmp(a.client, client)) n++;
-    }
-    th_msgs_free(&raw);
-    return n;
-}
-
 static void caught_up(th_env_t *e) {
     if (th_env_wait_caught_up(e, WAIT_MS) != 0) {
         th_env_dump_log(e);
@@ -90,7 +77,7 @@ static void test_sighup_keeps_old_set_on_error_and_takes_a_valid_one(void **stat
     assert_int_equal(th_env_start_daemon(&e), 0);
     send_nps(&e, "A", "a1", 3, "2026-06-01T10:00:00Z");
     caught_up(&e);
-    assert_int_equal(alerts_for(&e, "detractor", "A"), 1);
+    assert_int_equal(th_env_count_alerts(&e, "detractor", "A", NULL, NULL), 1);
 
     /* 1. a broken file: rejected, the old set keeps running */
     snprintf(path, sizeof(path), "%s/zz-broken.yaml", rules);
@@ -105,8 +92,8 @@ static void test_sighup_keeps_old_set_on_error_and_takes_a_valid_one(void **stat
     send_postponed(&e, "C", "c1", "2026-06-01T12:00:00Z");
     send_postponed(&e, "C", "c2", "2026-06-01T13:00:00Z");
     caught_up(&e);
-    assert_int_equal(alerts_for(&e, "detractor", "B"), 1);
-    assert_int_equal(alerts_for(&e, "meetings_postponed", "C"), 0);
+    assert_int_equal(th_env_count_alerts(&e, "detractor", "B", NULL, NULL), 1);
+    assert_int_equal(th_env_count_alerts(&e, "meetings_postponed", "C", NULL, NULL), 0);
 
     /* 2. fixed, and a new rule added: the new set takes over */
     assert_int_equal(unlink(path), 0);
@@ -121,7 +108,7 @@ static void test_sighup_keeps_old_set_on_error_and_takes_a_valid_one(void **stat
     send_postponed(&e, "D", "d1", "2026-06-02T12:00:00Z");
     send_postponed(&e, "D", "d2", "2026-06-02T13:00:00Z");
     caught_up(&e);
-    assert_int_equal(alerts_for(&e, "meetings_postponed", "D"), 1);
+    assert_int_equal(th_env_count_alerts(&e, "meetings_postponed", "D", NULL, NULL), 1);
 
     assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
     th_env_teardown(&e);

@@ -31,19 +31,6 @@ static void send_event(th_env_t *e, const char *topic, const char *client,
     assert_int_equal(th_env_send(e, topic, client, json), 0);
 }
 
-static size_t count_alerts(th_env_t *e, const char *client, const char *at) {
-    th_msgs_t raw = {0};
-    assert_int_equal(th_consume_to_end(e->broker.bootstrap, e->alerts, WAIT_MS, &raw), 0);
-    size_t n = 0;
-    for (size_t i = 0; i < raw.n; i++) {
-        th_alert_t a;
-        assert_int_equal(th_alert_parse(&raw.v[i], &a), 0);
-        if (!strcmp(a.client, client) && (!at || !strcmp(a.at, at))) n++;
-    }
-    th_msgs_free(&raw);
-    return n;
-}
-
 static void test_for_deadline_fires_on_watermark_and_survives_kill(void **state) {
     (void)state;
     th_env_t e;
@@ -58,7 +45,7 @@ static void test_for_deadline_fires_on_watermark_and_survives_kill(void **state)
         fail_msg("no catch-up");
     }
     /* watermark 10:00 < deadline 11:00: nothing yet */
-    assert_int_equal(count_alerts(&e, "A", NULL), 0);
+    assert_int_equal(th_env_count_alerts(&e, NULL, "A", NULL, NULL), 0);
 
     /* crash: the pending deadline is only in RocksDB now */
     assert_int_equal(th_proc_signal(&e.daemon, SIGKILL), 0);
@@ -72,12 +59,12 @@ static void test_for_deadline_fires_on_watermark_and_survives_kill(void **state)
         th_env_dump_log(&e);
         fail_msg("no catch-up after restart");
     }
-    assert_int_equal(count_alerts(&e, "A", NULL), 0);
+    assert_int_equal(th_env_count_alerts(&e, NULL, "A", NULL, NULL), 0);
 
     /* helpdesk reaches 11:30: the watermark passes A's 11:00 deadline */
     send_event(&e, e.helpdesk, "X", "x3", "survey.nps", "2026-07-01T11:30:00Z");
     int64_t deadline = th_now_ms() + WAIT_MS;
-    while (count_alerts(&e, "A", "2026-07-01T11:00:00Z") < 1) {
+    while (th_env_count_alerts(&e, NULL, "A", NULL, "2026-07-01T11:00:00Z") < 1) {
         if (th_now_ms() > deadline) {
             th_env_dump_log(&e);
             fail_msg("A's deadline never fired");
@@ -85,9 +72,9 @@ static void test_for_deadline_fires_on_watermark_and_survives_kill(void **state)
         th_pause_ms(50);
     }
     assert_int_equal(th_env_wait_caught_up(&e, WAIT_MS), 0);
-    assert_int_equal(count_alerts(&e, "A", "2026-07-01T11:00:00Z"), 1);
+    assert_int_equal(th_env_count_alerts(&e, NULL, "A", NULL, "2026-07-01T11:00:00Z"), 1);
     /* B's deadline (13:00) is still ahead of the watermark (11:30) */
-    assert_int_equal(count_alerts(&e, "B", NULL), 0);
+    assert_int_equal(th_env_count_alerts(&e, NULL, "B", NULL, NULL), 0);
     assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
     th_env_teardown(&e);
 }

@@ -135,3 +135,24 @@ size_t th_alerts_count(const th_alert_t *v, size_t n, const char *rule,
     }
     return c;
 }
+
+size_t th_env_count_alerts(th_env_t *e, const char *rule, const char *client,
+                           const char *status, const char *at) {
+    th_msgs_t raw = {0};
+    if (th_consume_to_end(e->broker.bootstrap, e->alerts, 60000, &raw) != 0) {
+        th_msgs_free(&raw);
+        return (size_t)-1;
+    }
+    th_alert_t *v = calloc(raw.n + 1, sizeof(*v));
+    size_t n = (size_t)-1;
+    if (v) {
+        size_t ok = 0;
+        for (size_t i = 0; i < raw.n; i++)
+            if (th_alert_parse(&raw.v[i], &v[ok]) == 0) ok++;
+        n = ok == raw.n ? th_alerts_count(v, ok, rule, client, status, at)
+                        : (size_t)-1;
+        free(v);
+    }
+    th_msgs_free(&raw);
+    return n;
+}

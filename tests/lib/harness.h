@@ -150,3 +150,7 @@ size_t th_alerts_count(const th_alert_t *v, size_t n, const char *rule,
 int th_run(char *const argv[], const char *out_path, int timeout_ms);
 /* The whole content of a file (malloc'd, NUL-terminated) or NULL. */
 char *th_read_file(const char *path);
+/* Read the env's alerts topic to its end and count the alerts matching
+ * rule/client/status/at (NULL matches anything); (size_t)-1 on error. */
+size_t th_env_count_alerts(th_env_t *e, const char *rule, const char *client,
+                           const char *status, const char *at);
