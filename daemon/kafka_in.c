@@ -263,16 +263,47 @@ int kin_start(daemon_t *d, churn_err_t *err) {
     return 0;
 }
 
+/* Leave the group without blocking for longer than timeout_ms: the close
+ * runs in librdkafka's background and its rebalance callbacks are served
+ * here until it is done or the time is up (a broker that is gone must not
+ * make a drain hang). Returns 0 when closed cleanly. */
+static int close_bounded(daemon_t *d, int64_t timeout_ms) {
+    rd_kafka_queue_t *q = rd_kafka_queue_new(d->consumer);
+    rd_kafka_error_t *e = rd_kafka_consumer_close_queue(d->consumer, q);
+    int rc = 0;
+    if (e) {
+        LOG(LOG_WARN, "consumer", "leaving the group failed",
+            LF_STR("error", rd_kafka_error_string(e)));
+        rd_kafka_error_destroy(e);
+        rc = -1;
+    } else {
+        int64_t deadline = daemon_wall_ms() + timeout_ms;
+        while (!rd_kafka_consumer_closed(d->consumer)) {
+            if (daemon_wall_ms() >= deadline) {
+                LOG(LOG_WARN, "consumer",
+                    "leaving the group timed out; the broker will expire the member",
+                    LF_INT("timeout_ms", timeout_ms));
+                rc = -1;
+                break;
+            }
+            (void)rd_kafka_queue_poll_callback(q, 100);
+        }
+    }
+    rd_kafka_queue_destroy(q);
+    return rc;
+}
+
 void kin_destroy(daemon_t *d, int leave_group) {
     if (!d->consumer) return;
-    if (leave_group) {
-        rd_kafka_resp_err_t e = rd_kafka_consumer_close(d->consumer);
-        if (e)
-            LOG(LOG_WARN, "consumer", "leaving the group failed",
-                LF_STR("error", rd_kafka_err2str(e)));
-    }
     kqueue_watch_stop(&d->in_watch);
-    if (leave_group)
+    int closed = 0;
+    if (leave_group) {
+        /* what is left of shutdown.timeout, at least a second */
+        int64_t t = d->drain_deadline_ms - daemon_wall_ms();
+        if (!d->stopping || t < 1000) t = 1000;
+        closed = close_bounded(d, t) == 0;
+    }
+    if (closed)
         rd_kafka_destroy(d->consumer);
     else
         rd_kafka_destroy_flags(d->consumer,

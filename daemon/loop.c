@@ -206,6 +206,7 @@ static void on_shutdown_timeout(uv_timer_t *t) {
 static void begin_drain(daemon_t *d, const char *why) {
     if (d->stopping || d->close_scheduled) return;
     d->stopping = 1;
+    d->drain_deadline_ms = daemon_wall_ms() + d->cfg->shutdown_timeout_ms;
     LOG(LOG_INFO, "daemon", "draining", LF_STR("signal", why),
         LF_INT("batch_events", d->n_msgs), LF_INT("in_flight", d->inflight));
     uv_timer_start(&d->shutdown_timer, on_shutdown_timeout,

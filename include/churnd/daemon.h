@@ -121,6 +121,7 @@ typedef struct daemon {
     uv_timer_t shutdown_timer;
     uv_timer_t close_timer; /* closing is deferred out of librdkafka callbacks */
     int stopping;           /* drain requested */
+    int64_t drain_deadline_ms; /* wall clock: the drain must be over by then */
     int close_scheduled;    /* no more processing: closing is under way */
     int close_clean;        /* leave the group and flush (drain), or not (fatal) */
     int closed;

@@ -287,6 +287,39 @@ static void test_broker_outage_pauses_and_resumes(void **state) {
     th_env_teardown(&e);
 }
 
+/* SIGTERM while the broker is unreachable: nothing is in flight, so the
+ * drain commits, tries to leave the group for what is left of
+ * shutdown.timeout (20s here) and exits 0 rather than hanging. */
+static void test_sigterm_with_broker_down_is_bounded(void **state) {
+    (void)state;
+    th_env_t e;
+    assert_int_equal(th_env_setup(&e, 2, rules_dir, NULL, NULL), 0);
+    if (!e.broker.mock) {
+        th_env_teardown(&e);
+        skip();
+    }
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    assert_int_equal(th_env_send(&e, e.crm, "A",
+        "{\"id\":\"1\",\"type\":\"meeting.postponed\",\"client_id\":\"A\","
+        "\"ts\":\"2026-05-01T10:00:00Z\"}"), 0);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("no catch-up");
+    }
+    assert_int_equal(th_broker_set_up(&e.broker, 0), 0);
+    int64_t t0 = th_now_ms();
+    assert_int_equal(th_proc_signal(&e.daemon, SIGTERM), 0);
+    int rc = th_proc_wait(&e.daemon, 40000);
+    int64_t took = th_now_ms() - t0;
+    fprintf(stderr, "drain with the broker down took %lld ms, exit %d\n",
+            (long long)took, rc);
+    if (rc != 0) th_env_dump_log(&e);
+    assert_int_equal(rc, 0);
+    assert_true(took < 30000);
+    assert_int_equal(th_broker_set_up(&e.broker, 1), 0);
+    th_env_teardown(&e);
+}
+
 int main(void) {
     if (!getcwd(rules_dir, sizeof(rules_dir) - 8)) return 1;
     strcat(rules_dir, "/rules");
@@ -294,6 +327,7 @@ int main(void) {
         cmocka_unit_test(test_kill_9_mid_stream_is_exact),
         cmocka_unit_test(test_sigterm_while_flowing_drains_and_loses_nothing),
         cmocka_unit_test(test_broker_outage_pauses_and_resumes),
+        cmocka_unit_test(test_sigterm_with_broker_down_is_bounded),
     };
     return cmocka_run_group_tests_name("integration_restart", tests, NULL, NULL);
 }
