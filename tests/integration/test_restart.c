@@ -21,6 +21,7 @@
 #include <cmocka.h>
 
 #include "../lib/harness.h"
+#include "churnd/store.h"
 
 #define WAIT_MS 90000
 #define N_CALM 160
@@ -320,6 +321,48 @@ static void test_sigterm_with_broker_down_is_bounded(void **state) {
     th_env_teardown(&e);
 }
 
+/* A stored client record that churnd cannot decode (damaged, or from an
+ * unknown future format) stops the daemon with a clear message and exit
+ * code 2; the record is never silently replaced by an empty state. */
+static void test_undecodable_state_stops_with_exit_2(void **state) {
+    (void)state;
+    th_env_t e;
+    assert_int_equal(th_env_setup(&e, 1, rules_dir, NULL, NULL), 0);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    const char *ev = "{\"id\":\"1\",\"type\":\"meeting.postponed\",\"client_id\":\"A\","
+                     "\"ts\":\"2026-05-01T10:00:00Z\"}";
+    assert_int_equal(th_env_send(&e, e.crm, "A", ev), 0);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("no catch-up");
+    }
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    /* damage A's record: a version byte no build knows */
+    store_opts_t so = {.dir = e.state, .mode = STORE_READ_WRITE};
+    store_t *st = NULL;
+    churn_err_t err = {0};
+    assert_int_equal(store_open(&so, &st, &err), 0);
+    store_batch_t *b = store_batch_new();
+    const unsigned char junk[] = {0xee, 0x01, 0x02};
+    store_batch_put_client(b, 0, "A", 1, junk, sizeof(junk));
+    assert_int_equal(store_commit(st, b, &err), 0);
+    store_batch_free(b);
+    store_close(st);
+
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    const char *ev2 = "{\"id\":\"2\",\"type\":\"meeting.postponed\",\"client_id\":\"A\","
+                      "\"ts\":\"2026-05-02T10:00:00Z\"}";
+    assert_int_equal(th_env_send(&e, e.crm, "A", ev2), 0);
+    assert_int_equal(th_flush(e.producer, WAIT_MS), 0);
+    int rc = th_proc_wait(&e.daemon, WAIT_MS);
+    if (rc != 2) th_env_dump_log(&e);
+    assert_int_equal(rc, 2);
+    assert_true(th_file_count(e.log, "stored state cannot be decoded") >= 1);
+    /* and nothing was published for the event it could not apply */
+    assert_int_equal(th_env_count_alerts(&e, NULL, "A", NULL, NULL), 0);
+    th_env_teardown(&e);
+}
+
 int main(void) {
     if (!getcwd(rules_dir, sizeof(rules_dir) - 8)) return 1;
     strcat(rules_dir, "/rules");
@@ -328,6 +371,7 @@ int main(void) {
         cmocka_unit_test(test_sigterm_while_flowing_drains_and_loses_nothing),
         cmocka_unit_test(test_broker_outage_pauses_and_resumes),
         cmocka_unit_test(test_sigterm_with_broker_down_is_bounded),
+        cmocka_unit_test(test_undecodable_state_stops_with_exit_2),
     };
     return cmocka_run_group_tests_name("integration_restart", tests, NULL, NULL);
 }
