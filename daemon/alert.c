@@ -10,6 +10,7 @@
  *    "severity": "...", "client_id": "...", "at": "...", "summary": "...",
  *    "labels": {...}, "values": {...}, "risk": 40,
  *    "trigger": {"event_id": "..."} | {"timer": true},
+ *    "repeat": n,                  <- only on repeat notifications (n >= 1)
  *    "emitted_at": "..."}          <- only when emitted_at_ms >= 0
  *
  * labels_json and values_json are inserted as they are (the engine builds
@@ -31,6 +32,20 @@ void alert_clear(alert_t *a) {
     free(a->values_json);
     free(a->trigger_event_id);
     memset(a, 0, sizeof(*a));
+}
+
+int alert_id_format(buf_t *b, const char *rule, const char *client,
+                    size_t client_len, const char *key, size_t key_len,
+                    int64_t fired_at_ms) {
+    char t[TIME_RFC3339_MAX];
+    time_format_rfc3339(fired_at_ms, t, sizeof(t));
+    int rc = buf_printf(b, "%s/", rule);
+    if (!rc) rc = buf_append(b, client, client_len);
+    if (!rc && key && key_len) {
+        rc = buf_putc(b, '/');
+        if (!rc) rc = buf_append(b, key, key_len);
+    }
+    return rc ? rc : buf_printf(b, "/%s", t);
 }
 
 static int put_key(buf_t *b, const char *key, int first) {
@@ -86,6 +101,8 @@ int alert_format_json(const alert_t *a, int64_t emitted_at_ms, buf_t *out) {
             rc = buf_printf(out, "{\"timer\": true}");
         }
     }
+    if (!rc && a->repeat) rc = put_key(out, "repeat", 0);
+    if (!rc && a->repeat) rc = buf_printf(out, "%u", a->repeat);
     if (!rc && emitted_at_ms >= 0) rc = put_time(out, "emitted_at", emitted_at_ms);
     return rc ? rc : buf_putc(out, '}');
 }

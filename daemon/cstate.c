@@ -2,16 +2,28 @@
  * cstate.c - one client's state: recent event ids (dedup), feature
  * sections, rule sections, the indexed wake time; and its record format.
  *
- * Record format, version 1 (all integers LEB128 varints, s = zigzag,
+ * Record format, version 2 (all integers LEB128 varints, s = zigzag,
  * u64be = 8 bytes big-endian):
  *
- *   u8     version = 1
+ *   u8     version = 2
  *   svar   indexed_wake_ms              (INT64_MAX: none)
  *   svar   dedup newest event time
  *   var    n_dedup, then n x { u64be id_hash, svar ts_ms }
  *   var    n_features, then n x { u64be feature_id, u8 kind, bytes payload }
  *   var    n_rules, then n x { u64be rule_id, u8 status, svar since_ms,
- *                              svar fired_at_ms, svar last_notified_ms }
+ *                              svar fired_at_ms, svar last_notified_ms,
+ *                              var repeats, svar tick_ms,
+ *                              var n_incidents, then n x { bytes key,
+ *                                var repeats, svar opened_ms,
+ *                                svar fired_at_ms, svar last_notified_ms } }
+ *
+ * Version 1 (before every:, repeat: and keyed incidents) is the same
+ * without the fields after last_notified_ms; it still decodes (repeats 0,
+ * no tick yet, no incidents) and is written back as version 2. Why a new
+ * version rather than another section kind: rule sections are not length
+ * prefixed, so v1 readers could not skip the new fields. A build that
+ * reads only v1 refuses v2 records (rolling back past this change needs
+ * the state rebuilt).
  *
  * The decoder checks everything it can without the rule set: the version,
  * every length against what is left, each feature payload against its
@@ -37,12 +49,14 @@
  */
 #include "churnd/rules.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "churnd/timeutil.h"
 
-#define CSTATE_VERSION 1
+#define CSTATE_VERSION 2
+#define CSTATE_VERSION_1 1
 /* Defensive bounds on what a record may claim. */
 #define CSTATE_MAX_DEDUP (1u << 20)
 #define CSTATE_MAX_SECTIONS (1u << 16)
@@ -72,14 +86,45 @@ static void free_feats(feat_slot_t *v, size_t n) {
     free(v);
 }
 
+void rule_state_clear(rule_state_t *s) {
+    for (uint32_t i = 0; i < s->n_inc; i++) free(s->inc[i].key);
+    free(s->inc);
+    s->inc = NULL;
+    s->n_inc = s->cap_inc = 0;
+}
+
+static void free_rules(rule_state_t *v, size_t n) {
+    for (size_t i = 0; i < n; i++) rule_state_clear(&v[i]);
+    free(v);
+}
+
 void cstate_free(cstate_t *st) {
     if (!st) return;
     free(st->client_id);
     free(st->dd_ids);
     free(st->dd_ts);
     free_feats(st->feats, st->n_feats);
-    free(st->rules);
+    free_rules(st->rules, st->n_rules);
     free(st);
+}
+
+static int64_t add_sat(int64_t a, int64_t b) {
+    return a > INT64_MAX - b ? INT64_MAX : a + b;
+}
+
+int64_t rule_next_due(const rule_def_t *r, const rule_state_t *s) {
+    int64_t next = INT64_MAX, t;
+    if (s->status == RULE_PENDING) next = add_sat(s->since_ms, r->for_ms);
+    if (r->repeat_ms && s->status == RULE_FIRING &&
+        (t = add_sat(s->last_notified_ms, r->repeat_ms)) < next)
+        next = t;
+    if (r->repeat_ms)
+        for (uint32_t i = 0; i < s->n_inc; i++)
+            if ((t = add_sat(s->inc[i].last_notified_ms, r->repeat_ms)) < next) next = t;
+    if (r->every_ms && s->tick_ms != INT64_MIN &&
+        (t = add_sat(s->tick_ms, r->every_ms)) < next)
+        next = t;
+    return next;
 }
 
 const char *cstate_client_id(const cstate_t *st) { return st->client_id; }
@@ -181,14 +226,19 @@ int cstate_bind(cstate_t *st, const ruleset_t *rs) {
     }
     for (size_t i = 0; i < rs->n_rules; i++) {
         nr[i].id = rs->rules[i].id;
+        nr[i].tick_ms = INT64_MIN;
         for (size_t j = 0; j < st->n_rules; j++)
             if (st->rules[j].id == rs->rules[i].id) {
                 nr[i] = st->rules[j];
+                /* moved: the old slot no longer owns the incidents */
+                st->rules[j].inc = NULL;
+                st->rules[j].n_inc = st->rules[j].cap_inc = 0;
+                st->rules[j].id = 0;
                 break;
             }
     }
     free_feats(st->feats, st->n_feats);
-    free(st->rules);
+    free_rules(st->rules, st->n_rules);
     st->feats = nf;
     st->n_feats = rs->n_features;
     st->rules = nr;
@@ -211,9 +261,8 @@ int64_t cstate_next_wake(const cstate_t *st, const ruleset_t *rs) {
             for (size_t j = 0; j < st->n_rules && !s; j++)
                 if (st->rules[j].id == r->id) s = &st->rules[j];
         }
-        if (!s || s->status != RULE_PENDING) continue;
-        int64_t due = s->since_ms > INT64_MAX - r->for_ms ? INT64_MAX
-                                                          : s->since_ms + r->for_ms;
+        if (!s) continue;
+        int64_t due = rule_next_due(r, s);
         if (due < next) next = due;
     }
     for (size_t i = 0; i < rs->n_features; i++) {
@@ -269,6 +318,17 @@ int cstate_encode(const cstate_t *st, buf_t *out) {
         if (!rc) rc = buf_put_svarint(out, r->since_ms);
         if (!rc) rc = buf_put_svarint(out, r->fired_at_ms);
         if (!rc) rc = buf_put_svarint(out, r->last_notified_ms);
+        if (!rc) rc = buf_put_varint(out, r->repeats);
+        if (!rc) rc = buf_put_svarint(out, r->tick_ms);
+        if (!rc) rc = buf_put_varint(out, r->n_inc);
+        for (uint32_t k = 0; k < r->n_inc && !rc; k++) {
+            const rule_incident_t *x = &r->inc[k];
+            rc = buf_put_bytes(out, x->key, x->key_len);
+            if (!rc) rc = buf_put_varint(out, x->repeats);
+            if (!rc) rc = buf_put_svarint(out, x->opened_ms);
+            if (!rc) rc = buf_put_svarint(out, x->fired_at_ms);
+            if (!rc) rc = buf_put_svarint(out, x->last_notified_ms);
+        }
     }
     buf_free(&tmp);
     return rc;
@@ -295,9 +355,9 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
     uint8_t ver;
     uint64_t n;
     if (reader_u8(&r, &ver)) return corrupt(st, err, "empty state record");
-    if (ver != CSTATE_VERSION)
-        return corrupt(st, err, "state record version %u; this build reads %u",
-                       ver, CSTATE_VERSION);
+    if (ver != CSTATE_VERSION && ver != CSTATE_VERSION_1)
+        return corrupt(st, err, "state record version %u; this build reads %u and %u",
+                       ver, CSTATE_VERSION_1, CSTATE_VERSION);
     if (reader_svarint(&r, &st->indexed_wake) ||
         reader_svarint(&r, &st->dd_max_ts) || reader_varint(&r, &n))
         return corrupt(st, err, "state record truncated in its header");
@@ -367,7 +427,7 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
     }
     if (reader_varint(&r, &n))
         return corrupt(st, err, "state record truncated before its rules");
-    /* Each rule section takes at least 12 bytes. */
+    /* Each rule section takes at least 12 bytes (v1; v2 more). */
     if (n > CSTATE_MAX_SECTIONS || n > reader_left(&r) / 12)
         return corrupt(st, err, "state record claims %llu rule sections",
                        (unsigned long long)n);
@@ -389,7 +449,46 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
         if (rs->status > RULE_FIRING)
             return corrupt(st, err, "rule section %llu has unknown status %u",
                            (unsigned long long)i, rs->status);
+        rs->tick_ms = INT64_MIN;
         st->n_rules++;
+        if (ver == CSTATE_VERSION_1) continue;
+        uint64_t rep, ni;
+        if (reader_varint(&r, &rep) || reader_svarint(&r, &rs->tick_ms) ||
+            reader_varint(&r, &ni))
+            return corrupt(st, err, "state record truncated in rule section %llu",
+                           (unsigned long long)i);
+        if (rep > UINT32_MAX || ni > RULE_MAX_INCIDENTS || ni > reader_left(&r) / 5)
+            return corrupt(st, err, "rule section %llu claims %llu incidents",
+                           (unsigned long long)i, (unsigned long long)ni);
+        rs->repeats = (uint32_t)rep;
+        if (ni && !(rs->inc = calloc(ni, sizeof(rule_incident_t)))) {
+            cstate_free(st);
+            return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        }
+        rs->cap_inc = (uint32_t)ni;
+        for (uint64_t k = 0; k < ni; k++) {
+            rule_incident_t *x = &rs->inc[k];
+            const uint8_t *p;
+            size_t kl;
+            if (reader_bytes(&r, &p, &kl) || kl > EXPECT_MAX_KEY)
+                return corrupt(st, err, "rule section %llu has a bad incident key",
+                               (unsigned long long)i);
+            if (!(x->key = malloc(kl + 1))) {
+                cstate_free(st);
+                return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+            }
+            rs->n_inc = (uint32_t)k + 1;
+            memcpy(x->key, p, kl);
+            x->key[kl] = '\0';
+            x->key_len = (uint32_t)kl;
+            if (reader_varint(&r, &rep) || rep > UINT32_MAX ||
+                reader_svarint(&r, &x->opened_ms) ||
+                reader_svarint(&r, &x->fired_at_ms) ||
+                reader_svarint(&r, &x->last_notified_ms))
+                return corrupt(st, err, "state record truncated in rule section %llu",
+                               (unsigned long long)i);
+            x->repeats = (uint32_t)rep;
+        }
     }
     if (reader_left(&r) != 0)
         return corrupt(st, err, "state record has %zu unexpected trailing bytes",
@@ -402,9 +501,40 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
 
 static const char *const status_names[] = {"inactive", "pending", "firing"};
 
+double rule_risk_part(const ruleset_t *rs, const rule_def_t *r,
+                      const rule_state_t *s, int64_t now_ms) {
+    double sum = 0;
+    int n = s->status == RULE_FIRING;
+    for (uint32_t i = 0; i <= s->n_inc; i++) {
+        int64_t at;
+        if (i < s->n_inc) at = s->inc[i].fired_at_ms;
+        else if (n) at = s->fired_at_ms;
+        else break;
+        double w = r->weight;
+        if (rs->risk_half_life_ms > 0 && now_ms > at)
+            w *= exp2(-((double)now_ms - (double)at) / (double)rs->risk_half_life_ms);
+        sum += w;
+    }
+    return sum;
+}
+
+/* The time the state was last touched, for a risk read outside any
+ * evaluation (churnd state): the newest event or alert time it holds. */
+static int64_t state_now(const cstate_t *st) {
+    int64_t t = st->dd_max_ts;
+    for (size_t i = 0; i < st->n_rules; i++) {
+        const rule_state_t *s = &st->rules[i];
+        if (s->status == RULE_FIRING && s->last_notified_ms > t) t = s->last_notified_ms;
+        for (uint32_t k = 0; k < s->n_inc; k++)
+            if (s->inc[k].last_notified_ms > t) t = s->inc[k].last_notified_ms;
+    }
+    return t;
+}
+
 int cstate_format_json(const cstate_t *st, const ruleset_t *rs, buf_t *out) {
     int aligned = rs && st->bound && st->bound_hash == rs->hash;
     double risk = 0;
+    int64_t now = state_now(st);
     int rc = buf_printf(out, "{\"client_id\": ");
     if (!rc) rc = buf_put_json_str(out, st->client_id, st->client_len);
     if (!rc) rc = buf_printf(out, ", \"features\": {");
@@ -447,7 +577,8 @@ int cstate_format_json(const cstate_t *st, const ruleset_t *rs, buf_t *out) {
                 if (st->rules[j].id == r->id) s = &st->rules[j];
         }
         uint8_t status = s ? s->status : RULE_INACTIVE;
-        if (status == RULE_FIRING) risk += r->weight;
+        if (s) risk += rule_risk_part(rs, r, s, now);
+        if (s && s->n_inc) status = RULE_FIRING; /* keyed: see incidents */
         rc = buf_printf(out, "%s", shown++ ? ", " : "");
         if (!rc) rc = buf_put_json_str(out, r->name, strlen(r->name));
         if (!rc) rc = buf_printf(out, ": {\"status\": \"%s\"", status_names[status]);
@@ -456,25 +587,43 @@ int cstate_format_json(const cstate_t *st, const ruleset_t *rs, buf_t *out) {
             time_format_rfc3339(s->since_ms, t, sizeof(t));
             rc = buf_printf(out, ", \"since\": \"%s\"", t);
         }
-        if (!rc && status == RULE_FIRING) {
+        if (!rc && status == RULE_FIRING && !s->n_inc) {
             time_format_rfc3339(s->fired_at_ms, t, sizeof(t));
             rc = buf_printf(out, ", \"fired_at\": \"%s\", \"alert_id\": ", t);
             if (!rc) {
                 buf_t id;
                 buf_init(&id);
-                rc = buf_printf(&id, "%s/", r->name);
-                if (!rc) rc = buf_append(&id, st->client_id, st->client_len);
-                if (!rc) rc = buf_printf(&id, "/%s", t);
+                rc = alert_id_format(&id, r->name, st->client_id, st->client_len,
+                                     NULL, 0, s->fired_at_ms);
                 if (!rc) rc = buf_put_json_str(out, (const char *)id.data, id.len);
                 buf_free(&id);
             }
+        }
+        if (!rc && s && s->n_inc) {
+            rc = buf_printf(out, ", \"incidents\": [");
+            for (uint32_t k = 0; k < s->n_inc && !rc; k++) {
+                const rule_incident_t *x = &s->inc[k];
+                time_format_rfc3339(x->fired_at_ms, t, sizeof(t));
+                rc = buf_printf(out, "%s{\"key\": ", k ? ", " : "");
+                if (!rc) rc = buf_put_json_str(out, x->key, x->key_len);
+                if (!rc) rc = buf_printf(out, ", \"fired_at\": \"%s\", \"alert_id\": ", t);
+                buf_t id;
+                buf_init(&id);
+                if (!rc) rc = alert_id_format(&id, r->name, st->client_id, st->client_len,
+                                              x->key, x->key_len, x->fired_at_ms);
+                if (!rc) rc = buf_put_json_str(out, (const char *)id.data, id.len);
+                buf_free(&id);
+                if (!rc) rc = buf_putc(out, '}');
+            }
+            if (!rc) rc = buf_putc(out, ']');
         }
         if (!rc) rc = buf_putc(out, '}');
     }
     if (!rc) {
         expr_val_t v;
         v.type = EXPR_T_NUM;
-        v.u.num = risk > 100 ? 100 : risk;
+        double cap = rs ? rs->risk_cap : 100;
+        v.u.num = risk > cap ? cap : risk;
         rc = buf_printf(out, "}, \"risk\": ");
         if (!rc) rc = expr_val_json(&v, out);
     }

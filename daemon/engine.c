@@ -61,19 +61,21 @@ static void host_feature(const expr_ctx_t *cx, uint32_t feat, expr_fn_t fn,
 
 static int host_firing(const expr_ctx_t *cx, uint32_t rule) {
     const eng_t *g = cx->host_data;
-    return g->st->rules[rule].status == RULE_FIRING;
+    return g->st->rules[rule].status == RULE_FIRING || g->st->rules[rule].n_inc > 0;
 }
 
-static double risk_of(const ruleset_t *rs, const cstate_t *st) {
+/* Sum of the decayed weights of the client's firing alerts at now_ms,
+ * capped (rules.h, rule_risk_part). */
+static double risk_of(const ruleset_t *rs, const cstate_t *st, int64_t now_ms) {
     double r = 0;
     for (size_t i = 0; i < rs->n_rules; i++)
-        if (st->rules[i].status == RULE_FIRING) r += rs->rules[i].weight;
-    return r > 100 ? 100 : r;
+        r += rule_risk_part(rs, &rs->rules[i], &st->rules[i], now_ms);
+    return r > rs->risk_cap ? rs->risk_cap : r;
 }
 
 static double host_risk(const expr_ctx_t *cx) {
     const eng_t *g = cx->host_data;
-    return risk_of(g->rs, g->st);
+    return risk_of(g->rs, g->st, cx->now_ms);
 }
 
 static const expr_host_t host = {host_feature, host_firing, host_risk};
@@ -96,6 +98,7 @@ static void ctx_init(expr_ctx_t *cx, eng_t *g, const event_t *ev,
     cx->vars = vars_of(g->rs, g->st);
     cx->host = &host;
     cx->host_data = g;
+    cx->exp_opened_ms = INT64_MIN;
 }
 
 /* ---- Output ------------------------------------------------------------- */
@@ -157,10 +160,12 @@ static int render_values(const rule_def_t *r, const expr_ctx_t *cx, buf_t *b) {
     return rc ? rc : buf_putc(b, '}');
 }
 
-/* Append one alert for rule ri's transition. */
-static int emit(const ruleset_t *rs, cstate_t *st, size_t ri,
-                alert_status_t status, int64_t at_ms, const expr_ctx_t *cx,
-                const event_t *ev, engine_out_t *out) {
+/* Append one alert for rule ri's transition. The id is that of the
+ * rule's current firing (fired_at_ms), keyed by key when not NULL. */
+static int emit_keyed(const ruleset_t *rs, cstate_t *st, size_t ri,
+                      alert_status_t status, int64_t at_ms, const expr_ctx_t *cx,
+                      const event_t *ev, engine_out_t *out, const char *key,
+                      size_t key_len, int64_t fired_at_ms, unsigned repeat) {
     const rule_def_t *r = &rs->rules[ri];
     if (out->n_alerts == out->cap) {
         size_t cap = out->cap ? out->cap * 2 : 4;
@@ -175,15 +180,13 @@ static int emit(const ruleset_t *rs, cstate_t *st, size_t ri,
     a.severity = r->severity;
     a.status = status;
     a.at_ms = at_ms;
-    a.risk = risk_of(rs, st);
+    a.risk = risk_of(rs, st, at_ms);
+    a.repeat = repeat;
     buf_t b, tmp;
     buf_init(&b);
     buf_init(&tmp);
-    char ts[TIME_RFC3339_MAX];
-    time_format_rfc3339(st->rules[ri].fired_at_ms, ts, sizeof(ts));
-    int rc = buf_printf(&b, "%s/", r->name);
-    if (!rc) rc = buf_append(&b, st->client_id, st->client_len);
-    if (!rc) rc = buf_printf(&b, "/%s", ts);
+    int rc = alert_id_format(&b, r->name, st->client_id, st->client_len, key,
+                             key_len, fired_at_ms);
     if (!rc && !(a.alert_id = buf_take(&b))) rc = CHURN_ENOMEM;
     if (!rc && !(a.client_id = dup_n(st->client_id, st->client_len))) rc = CHURN_ENOMEM;
     if (!rc) {
@@ -217,6 +220,13 @@ static int emit(const ruleset_t *rs, cstate_t *st, size_t ri,
     return 0;
 }
 
+static int emit(const ruleset_t *rs, cstate_t *st, size_t ri,
+                alert_status_t status, int64_t at_ms, const expr_ctx_t *cx,
+                const event_t *ev, engine_out_t *out) {
+    return emit_keyed(rs, st, ri, status, at_ms, cx, ev, out, NULL, 0,
+                      st->rules[ri].fired_at_ms, 0);
+}
+
 static int fire(const ruleset_t *rs, cstate_t *st, size_t ri, int64_t at_ms,
                 const expr_ctx_t *cx, const event_t *ev, engine_out_t *out) {
     rule_state_t *s = &st->rules[ri];
@@ -224,6 +234,7 @@ static int fire(const ruleset_t *rs, cstate_t *st, size_t ri, int64_t at_ms,
     s->fired_at_ms = at_ms;
     s->last_notified_ms = at_ms;
     s->since_ms = at_ms;
+    s->repeats = 0;
     return emit(rs, st, ri, ALERT_FIRING, at_ms, cx, ev, out);
 }
 
@@ -254,36 +265,262 @@ static int transition(const ruleset_t *rs, cstate_t *st, size_t ri, int holds,
     return 0;
 }
 
-static int64_t deadline(const rule_def_t *r, const rule_state_t *s) {
-    return s->since_ms > INT64_MAX - r->for_ms ? INT64_MAX : s->since_ms + r->for_ms;
+/* ---- Keyed incidents (expired() rules) ---------------------------------- */
+
+static rule_incident_t *find_incident(rule_state_t *s, const char *key, size_t len) {
+    for (uint32_t i = 0; i < s->n_inc; i++)
+        if (s->inc[i].key_len == len && memcmp(s->inc[i].key, key, len) == 0)
+            return &s->inc[i];
+    return NULL;
 }
 
-/* Fire every pending deadline <= now_ms, earliest first. */
-static int run_due(const ruleset_t *rs, cstate_t *st, int64_t now_ms,
+static void drop_incident(rule_state_t *s, uint32_t i) {
+    free(s->inc[i].key);
+    memmove(s->inc + i, s->inc + i + 1, (s->n_inc - i - 1) * sizeof(rule_incident_t));
+    s->n_inc--;
+}
+
+/* Rule ri holds for the expired expectation x: open its keyed incident
+ * (at most RULE_MAX_INCIDENTS per client: the oldest is forgotten, without
+ * a resolution, to make room) and publish it. */
+static int fire_incident(const ruleset_t *rs, cstate_t *st, size_t ri,
+                         const expectation_t *x, const expr_ctx_t *cx,
+                         engine_out_t *out) {
+    rule_state_t *s = &st->rules[ri];
+    if (find_incident(s, x->key, x->key_len)) return 0;
+    if (s->n_inc >= RULE_MAX_INCIDENTS) drop_incident(s, 0);
+    if (s->n_inc == s->cap_inc) {
+        uint32_t cap = s->cap_inc ? s->cap_inc * 2 : 2;
+        if (cap > RULE_MAX_INCIDENTS) cap = RULE_MAX_INCIDENTS;
+        rule_incident_t *v = realloc(s->inc, cap * sizeof(*v));
+        if (!v) return CHURN_ENOMEM;
+        s->inc = v;
+        s->cap_inc = cap;
+    }
+    char *k = malloc(x->key_len + 1);
+    if (!k) return CHURN_ENOMEM;
+    memcpy(k, x->key, x->key_len + 1);
+    rule_incident_t *in = &s->inc[s->n_inc++];
+    memset(in, 0, sizeof(*in));
+    in->key = k;
+    in->key_len = x->key_len;
+    in->opened_ms = x->opened_ms;
+    in->fired_at_ms = x->deadline_ms;
+    in->last_notified_ms = x->deadline_ms;
+    return emit_keyed(rs, st, ri, ALERT_FIRING, x->deadline_ms, cx, NULL, out,
+                      in->key, in->key_len, in->fired_at_ms, 0);
+}
+
+/* An awaited event of expect feature fi arrived: the incidents its key
+ * names (expectations that expired before it came) are resolved. */
+static int resolve_late(const ruleset_t *rs, cstate_t *st, size_t fi,
+                        const event_t *ev, expr_ctx_t *cx, engine_out_t *out) {
+    const feature_def_t *d = &rs->features[fi];
+    char key[EXPECT_MAX_KEY + 1];
+    size_t klen;
+    if (!feature_is_awaited(d, ev, cx) || !feature_event_key(d, ev, key, sizeof(key), &klen))
+        return 0;
+    for (size_t ri = 0; ri < rs->n_rules; ri++) {
+        if (rs->rules[ri].expired_feat != (int32_t)fi) continue;
+        rule_state_t *s = &st->rules[ri];
+        for (uint32_t i = 0; i < s->n_inc;) {
+            rule_incident_t *in = &s->inc[i];
+            if (in->key_len != klen || memcmp(in->key, key, klen) != 0) {
+                i++;
+                continue;
+            }
+            /* Take it out first: the resolved alert's risk no longer has it. */
+            rule_incident_t gone = *in;
+            memmove(s->inc + i, s->inc + i + 1, (s->n_inc - i - 1) * sizeof(*in));
+            s->n_inc--;
+            int rc = 0;
+            if (rs->rules[ri].resolve) {
+                cx->exp_key = gone.key;
+                cx->exp_key_len = gone.key_len;
+                cx->exp_opened_ms = gone.opened_ms;
+                rc = emit_keyed(rs, st, ri, ALERT_RESOLVED, cx->now_ms, cx, ev, out,
+                                gone.key, gone.key_len, gone.fired_at_ms, 0);
+                cx->exp_key = NULL;
+                cx->exp_key_len = 0;
+                cx->exp_opened_ms = INT64_MIN;
+            }
+            free(gone.key);
+            if (rc) return rc;
+        }
+    }
+    return 0;
+}
+
+/* ---- alerts: rules evaluated after another rule's transition ------------ */
+
+static int eval_alert_rules(const ruleset_t *rs, cstate_t *st, size_t from,
+                            const expr_ctx_t *cx, const event_t *ev,
+                            engine_out_t *out) {
+    int other = 0;
+    for (size_t a = from; a < out->n_alerts && !other; a++)
+        for (size_t i = 0; i < rs->n_rules; i++)
+            if (out->alerts[a].rule == rs->rules[i].name && !rs->rules[i].on_alerts &&
+                out->alerts[a].repeat == 0)
+                other = 1;
+    if (!other) return 0;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const rule_def_t *r = &rs->rules[i];
+        if (!r->on_alerts) continue;
+        int holds = !r->when || expr_eval_bool(r->when, cx);
+        int rc = transition(rs, st, i, holds, cx, ev, out);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* ---- Timers ------------------------------------------------------------- */
+
+/* `every` after a long silence: at most this many ticks are caught up per
+ * rule (the older ones are skipped), so a client idle for years does not
+ * cost millions of evaluations. */
+#define EVERY_MAX_CATCHUP 10000
+
+static int64_t floor_to(int64_t t, int64_t step) {
+    int64_t q = t / step;
+    if (t % step != 0 && t < 0) q--;
+    return q * step;
+}
+
+/* Schedule `every` rules the state has no tick for yet, from now_ms. */
+static void schedule_ticks(const ruleset_t *rs, cstate_t *st, int64_t now_ms) {
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const rule_def_t *r = &rs->rules[i];
+        rule_state_t *s = &st->rules[i];
+        if (!r->every_ms) continue;
+        if (s->tick_ms == INT64_MIN) {
+            s->tick_ms = floor_to(now_ms, r->every_ms);
+        } else if (now_ms - s->tick_ms > EVERY_MAX_CATCHUP * r->every_ms &&
+                   s->tick_ms < now_ms) {
+            s->tick_ms = floor_to(now_ms - EVERY_MAX_CATCHUP * r->every_ms, r->every_ms);
+        }
+    }
+}
+
+enum due_kind { DUE_EXPIRE, DUE_FOR, DUE_REPEAT, DUE_INC_REPEAT, DUE_TICK };
+
+typedef struct due {
+    int64_t t;
+    int kind;
+    size_t i;   /* feature or rule */
+    uint32_t j; /* expectation or incident */
+} due_t;
+
+static void consider(due_t *best, int64_t t, int kind, size_t i, uint32_t j) {
+    if (t < best->t) {
+        best->t = t;
+        best->kind = kind;
+        best->i = i;
+        best->j = j;
+    }
+}
+
+static int64_t plus(int64_t a, int64_t b) { return a > INT64_MAX - b ? INT64_MAX : a + b; }
+
+/* The earliest deadline of the state; ties: expectations, then rules in
+ * rule-set order, each in the order for, repeat, incident repeats, tick. */
+static due_t next_due(const ruleset_t *rs, const cstate_t *st) {
+    due_t best = {INT64_MAX, 0, 0, 0};
+    for (size_t i = 0; i < rs->n_features; i++) {
+        const feat_state_t *s = &st->feats[i].s;
+        if (rs->features[i].kind != FEAT_EXPECT) continue;
+        for (uint32_t j = 0; j < s->u.expect.n; j++)
+            if (!s->u.expect.v[j].expired)
+                consider(&best, s->u.expect.v[j].deadline_ms, DUE_EXPIRE, i, j);
+    }
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const rule_def_t *r = &rs->rules[i];
+        const rule_state_t *s = &st->rules[i];
+        if (s->status == RULE_PENDING) consider(&best, plus(s->since_ms, r->for_ms), DUE_FOR, i, 0);
+        if (r->repeat_ms && s->status == RULE_FIRING)
+            consider(&best, plus(s->last_notified_ms, r->repeat_ms), DUE_REPEAT, i, 0);
+        for (uint32_t j = 0; r->repeat_ms && j < s->n_inc; j++)
+            consider(&best, plus(s->inc[j].last_notified_ms, r->repeat_ms), DUE_INC_REPEAT, i, j);
+        if (r->every_ms && s->tick_ms != INT64_MIN)
+            consider(&best, plus(s->tick_ms, r->every_ms), DUE_TICK, i, 0);
+    }
+    return best;
+}
+
+static int run_one(const ruleset_t *rs, cstate_t *st, const due_t *d,
                    engine_out_t *out) {
     eng_t g = {rs, st};
-    for (;;) {
-        size_t best = SIZE_MAX;
-        int64_t best_t = INT64_MAX;
-        for (size_t i = 0; i < rs->n_rules; i++) {
-            if (st->rules[i].status != RULE_PENDING) continue;
-            int64_t t = deadline(&rs->rules[i], &st->rules[i]);
-            if (t <= now_ms && t < best_t) {
-                best = i;
-                best_t = t;
-            }
+    expr_ctx_t cx;
+    ctx_init(&cx, &g, NULL, d->t);
+    switch (d->kind) {
+    case DUE_EXPIRE: {
+        expectation_t *x = &st->feats[d->i].s.u.expect.v[d->j];
+        x->expired = 1;
+        cx.exp_key = x->key;
+        cx.exp_key_len = x->key_len;
+        cx.exp_opened_ms = x->opened_ms;
+        for (size_t ri = 0; ri < rs->n_rules; ri++) {
+            const rule_def_t *r = &rs->rules[ri];
+            if (r->expired_feat != (int32_t)d->i) continue;
+            if (r->when && !expr_eval_bool(r->when, &cx)) continue;
+            int rc = fire_incident(rs, st, ri, x, &cx, out);
+            if (rc) return rc;
         }
-        if (best == SIZE_MAX) return 0;
-        const rule_def_t *r = &rs->rules[best];
-        expr_ctx_t cx;
-        ctx_init(&cx, &g, NULL, best_t);
-        int holds = !r->when || expr_uses_event(r->when) ||
-                    expr_eval_bool(r->when, &cx);
+        return 0;
+    }
+    case DUE_FOR: {
+        const rule_def_t *r = &rs->rules[d->i];
+        int holds = !r->when || expr_uses_event(r->when) || expr_eval_bool(r->when, &cx);
         if (!holds) {
-            st->rules[best].status = RULE_INACTIVE;
-            continue;
+            st->rules[d->i].status = RULE_INACTIVE;
+            return 0;
         }
-        int rc = fire(rs, st, best, best_t, &cx, NULL, out);
+        return fire(rs, st, d->i, d->t, &cx, NULL, out);
+    }
+    case DUE_REPEAT: {
+        rule_state_t *s = &st->rules[d->i];
+        s->last_notified_ms = d->t;
+        s->repeats++;
+        return emit_keyed(rs, st, d->i, ALERT_FIRING, d->t, &cx, NULL, out, NULL, 0,
+                          s->fired_at_ms, s->repeats);
+    }
+    case DUE_INC_REPEAT: {
+        rule_incident_t *in = &st->rules[d->i].inc[d->j];
+        in->last_notified_ms = d->t;
+        in->repeats++;
+        cx.exp_key = in->key;
+        cx.exp_key_len = in->key_len;
+        cx.exp_opened_ms = in->opened_ms;
+        return emit_keyed(rs, st, d->i, ALERT_FIRING, d->t, &cx, NULL, out, in->key,
+                          in->key_len, in->fired_at_ms, in->repeats);
+    }
+    case DUE_TICK: {
+        const rule_def_t *r = &rs->rules[d->i];
+        st->rules[d->i].tick_ms = d->t;
+        /* No event at a tick: data.* and event.* are null. */
+        int holds = !r->when || expr_eval_bool(r->when, &cx);
+        return transition(rs, st, d->i, holds, &cx, NULL, out);
+    }
+    }
+    return 0;
+}
+
+/* Fire every deadline <= now_ms, earliest first. Each step consumes a
+ * deadline (marks an expectation expired, moves a tick or a repeat on, or
+ * leaves the pending state), so the loop ends. */
+static int run_due(const ruleset_t *rs, cstate_t *st, int64_t now_ms,
+                   engine_out_t *out) {
+    schedule_ticks(rs, st, now_ms);
+    for (;;) {
+        due_t d = next_due(rs, st);
+        if (d.t > now_ms || d.t == INT64_MAX) return 0;
+        size_t before = out->n_alerts;
+        int rc = run_one(rs, st, &d, out);
+        if (!rc && out->n_alerts > before) {
+            eng_t g = {rs, st};
+            expr_ctx_t cx;
+            ctx_init(&cx, &g, NULL, d.t);
+            rc = eval_alert_rules(rs, st, before, &cx, NULL, out);
+        }
         if (rc) return rc;
     }
 }
@@ -312,8 +549,11 @@ int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
         if (!ops) continue;
         rc = ops->update(d, &st->feats[i].s, ev, &cx);
         if (rc < 0) return rc;
+        if (d->kind == FEAT_EXPECT && (rc = resolve_late(rs, st, i, ev, &cx, out)))
+            return rc;
     }
     cx.vars = vars_of(rs, st); /* a client.updated may change the segment */
+    size_t before = out->n_alerts;
     for (size_t i = 0; i < rs->n_rules; i++) {
         const rule_def_t *r = &rs->rules[i];
         if (!type_set_match(&r->on, ev->type)) continue;
@@ -321,6 +561,8 @@ int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
         rc = transition(rs, st, i, holds, &cx, ev, out);
         if (rc) return rc;
     }
+    if (out->n_alerts > before && (rc = eval_alert_rules(rs, st, before, &cx, ev, out)))
+        return rc;
     return ENGINE_APPLIED;
 }
 

@@ -61,6 +61,8 @@ enum op {
     OP_OR,
     OP_FEAT,     /* idx = feature, fn = expr_fn_t, kids = extra args */
     OP_FIRING,   /* idx = rule */
+    OP_EXP_KEY,  /* expectation.key */
+    OP_EXP_OPENED, /* expectation.opened_at */
 };
 
 typedef struct node {
@@ -746,11 +748,12 @@ static const struct fn_info {
      EXPR_T_ANY},
     {"open", EXPR_FN_OPEN, 1u << FEAT_EXPECT, 0, 0, EXPR_T_NUM},
     {"overdue", EXPR_FN_OVERDUE, 1u << FEAT_EXPECT, 0, 0, EXPR_T_NUM},
+    {"median_gap", EXPR_FN_MEDIAN_GAP, 1u << FEAT_LAST, 0, 0, EXPR_T_DUR},
 };
 
 static const char *const function_names[] = {
     "sum", "count", "avg", "min", "max", "since", "seen",
-    "value", "open", "overdue", "firing", NULL,
+    "value", "open", "overdue", "median_gap", "firing", NULL,
 };
 
 static const char *fn_name(int fn) {
@@ -853,6 +856,12 @@ static long parse_call(parser_t *p, size_t name_off, size_t name_len) {
                     "'%.*s' keeps only a time; give it value: data.<field> to "
                     "use value()",
                     (int)flen, p->s + foff);
+    if (fi->fn == EXPR_FN_MEDIAN_GAP &&
+        !(p->sc->feature_has_history && p->sc->feature_has_history[feat]))
+        return perr(p, foff,
+                    "'%.*s' keeps only its last time; give it history: <n> "
+                    "(at least 3) to use median_gap()",
+                    (int)flen, p->s + foff);
     if (next(p)) return -1;
     uint32_t args[EXPR_MAX_ARGS];
     int n_args = 0;
@@ -939,10 +948,21 @@ static long parse_name(parser_t *p) {
     }
     if (PREFIX("data.")) return add_field(p, off, len, 0);
     if (PREFIX("event.")) return add_field(p, off, len, 6);
+    if (IS("expectation.key") || IS("expectation.opened_at")) {
+        if (!(p->sc->allow & EXPR_ALLOW_EXPECTATION))
+            return perr(p, off,
+                        "'%.*s' is only defined in rules triggered by "
+                        "expired(<expect feature>)",
+                        (int)len, s);
+        int key = IS("expectation.key");
+        node_t nd = mk(key ? OP_EXP_KEY : OP_EXP_OPENED,
+                       key ? EXPR_T_STR : EXPR_T_TIME, off, off + len);
+        return add_node(p, &nd, NULL, 0);
+    }
     if (PREFIX("expectation."))
         return perr(p, off,
-                    "'%.*s' is only defined in rules triggered by "
-                    "expired(...), which are not supported yet",
+                    "unknown name '%.*s' (expectation.key or "
+                    "expectation.opened_at)",
                     (int)len, s);
     if (PREFIX("client."))
         return perr(p, off, "unknown client attribute '%.*s' (only client.id)",
@@ -1374,6 +1394,8 @@ static int canon(const expr_t *e, uint32_t i, buf_t *b) {
     case OP_CLIENT_ID: return buf_printf(b, "client.id");
     case OP_NOW: return buf_printf(b, "now");
     case OP_RISK: return buf_printf(b, "risk");
+    case OP_EXP_KEY: return buf_printf(b, "expectation.key");
+    case OP_EXP_OPENED: return buf_printf(b, "expectation.opened_at");
     case OP_FIRING:
         rc = buf_printf(b, "firing(");
         if (!rc) rc = buf_put_json_str(b, e->pool + n->name, strlen(e->pool + n->name));
@@ -1541,6 +1563,19 @@ static void eval(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
         out->u.s.len = cx->client_len;
         return;
     case OP_NOW: set_num(out, EXPR_T_TIME, (double)cx->now_ms); return;
+    case OP_EXP_KEY:
+        if (!cx->exp_key) {
+            set_null(out);
+            return;
+        }
+        out->type = EXPR_T_STR;
+        out->u.s.p = cx->exp_key;
+        out->u.s.len = cx->exp_key_len;
+        return;
+    case OP_EXP_OPENED:
+        if (!cx->exp_key || cx->exp_opened_ms == INT64_MIN) set_null(out);
+        else set_num(out, EXPR_T_TIME, (double)cx->exp_opened_ms);
+        return;
     case OP_RISK:
         set_num(out, EXPR_T_NUM,
                 cx->host && cx->host->risk ? cx->host->risk(cx) : 0.0);

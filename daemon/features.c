@@ -11,13 +11,30 @@
  *           where the field is missing, null or not a scalar leaves the
  *           previous value (a partial client.updated does not erase it).
  *
- * series and expect come next; their rows are NULL (the loader rejects
- * them with "not supported yet").
+ *   series  a numeric field (or a constant: `series: 1` counts events)
+ *           summed into time buckets of bucket_ms, keeping the buckets of
+ *           the last retain_ms before the newest one (at most max_buckets,
+ *           so a client's series never grows past retain / bucket). An
+ *           event older than the retained window is not counted.
+ *   expect  an after: event opens an expectation keyed by its match:
+ *           field, due within a duration (possibly chosen per event by
+ *           within: branches); an awaited (expect:) event with the same key
+ *           closes it, open or overdue. At most max_open are kept; the
+ *           oldest is dropped (and counted) to make room.
  *
  * Payloads (inside a cstate section, after the kind byte; see cstate.c):
  *   streak: varint count, svarint last_ms
  *   last/latest: svarint ts_ms, u8 value type, then per type: nothing
- *                (none), u8 (bool), u64be IEEE bits (number), bytes (string)
+ *                (none), u8 (bool), u64be IEEE bits (number), bytes
+ *                (string); then, only when history: keeps times, varint n
+ *                and n svarint deltas (first from 0). A payload that ends
+ *                after the value has no history (what builds before history:
+ *                wrote), so old records decode unchanged.
+ *   series: varint n, then n x { varint idx delta (the first: svarint
+ *           idx), varint (count << 1 | is_float), then the sum as svarint
+ *           (whole numbers) or u64be IEEE bits }
+ *   expect: varint opened, varint dropped, varint n, then n x { bytes key,
+ *           u8 expired, svarint opened_ms, svarint (deadline - opened) }
  *
  * Must not: do I/O, read a clock, allocate per event (a latest string is
  * copied into a buffer reused across updates).
@@ -50,6 +67,9 @@ void feature_def_free(feature_def_t *d) {
     type_set_free(&d->on);
     type_set_free(&d->reset_on);
     expr_free(d->where);
+    expr_free(d->expect_where);
+    for (size_t i = 0; i < d->n_within; i++) expr_free(d->within[i].when);
+    free(d->within);
     free(d->path);
     free(d->segs);
     free(d->seg_buf);
@@ -104,6 +124,25 @@ int feature_def_canon(const feature_def_t *d, buf_t *out) {
         rc = buf_printf(out, "|where:");
         if (!rc) rc = expr_canon(d->where, out);
     }
+    if (!rc && d->kind == FEAT_SERIES)
+        rc = buf_printf(out, "|bucket:%lld|retain:%lld|const:%d:%.17g",
+                        (long long)d->bucket_ms, (long long)d->retain_ms,
+                        d->has_const, d->has_const ? d->const_val : 0.0);
+    if (!rc && d->kind == FEAT_EXPECT) {
+        /* within:, max_open and expect_where: decide what is counted too. */
+        if (d->expect_where) {
+            rc = buf_printf(out, "|expect_where:");
+            if (!rc) rc = expr_canon(d->expect_where, out);
+        }
+        for (size_t i = 0; i < d->n_within && !rc; i++) {
+            rc = buf_printf(out, "|within:");
+            if (!rc && d->within[i].when) rc = expr_canon(d->within[i].when, out);
+            if (!rc) rc = buf_printf(out, "=%lld", (long long)d->within[i].within_ms);
+        }
+        if (!rc) rc = buf_printf(out, "|max_open:%u|once:%d", d->max_open, d->once);
+    }
+    if (!rc && d->kind == FEAT_LAST && d->history)
+        rc = buf_printf(out, "|history:%u", d->history);
     return rc;
 }
 
@@ -189,9 +228,45 @@ static void last_init(feat_state_t *s) {
     s->u.last.v.type = EXPR_T_NULL;
 }
 
+static void last_init_all(feat_state_t *s) {
+    last_init(s);
+    s->u.last.hist = NULL;
+    s->u.last.n_hist = s->u.last.cap_hist = 0;
+}
+
 static void last_clear(feat_state_t *s) {
     free(s->u.last.v.s);
-    last_init(s);
+    free(s->u.last.hist);
+    last_init_all(s);
+}
+
+/* Remember t among the last d->history times (kept in time order; a late
+ * event is inserted in place, and the oldest falls out). */
+static int hist_add(const feature_def_t *d, feat_state_t *s, int64_t t) {
+    uint32_t cap = d->history;
+    if (!cap) return 0;
+    if (s->u.last.cap_hist < cap) {
+        int64_t *h = realloc(s->u.last.hist, cap * sizeof(int64_t));
+        if (!h) return CHURN_ENOMEM;
+        s->u.last.hist = h;
+        s->u.last.cap_hist = cap;
+    }
+    int64_t *h = s->u.last.hist;
+    uint32_t n = s->u.last.n_hist;
+    if (n > cap) n = cap; /* a record from a definition with more history */
+    uint32_t pos = n;
+    while (pos > 0 && h[pos - 1] > t) pos--;
+    if (n == cap) {
+        if (pos == 0) return 0; /* older than everything kept */
+        memmove(h, h + 1, (pos - 1) * sizeof(int64_t));
+        h[pos - 1] = t;
+    } else {
+        memmove(h + pos + 1, h + pos, (n - pos) * sizeof(int64_t));
+        h[pos] = t;
+        n++;
+    }
+    s->u.last.n_hist = n;
+    return 0;
 }
 
 static int value_set_str(feat_value_t *v, const char *p, size_t n) {
@@ -241,6 +316,8 @@ static int last_update(const feature_def_t *d, feat_state_t *s,
         return 1;
     }
     /* last: the time always, the value when the event carries one. */
+    if (hist_add(d, s, ev->ts_ms)) return CHURN_ENOMEM;
+    if (ev->ts_ms < s->u.last.ts_ms) return 1; /* late: history only */
     s->u.last.ts_ms = ev->ts_ms;
     if (d->n_segs && ev->root) {
         int rc = value_set_json(&s->u.last.v,
@@ -262,7 +339,38 @@ static int last_encode(const feat_state_t *s, buf_t *out) {
         memcpy(&bits, &v->num, sizeof(bits));
         return buf_put_u64be(out, bits);
     }
-    case EXPR_T_STR: return buf_put_bytes(out, v->s, v->len);
+    case EXPR_T_STR: rc = buf_put_bytes(out, v->s, v->len); break;
+    }
+    if (!rc && s->u.last.n_hist) {
+        rc = buf_put_varint(out, s->u.last.n_hist);
+        int64_t prev = 0;
+        for (uint32_t i = 0; i < s->u.last.n_hist && !rc; i++) {
+            rc = buf_put_svarint(out, s->u.last.hist[i] - prev);
+            prev = s->u.last.hist[i];
+        }
+    }
+    return rc;
+}
+
+static int hist_decode(reader_t *r, feat_state_t *s) {
+    if (reader_left(r) == 0) return 0; /* no history (or an older record) */
+    uint64_t n;
+    int rc = reader_varint(r, &n);
+    if (rc) return rc;
+    if (n == 0 || n > LAST_MAX_HISTORY) return CHURN_ECORRUPT;
+    s->u.last.hist = malloc(n * sizeof(int64_t));
+    if (!s->u.last.hist) return CHURN_ENOMEM;
+    s->u.last.cap_hist = (uint32_t)n;
+    int64_t prev = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        int64_t d;
+        if ((rc = reader_svarint(r, &d))) return rc;
+        if (i > 0 && d < 0) return CHURN_ECORRUPT;
+        if ((d > 0 && prev > INT64_MAX - d) || (d < 0 && prev < INT64_MIN - d))
+            return CHURN_ECORRUPT;
+        prev += d;
+        s->u.last.hist[i] = prev;
+        s->u.last.n_hist = (uint32_t)i + 1;
     }
     return 0;
 }
@@ -274,14 +382,14 @@ static int last_decode(reader_t *r, feat_state_t *s) {
     if (rc) return rc;
     feat_value_t *v = &s->u.last.v;
     switch (t) {
-    case EXPR_T_NULL: v->type = EXPR_T_NULL; return 0;
+    case EXPR_T_NULL: v->type = EXPR_T_NULL; return hist_decode(r, s);
     case EXPR_T_BOOL: {
         uint8_t b;
         if ((rc = reader_u8(r, &b))) return rc;
         if (b > 1) return CHURN_ECORRUPT;
         v->type = EXPR_T_BOOL;
         v->num = b;
-        return 0;
+        return hist_decode(r, s);
     }
     case EXPR_T_NUM: {
         uint64_t bits;
@@ -289,17 +397,38 @@ static int last_decode(reader_t *r, feat_state_t *s) {
         memcpy(&v->num, &bits, sizeof(bits));
         if (!isfinite(v->num)) return CHURN_ECORRUPT;
         v->type = EXPR_T_NUM;
-        return 0;
+        return hist_decode(r, s);
     }
     case EXPR_T_STR: {
         const uint8_t *p;
         size_t n;
         if ((rc = reader_bytes(r, &p, &n))) return rc;
         if (n > FEAT_VALUE_MAX_STR) return CHURN_ECORRUPT;
-        return value_set_str(v, (const char *)p, n);
+        if ((rc = value_set_str(v, (const char *)p, n))) return rc;
+        return hist_decode(r, s);
     }
     }
     return CHURN_ECORRUPT;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Median of the gaps between the kept times; null with fewer than 3
+ * times (2 gaps). At most LAST_MAX_HISTORY - 1 gaps: a stack array. */
+static void median_gap(const feat_state_t *s, expr_val_t *out) {
+    uint32_t n = s->u.last.n_hist;
+    out->type = EXPR_T_NULL;
+    if (n < 3 || n > LAST_MAX_HISTORY) return;
+    int64_t gaps[LAST_MAX_HISTORY];
+    for (uint32_t i = 1; i < n; i++) gaps[i - 1] = s->u.last.hist[i] - s->u.last.hist[i - 1];
+    uint32_t g = n - 1;
+    qsort(gaps, g, sizeof(int64_t), cmp_i64);
+    out->type = EXPR_T_DUR;
+    out->u.num = g % 2 ? (double)gaps[g / 2]
+                       : ((double)gaps[g / 2 - 1] + (double)gaps[g / 2]) / 2;
 }
 
 static void last_query(const feature_def_t *d, const feat_state_t *s,
@@ -310,6 +439,11 @@ static void last_query(const feature_def_t *d, const feat_state_t *s,
     (void)n_args;
     const feat_value_t *v = &s->u.last.v;
     switch (fn) {
+    case EXPR_FN_MEDIAN_GAP: median_gap(s, out); return;
+    case EXPR_FN_COUNT:
+        out->type = EXPR_T_NUM;
+        out->u.num = s->u.last.n_hist;
+        return;
     case EXPR_FN_SINCE: since(s->u.last.ts_ms, now_ms, out); return;
     case EXPR_FN_SEEN:
         out->type = EXPR_T_BOOL;
@@ -367,10 +501,436 @@ static int last_describe(const feature_def_t *d, const feat_state_t *s,
         x.u.num = v->num;
     }
     rc = expr_val_json(&x, out);
+    if (!rc && s->u.last.n_hist) {
+        rc = buf_printf(out, ", \"history\": [");
+        for (uint32_t i = 0; i < s->u.last.n_hist && !rc; i++) {
+            if (i) rc = buf_printf(out, ", ");
+            if (!rc) rc = put_time_or_null(out, s->u.last.hist[i]);
+        }
+        if (!rc) rc = buf_putc(out, ']');
+    }
     return rc ? rc : buf_putc(out, '}');
 }
 
+/* ---- series ------------------------------------------------------------- */
+
+static void series_init(feat_state_t *s) {
+    s->u.series.b = NULL;
+    s->u.series.n = s->u.series.cap = 0;
+}
+
+static void series_clear(feat_state_t *s) {
+    free(s->u.series.b);
+    series_init(s);
+}
+
+static int64_t floor_div(int64_t a, int64_t b) {
+    int64_t q = a / b;
+    return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q;
+}
+
+/* Drop the buckets that fell out of the window ending at bucket newest. */
+static void series_trim(const feature_def_t *d, feat_state_t *s) {
+    uint32_t n = s->u.series.n;
+    if (!n) return;
+    series_bucket_t *b = s->u.series.b;
+    int64_t newest = b[n - 1].idx;
+    uint32_t k = 0;
+    while (k < n && newest - b[k].idx >= (int64_t)d->max_buckets) k++;
+    if (k) {
+        memmove(b, b + k, (n - k) * sizeof(*b));
+        s->u.series.n = n - k;
+    }
+}
+
+static int series_update(const feature_def_t *d, feat_state_t *s,
+                         const event_t *ev, const expr_ctx_t *cx) {
+    if (!type_set_match(&d->on, ev->type) || !where_holds(d, cx)) return 0;
+    double x;
+    if (d->has_const) {
+        x = d->const_val;
+    } else {
+        const cJSON *j = ev->root ? event_path_segs(ev->root, d->segs, d->n_segs) : NULL;
+        if (!j || !cJSON_IsNumber(j) || !isfinite(j->valuedouble)) return 0;
+        x = j->valuedouble;
+    }
+    int64_t idx = floor_div(ev->ts_ms, d->bucket_ms);
+    series_bucket_t *b = s->u.series.b;
+    uint32_t n = s->u.series.n;
+    if (n && b[n - 1].idx - idx >= (int64_t)d->max_buckets) return 0; /* too old */
+    uint32_t pos = n;
+    while (pos > 0 && b[pos - 1].idx > idx) pos--;
+    if (pos > 0 && b[pos - 1].idx == idx) {
+        b[pos - 1].sum += x;
+        if (b[pos - 1].count < UINT32_MAX) b[pos - 1].count++;
+        return 1;
+    }
+    /* A new bucket: room for max_buckets + 1 (trimmed right after). */
+    if (n == s->u.series.cap) {
+        uint32_t cap = s->u.series.cap ? s->u.series.cap * 2 : 4;
+        if (cap > d->max_buckets + 1) cap = d->max_buckets + 1;
+        if (cap <= n) cap = n + 1;
+        series_bucket_t *nb = realloc(b, cap * sizeof(*nb));
+        if (!nb) return CHURN_ENOMEM;
+        s->u.series.b = b = nb;
+        s->u.series.cap = cap;
+    }
+    memmove(b + pos + 1, b + pos, (n - pos) * sizeof(*b));
+    b[pos].idx = idx;
+    b[pos].sum = x;
+    b[pos].count = 1;
+    s->u.series.n = n + 1;
+    series_trim(d, s);
+    return 1;
+}
+
+static int series_encode(const feat_state_t *s, buf_t *out) {
+    const series_bucket_t *b = s->u.series.b;
+    int rc = buf_put_varint(out, s->u.series.n);
+    for (uint32_t i = 0; i < s->u.series.n && !rc; i++) {
+        rc = i ? buf_put_varint(out, (uint64_t)(b[i].idx - b[i - 1].idx))
+               : buf_put_svarint(out, b[i].idx);
+        double x = b[i].sum;
+        int is_float = !(x == trunc(x) && fabs(x) < 9e15);
+        if (!rc) rc = buf_put_varint(out, (uint64_t)b[i].count << 1 | (uint64_t)is_float);
+        if (!rc && is_float) {
+            uint64_t bits;
+            memcpy(&bits, &x, sizeof(bits));
+            rc = buf_put_u64be(out, bits);
+        } else if (!rc) {
+            rc = buf_put_svarint(out, (int64_t)x);
+        }
+    }
+    return rc;
+}
+
+static int series_decode(reader_t *r, feat_state_t *s) {
+    uint64_t n;
+    int rc = reader_varint(r, &n);
+    if (rc) return rc;
+    /* Each bucket takes at least 3 bytes. */
+    if (n > SERIES_MAX_BUCKETS + 1 || n > reader_left(r) / 3) return CHURN_ECORRUPT;
+    if (!n) return 0;
+    s->u.series.b = malloc(n * sizeof(series_bucket_t));
+    if (!s->u.series.b) return CHURN_ENOMEM;
+    s->u.series.cap = (uint32_t)n;
+    for (uint64_t i = 0; i < n; i++) {
+        series_bucket_t *b = &s->u.series.b[i];
+        uint64_t delta, cf;
+        if (i == 0) {
+            rc = reader_svarint(r, &b->idx);
+        } else {
+            rc = reader_varint(r, &delta);
+            if (!rc && (delta == 0 || delta > (uint64_t)INT64_MAX ||
+                        b[-1].idx > INT64_MAX - (int64_t)delta))
+                rc = CHURN_ECORRUPT;
+            if (!rc) b->idx = b[-1].idx + (int64_t)delta;
+        }
+        if (!rc) rc = reader_varint(r, &cf);
+        if (rc) return rc;
+        if ((cf >> 1) == 0 || (cf >> 1) > UINT32_MAX) return CHURN_ECORRUPT;
+        b->count = (uint32_t)(cf >> 1);
+        if (cf & 1) {
+            uint64_t bits;
+            if ((rc = reader_u64be(r, &bits))) return rc;
+            memcpy(&b->sum, &bits, sizeof(bits));
+            if (!isfinite(b->sum)) return CHURN_ECORRUPT;
+        } else {
+            int64_t v;
+            if ((rc = reader_svarint(r, &v))) return rc;
+            b->sum = (double)v;
+        }
+        s->u.series.n = (uint32_t)i + 1;
+    }
+    return 0;
+}
+
+/* Buckets whose index lies in (floor(lo / bucket), floor(hi / bucket)],
+ * lo = now - offset - range, hi = now - offset: the range rounded to
+ * whole buckets. Empty buckets count as 0 for min and max. */
+static void series_query(const feature_def_t *d, const feat_state_t *s,
+                         expr_fn_t fn, const expr_val_t *args, size_t n_args,
+                         int64_t now_ms, expr_val_t *out) {
+    out->type = EXPR_T_NULL;
+    if (fn == EXPR_FN_SEEN) {
+        out->type = EXPR_T_BOOL;
+        out->u.b = s->u.series.n > 0;
+        return;
+    }
+    if (n_args < 1 || args[0].type != EXPR_T_DUR) return;
+    double range = args[0].u.num, off = 0;
+    if (n_args > 1) {
+        if (args[1].type != EXPR_T_DUR) return;
+        off = args[1].u.num;
+    }
+    if (!(range > 0) || !(off >= 0) || range > 4e14 || off > 4e14) return;
+    int64_t hi = now_ms - (int64_t)off, lo = hi - (int64_t)range;
+    int64_t bhi = floor_div(hi, d->bucket_ms), blo = floor_div(lo, d->bucket_ms);
+    double sum = 0, mn = INFINITY, mx = -INFINITY;
+    uint64_t cnt = 0, nb = 0;
+    for (uint32_t i = 0; i < s->u.series.n; i++) {
+        const series_bucket_t *b = &s->u.series.b[i];
+        if (b->idx <= blo || b->idx > bhi) continue;
+        sum += b->sum;
+        cnt += b->count;
+        nb++;
+        if (b->sum < mn) mn = b->sum;
+        if (b->sum > mx) mx = b->sum;
+    }
+    if ((uint64_t)(bhi - blo) > nb) { /* some buckets of the range are empty */
+        if (mn > 0) mn = 0;
+        if (mx < 0) mx = 0;
+    }
+    out->type = EXPR_T_NUM;
+    switch (fn) {
+    case EXPR_FN_SUM: out->u.num = sum; return;
+    case EXPR_FN_COUNT: out->u.num = (double)cnt; return;
+    case EXPR_FN_AVG:
+        if (!cnt) out->type = EXPR_T_NULL;
+        else out->u.num = sum / (double)cnt;
+        return;
+    case EXPR_FN_MIN: out->u.num = mn; return;
+    case EXPR_FN_MAX: out->u.num = mx; return;
+    default: out->type = EXPR_T_NULL; return;
+    }
+}
+
+static int series_describe(const feature_def_t *d, const feat_state_t *s,
+                           buf_t *out) {
+    double sum = 0;
+    uint64_t cnt = 0;
+    for (uint32_t i = 0; i < s->u.series.n; i++) {
+        sum += s->u.series.b[i].sum;
+        cnt += s->u.series.b[i].count;
+    }
+    expr_val_t v = {.type = EXPR_T_NUM, .u.num = sum};
+    int rc = buf_printf(out, "{\"buckets\": %u, \"events\": %llu, \"sum\": ",
+                        s->u.series.n, (unsigned long long)cnt);
+    if (!rc) rc = expr_val_json(&v, out);
+    if (!rc) rc = buf_printf(out, ", \"newest_bucket\": ");
+    if (!rc) rc = put_time_or_null(out, s->u.series.n
+                                   ? s->u.series.b[s->u.series.n - 1].idx * d->bucket_ms
+                                   : INT64_MIN);
+    return rc ? rc : buf_putc(out, '}');
+}
+
+/* ---- expect ------------------------------------------------------------- */
+
+static void expect_init(feat_state_t *s) {
+    memset(&s->u.expect, 0, sizeof(s->u.expect));
+}
+
+static void expect_clear(feat_state_t *s) {
+    for (uint32_t i = 0; i < s->u.expect.n; i++) free(s->u.expect.v[i].key);
+    free(s->u.expect.v);
+    expect_init(s);
+}
+
+int feature_event_key(const feature_def_t *d, const event_t *ev, char *buf,
+                      size_t cap, size_t *len) {
+    *len = 0;
+    if (!d->n_segs) return 1;
+    const cJSON *j = ev->root ? event_path_segs(ev->root, d->segs, d->n_segs) : NULL;
+    if (!j) return 0;
+    size_t n;
+    if (cJSON_IsString(j) && j->valuestring) {
+        n = strlen(j->valuestring);
+        if (n >= cap) n = cap - 1;
+        memcpy(buf, j->valuestring, n);
+    } else if (cJSON_IsNumber(j) && isfinite(j->valuedouble)) {
+        n = expr_num_format(j->valuedouble, buf, cap);
+    } else {
+        return 0; /* null, bool, object, array: no key */
+    }
+    buf[n] = '\0';
+    *len = n;
+    return 1;
+}
+
+int feature_is_awaited(const feature_def_t *d, const event_t *ev,
+                       const expr_ctx_t *cx) {
+    return d->kind == FEAT_EXPECT && type_set_match(&d->reset_on, ev->type) &&
+           (!d->expect_where || expr_eval_bool(d->expect_where, cx));
+}
+
+static void expect_remove(feat_state_t *s, uint32_t i) {
+    free(s->u.expect.v[i].key);
+    memmove(s->u.expect.v + i, s->u.expect.v + i + 1,
+            (s->u.expect.n - i - 1) * sizeof(expectation_t));
+    s->u.expect.n--;
+}
+
+static int expect_update(const feature_def_t *d, feat_state_t *s,
+                         const event_t *ev, const expr_ctx_t *cx) {
+    char key[EXPECT_MAX_KEY + 1];
+    size_t klen;
+    int changed = 0;
+    if (feature_is_awaited(d, ev, cx)) {
+        if (!feature_event_key(d, ev, key, sizeof(key), &klen)) return 0;
+        /* Close every expectation with this key, open or overdue. */
+        for (uint32_t i = 0; i < s->u.expect.n;) {
+            expectation_t *x = &s->u.expect.v[i];
+            if (x->key_len == klen && memcmp(x->key, key, klen) == 0) {
+                expect_remove(s, i);
+                changed = 1;
+            } else {
+                i++;
+            }
+        }
+        return changed;
+    }
+    if (!type_set_match(&d->on, ev->type) || !where_holds(d, cx)) return 0;
+    if (d->once && s->u.expect.opened) return 0;
+    if (!feature_event_key(d, ev, key, sizeof(key), &klen)) return 0;
+    for (uint32_t i = 0; i < s->u.expect.n; i++) {
+        const expectation_t *x = &s->u.expect.v[i];
+        if (x->key_len == klen && memcmp(x->key, key, klen) == 0)
+            return 0; /* already awaited: the first deadline stands */
+    }
+    int64_t within = d->n_within ? d->within[d->n_within - 1].within_ms : 0;
+    for (size_t i = 0; i < d->n_within; i++)
+        if (!d->within[i].when || expr_eval_bool(d->within[i].when, cx)) {
+            within = d->within[i].within_ms;
+            break;
+        }
+    char *k = malloc(klen + 1);
+    if (!k) return CHURN_ENOMEM;
+    memcpy(k, key, klen + 1);
+    if (s->u.expect.n >= d->max_open) {
+        expect_remove(s, 0); /* the oldest */
+        s->u.expect.dropped++;
+    }
+    if (s->u.expect.n == s->u.expect.cap) {
+        uint32_t cap = s->u.expect.cap ? s->u.expect.cap * 2 : 4;
+        if (cap > d->max_open) cap = d->max_open;
+        if (cap <= s->u.expect.n) cap = s->u.expect.n + 1;
+        expectation_t *v = realloc(s->u.expect.v, cap * sizeof(*v));
+        if (!v) {
+            free(k);
+            return CHURN_ENOMEM;
+        }
+        s->u.expect.v = v;
+        s->u.expect.cap = cap;
+    }
+    expectation_t *x = &s->u.expect.v[s->u.expect.n++];
+    x->key = k;
+    x->key_len = (uint32_t)klen;
+    x->expired = 0;
+    x->opened_ms = ev->ts_ms;
+    x->deadline_ms = ev->ts_ms > INT64_MAX - within ? INT64_MAX : ev->ts_ms + within;
+    s->u.expect.opened++;
+    return 1;
+}
+
+static int expect_encode(const feat_state_t *s, buf_t *out) {
+    int rc = buf_put_varint(out, s->u.expect.opened);
+    if (!rc) rc = buf_put_varint(out, s->u.expect.dropped);
+    if (!rc) rc = buf_put_varint(out, s->u.expect.n);
+    for (uint32_t i = 0; i < s->u.expect.n && !rc; i++) {
+        const expectation_t *x = &s->u.expect.v[i];
+        rc = buf_put_bytes(out, x->key, x->key_len);
+        if (!rc) rc = buf_putc(out, x->expired);
+        if (!rc) rc = buf_put_svarint(out, x->opened_ms);
+        if (!rc) rc = buf_put_svarint(out, x->deadline_ms - x->opened_ms);
+    }
+    return rc;
+}
+
+static int expect_decode(reader_t *r, feat_state_t *s) {
+    uint64_t n;
+    int rc = reader_varint(r, &s->u.expect.opened);
+    if (!rc) rc = reader_varint(r, &s->u.expect.dropped);
+    if (!rc) rc = reader_varint(r, &n);
+    if (rc) return rc;
+    /* Each expectation takes at least 4 bytes. */
+    if (n > EXPECT_MAX_OPEN || n > reader_left(r) / 4) return CHURN_ECORRUPT;
+    if (!n) return 0;
+    s->u.expect.v = calloc(n, sizeof(expectation_t));
+    if (!s->u.expect.v) return CHURN_ENOMEM;
+    s->u.expect.cap = (uint32_t)n;
+    for (uint64_t i = 0; i < n; i++) {
+        expectation_t *x = &s->u.expect.v[i];
+        const uint8_t *p;
+        size_t kl;
+        int64_t within;
+        if ((rc = reader_bytes(r, &p, &kl))) return rc;
+        if (kl > EXPECT_MAX_KEY) return CHURN_ECORRUPT;
+        if (!(x->key = malloc(kl + 1))) return CHURN_ENOMEM;
+        s->u.expect.n = (uint32_t)i + 1; /* owned from here: freed on error */
+        memcpy(x->key, p, kl);
+        x->key[kl] = '\0';
+        x->key_len = (uint32_t)kl;
+        if ((rc = reader_u8(r, &x->expired))) return rc;
+        if (x->expired > 1) return CHURN_ECORRUPT;
+        if ((rc = reader_svarint(r, &x->opened_ms))) return rc;
+        if ((rc = reader_svarint(r, &within))) return rc;
+        if (within < 0 || x->opened_ms > INT64_MAX - within) return CHURN_ECORRUPT;
+        x->deadline_ms = x->opened_ms + within;
+    }
+    return 0;
+}
+
+static void expect_query(const feature_def_t *d, const feat_state_t *s,
+                         expr_fn_t fn, const expr_val_t *args, size_t n_args,
+                         int64_t now_ms, expr_val_t *out) {
+    (void)d;
+    (void)args;
+    (void)n_args;
+    uint32_t open = 0, overdue = 0;
+    for (uint32_t i = 0; i < s->u.expect.n; i++) {
+        if (s->u.expect.v[i].deadline_ms <= now_ms) overdue++;
+        else open++;
+    }
+    switch (fn) {
+    case EXPR_FN_OPEN: out->type = EXPR_T_NUM; out->u.num = open; return;
+    case EXPR_FN_OVERDUE: out->type = EXPR_T_NUM; out->u.num = overdue; return;
+    case EXPR_FN_SEEN:
+        out->type = EXPR_T_BOOL;
+        out->u.b = s->u.expect.opened > 0;
+        return;
+    default: out->type = EXPR_T_NULL; return;
+    }
+}
+
+static int64_t expect_next_wake(const feature_def_t *d, const feat_state_t *s) {
+    (void)d;
+    int64_t next = INT64_MAX;
+    for (uint32_t i = 0; i < s->u.expect.n; i++)
+        if (!s->u.expect.v[i].expired && s->u.expect.v[i].deadline_ms < next)
+            next = s->u.expect.v[i].deadline_ms;
+    return next;
+}
+
+static int expect_describe(const feature_def_t *d, const feat_state_t *s,
+                           buf_t *out) {
+    (void)d;
+    int rc = buf_printf(out, "{\"opened\": %llu, \"dropped\": %llu, \"awaiting\": [",
+                        (unsigned long long)s->u.expect.opened,
+                        (unsigned long long)s->u.expect.dropped);
+    for (uint32_t i = 0; i < s->u.expect.n && !rc; i++) {
+        const expectation_t *x = &s->u.expect.v[i];
+        rc = buf_printf(out, "%s{\"key\": ", i ? ", " : "");
+        if (!rc) rc = buf_put_json_str(out, x->key, x->key_len);
+        if (!rc) rc = buf_printf(out, ", \"opened_at\": ");
+        if (!rc) rc = put_time_or_null(out, x->opened_ms);
+        if (!rc) rc = buf_printf(out, ", \"deadline\": ");
+        if (!rc) rc = put_time_or_null(out, x->deadline_ms);
+        if (!rc) rc = buf_printf(out, ", \"expired\": %s}", x->expired ? "true" : "false");
+    }
+    return rc ? rc : buf_printf(out, "]}");
+}
+
 /* ---- The table ---------------------------------------------------------- */
+
+static const feature_ops_t series_ops = {
+    FEAT_SERIES, series_init, series_clear, series_update,
+    series_encode, series_decode, series_query, no_wake, series_describe,
+};
+
+static const feature_ops_t expect_ops = {
+    FEAT_EXPECT, expect_init, expect_clear, expect_update,
+    expect_encode, expect_decode, expect_query, expect_next_wake, expect_describe,
+};
 
 static const feature_ops_t streak_ops = {
     FEAT_STREAK, streak_init, nothing_to_clear, streak_update,
@@ -378,12 +938,12 @@ static const feature_ops_t streak_ops = {
 };
 
 static const feature_ops_t last_ops = {
-    FEAT_LAST, last_init, last_clear, last_update,
+    FEAT_LAST, last_init_all, last_clear, last_update,
     last_encode, last_decode, last_query, no_wake, last_describe,
 };
 
 static const feature_ops_t latest_ops = {
-    FEAT_LATEST, last_init, last_clear, last_update,
+    FEAT_LATEST, last_init_all, last_clear, last_update,
     last_encode, last_decode, last_query, no_wake, last_describe,
 };
 
@@ -392,8 +952,8 @@ const feature_ops_t *feature_ops(feature_kind_t kind) {
     case FEAT_STREAK: return &streak_ops;
     case FEAT_LAST: return &last_ops;
     case FEAT_LATEST: return &latest_ops;
-    case FEAT_SERIES:
-    case FEAT_EXPECT: return NULL; /* next: see the file comment */
+    case FEAT_SERIES: return &series_ops;
+    case FEAT_EXPECT: return &expect_ops;
     }
     return NULL;
 }

@@ -93,6 +93,7 @@ typedef struct loader {
     size_t n_files;
     entries_t vars, feats, rules;
     entry_t segments; /* val NULL when none */
+    entry_t risk;     /* val NULL when none */
     expr_scope_t scope;
     const char **feature_names;
     uint8_t *feature_kinds;
@@ -338,8 +339,12 @@ static int ts_add(type_set_t *ts, const char *s) {
 /* A scalar or a list of event type patterns. For rules' on:, the triggers
  * that are not event types are recognised and reported as not supported
  * yet. Returns 0 when valid. */
+static int parse_trigger(loader_t *L, file_t *f, yaml_node_t *x, const char *s,
+                         rule_def_t *r, const char *what);
+
 static int parse_types(loader_t *L, file_t *f, yaml_node_t *n, type_set_t *ts,
-                       const char *what, int is_trigger) {
+                       const char *what, rule_def_t *r) {
+    int is_trigger = r != NULL;
     yaml_node_item_t *b = NULL, *e = NULL;
     yaml_node_item_t one;
     if (n->type == YAML_SCALAR_NODE) {
@@ -373,17 +378,10 @@ static int parse_types(loader_t *L, file_t *f, yaml_node_t *n, type_set_t *ts,
             bad++;
             continue;
         }
-        if (is_trigger && strncmp(s, "every", 5) == 0 &&
-            (s[5] == ' ' || s[5] == '\0')) {
-            lerr(L, f, x->start_mark,
-                 "%s: 'every <duration>' schedules are not supported yet", what);
-            bad++;
-            continue;
-        }
-        if (is_trigger && strncmp(s, "expired(", 8) == 0) {
-            lerr(L, f, x->start_mark,
-                 "%s: expired(...) triggers are not supported yet", what);
-            bad++;
+        if (is_trigger &&
+            ((strncmp(s, "every", 5) == 0 && (s[5] == ' ' || s[5] == '\0')) ||
+             strncmp(s, "expired", 7) == 0 || strcmp(s, "alerts") == 0)) {
+            if (parse_trigger(L, f, x, s, r, what)) bad++;
             continue;
         }
         if (!valid_type_pattern(s)) {
@@ -403,6 +401,67 @@ static int parse_types(loader_t *L, file_t *f, yaml_node_t *n, type_set_t *ts,
         }
     }
     return bad ? -1 : 0;
+}
+
+/* The triggers that are not event types: every <duration>, expired(f),
+ * alerts. Returns 0 when valid. */
+static int parse_trigger(loader_t *L, file_t *f, yaml_node_t *x, const char *s,
+                         rule_def_t *r, const char *what) {
+    if (strncmp(s, "every", 5) == 0) {
+        const char *d = s + 5;
+        while (*d == ' ') d++;
+        int64_t ms;
+        if (!*d || duration_parse(d, strlen(d), &ms) != 0) {
+            lerr(L, f, x->start_mark,
+                 "%s: 'every' needs a duration, e.g. 'every 1d', found '%s'", what, s);
+            return -1;
+        }
+        if (ms < 60000) {
+            lerr(L, f, x->start_mark,
+                 "%s: 'every %s' is too frequent (at least every 1m)", what, d);
+            return -1;
+        }
+        if (r->every_ms) {
+            lerr(L, f, x->start_mark, "%s: one 'every' schedule per rule", what);
+            return -1;
+        }
+        r->every_ms = ms;
+        return 0;
+    }
+    if (strcmp(s, "alerts") == 0) {
+        r->on_alerts = 1;
+        return 0;
+    }
+    /* expired(<expect feature>) */
+    size_t n = strlen(s);
+    if (strncmp(s, "expired(", 8) != 0 || n < 10 || s[n - 1] != ')') {
+        lerr(L, f, x->start_mark,
+             "%s: '%s' is not a trigger; write expired(<expect feature>)", what, s);
+        return -1;
+    }
+    const char *name = s + 8;
+    size_t len = n - 9;
+    for (size_t i = 0; i < L->feats.n; i++) {
+        if (strlen(L->feats.v[i].name) != len || memcmp(L->feats.v[i].name, name, len))
+            continue;
+        if (L->rs->features[i].kind != FEAT_EXPECT) {
+            lerr(L, f, x->start_mark,
+                 "%s: expired() needs an expect feature; '%.*s' is a %s", what,
+                 (int)len, name, feature_kind_name(L->rs->features[i].kind));
+            return -1;
+        }
+        if (r->expired_feat >= 0) {
+            lerr(L, f, x->start_mark, "%s: one expired() trigger per rule", what);
+            return -1;
+        }
+        r->expired_feat = (int32_t)i;
+        return 0;
+    }
+    const char *sug = expr_suggest(name, len, L->feature_names, L->feats.n);
+    lerr(L, f, x->start_mark, "%s: unknown feature '%.*s' in expired()%s%s%s", what,
+         (int)len, name, sug ? " (did you mean '" : "", sug ? sug : "",
+         sug ? "'?)" : "");
+    return -1;
 }
 
 /* ---- Scalars ------------------------------------------------------------ */
@@ -602,12 +661,24 @@ static void load_file(loader_t *L, file_t *f) {
              node_kind(root));
         return;
     }
-    static const char *const top[] = {"vars", "segments", "features", "rules"};
+    static const char *const top[] = {"vars", "segments", "features", "rules", "risk"};
     check_keys(L, f, root, top, CHURN_ARRAY_LEN(top), "the top level");
     yaml_node_t *n;
     if ((n = get(f, root, "vars"))) collect(L, f, n, &L->vars, "var", 0);
     if ((n = get(f, root, "features"))) collect(L, f, n, &L->feats, "feature", 0);
     if ((n = get(f, root, "rules"))) collect(L, f, n, &L->rules, "rule", 1);
+    if ((n = get(f, root, "risk")) && !is_null_node(n)) {
+        if (L->risk.val) {
+            lerr(L, f, n->start_mark,
+                 "risk: already defined at %s:%zu:%zu (one risk: per rule set)",
+                 L->risk.f->path, L->risk.val->start_mark.line + 1,
+                 L->risk.val->start_mark.column + 1);
+        } else {
+            L->risk.val = n;
+            L->risk.f = f;
+            L->risk.mark = n->start_mark;
+        }
+    }
     if ((n = get(f, root, "segments")) && !is_null_node(n)) {
         if (L->segments.val) {
             lerr(L, f, n->start_mark,
@@ -774,8 +845,9 @@ static const struct kind_keys {
 } kinds[] = {
     {"series", FEAT_SERIES, {"series", "on", "bucket", "retain", "where"}},
     {"streak", FEAT_STREAK, {"streak", "reset_on", "where"}},
-    {"expect", FEAT_EXPECT, {"after", "where", "expect", "match", "within"}},
-    {"last", FEAT_LAST, {"last", "where", "value"}},
+    {"expect", FEAT_EXPECT, {"after", "where", "expect", "expect_where", "match",
+                             "within", "max_open", "once"}},
+    {"last", FEAT_LAST, {"last", "where", "value", "history"}},
     {"latest", FEAT_LATEST, {"latest", "on", "where"}},
 };
 
@@ -815,6 +887,187 @@ static expr_t *compile_at(loader_t *L, file_t *f, yaml_node_t *n,
         return NULL;
     }
     return e;
+}
+
+static void build_series(loader_t *L, file_t *f, yaml_node_t *m, yaml_node_t *sel,
+                         feature_def_t *d, const char *what, const entry_t *en) {
+    char sub[200];
+    yaml_node_t *n;
+    const char *p = scalar(sel);
+    char *end = NULL;
+    double c = p ? strtod(p, &end) : NAN;
+    if (p && *p && end && !*end && isfinite(c)) {
+        d->has_const = 1; /* series: 1 counts events */
+        d->const_val = c;
+    } else if (!p || !valid_path(p)) {
+        lerr(L, f, sel->start_mark,
+             "%s series: expected a numeric field such as data.amount, or a "
+             "number (1 counts events)",
+             what);
+    } else if (feature_def_set_path(d, p)) {
+        L->oom = 1;
+    }
+    if (!(n = get(f, m, "on"))) {
+        lerr(L, f, en->mark, "%s: series needs on: <event types>", what);
+    } else {
+        snprintf(sub, sizeof(sub), "%s on", what);
+        parse_types(L, f, n, &d->on, sub, NULL);
+    }
+    yaml_node_t *bn = get(f, m, "bucket"), *rn = get(f, m, "retain");
+    if (!bn || !rn) {
+        lerr(L, f, en->mark, "%s: series needs bucket: and retain: durations (e.g. "
+             "bucket: 1d, retain: 120d)", what);
+        return;
+    }
+    snprintf(sub, sizeof(sub), "%s bucket", what);
+    if (parse_duration_node(L, f, bn, sub, &d->bucket_ms)) return;
+    snprintf(sub, sizeof(sub), "%s retain", what);
+    if (parse_duration_node(L, f, rn, sub, &d->retain_ms)) return;
+    if (d->bucket_ms < 1000) {
+        lerr(L, f, bn->start_mark, "%s: bucket: must be at least 1s", what);
+        return;
+    }
+    if (d->retain_ms < d->bucket_ms || d->retain_ms % d->bucket_ms) {
+        lerr(L, f, rn->start_mark,
+             "%s: retain: must be a whole number of buckets (a multiple of bucket:)",
+             what);
+        return;
+    }
+    if (d->retain_ms / d->bucket_ms > SERIES_MAX_BUCKETS) {
+        lerr(L, f, rn->start_mark,
+             "%s: retain / bucket is %lld buckets per client; at most %d (use "
+             "larger buckets)",
+             what, (long long)(d->retain_ms / d->bucket_ms), SERIES_MAX_BUCKETS);
+        return;
+    }
+    d->max_buckets = (uint32_t)(d->retain_ms / d->bucket_ms);
+}
+
+static expr_t *compile_at(loader_t *L, file_t *f, yaml_node_t *n,
+                          const expr_scope_t *sc, const char *where);
+
+static expr_t *compile_cond(loader_t *L, file_t *f, yaml_node_t *n,
+                            const expr_scope_t *sc, const char *where) {
+    expr_t *e = compile_at(L, f, n, sc, where);
+    if (e && expr_result_type(e) != EXPR_T_BOOL && expr_result_type(e) != EXPR_T_ANY)
+        lerr(L, f, n->start_mark, "%s: must be a condition (bool), not %s", where,
+             expr_type_name(expr_result_type(e)));
+    return e;
+}
+
+static void build_expect(loader_t *L, file_t *f, yaml_node_t *m, feature_def_t *d,
+                         const char *what, const entry_t *en,
+                         const expr_scope_t *sc) {
+    char sub[200];
+    yaml_node_t *n;
+    if (!(n = get(f, m, "after"))) {
+        lerr(L, f, en->mark, "%s: expect needs after: <event types that open it>", what);
+    } else {
+        snprintf(sub, sizeof(sub), "%s after", what);
+        parse_types(L, f, n, &d->on, sub, NULL);
+    }
+    if (!(n = get(f, m, "expect"))) {
+        lerr(L, f, en->mark, "%s: expect needs expect: <event types awaited>", what);
+    } else {
+        snprintf(sub, sizeof(sub), "%s expect", what);
+        parse_types(L, f, n, &d->reset_on, sub, NULL);
+        for (size_t i = 0; i < d->reset_on.n; i++)
+            for (size_t j = 0; j < d->on.n; j++)
+                if (strcmp(d->reset_on.v[i], d->on.v[j]) == 0)
+                    lerr(L, f, n->start_mark,
+                         "%s: '%s' both opens and answers the expectation", what,
+                         d->on.v[j]);
+    }
+    if ((n = get(f, m, "expect_where"))) {
+        snprintf(sub, sizeof(sub), "%s expect_where", what);
+        d->expect_where = compile_cond(L, f, n, sc, sub);
+    }
+    if ((n = get(f, m, "match"))) {
+        const char *p = scalar(n);
+        if (!p || !valid_path(p))
+            lerr(L, f, n->start_mark,
+                 "%s match: expected a field path such as data.ticket_id", what);
+        else if (feature_def_set_path(d, p))
+            L->oom = 1;
+    }
+    d->max_open = EXPECT_DEFAULT_MAX_OPEN;
+    if ((n = get(f, m, "max_open"))) {
+        const char *p = scalar(n);
+        char *end = NULL;
+        long v = p ? strtol(p, &end, 10) : -1;
+        if (!p || !*p || *end || v < 1 || v > EXPECT_MAX_OPEN)
+            lerr(L, f, n->start_mark, "%s max_open: expected a count from 1 to %d",
+                 what, EXPECT_MAX_OPEN);
+        else
+            d->max_open = (uint32_t)v;
+    }
+    if ((n = get(f, m, "once"))) {
+        const char *p = scalar(n);
+        if (p && is_plain(n) && (!strcmp(p, "true") || !strcmp(p, "false")))
+            d->once = p[0] == 't';
+        else
+            lerr(L, f, n->start_mark, "%s once: must be true or false", what);
+    }
+    if (!(n = get(f, m, "within"))) {
+        lerr(L, f, en->mark, "%s: expect needs within: <duration>", what);
+        return;
+    }
+    snprintf(sub, sizeof(sub), "%s within", what);
+    if (n->type == YAML_SCALAR_NODE) {
+        int64_t ms;
+        if (parse_duration_node(L, f, n, sub, &ms)) return;
+        if (!(d->within = calloc(1, sizeof(within_case_t)))) {
+            L->oom = 1;
+            return;
+        }
+        d->within[0].within_ms = ms;
+        d->n_within = 1;
+        return;
+    }
+    /* A list of {when: <condition on the after: event>, within: <d>}; the
+     * first that holds wins; the last has no when: (the default). */
+    if (n->type != YAML_SEQUENCE_NODE) {
+        lerr(L, f, n->start_mark,
+             "%s: expected a duration or a list of {when:, within:} ending "
+             "with a default {within:}, found %s",
+             sub, node_kind(n));
+        return;
+    }
+    size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+    if (cnt == 0 || cnt > EXPECT_MAX_CASES) {
+        lerr(L, f, n->start_mark, "%s: between 1 and %d cases", sub, EXPECT_MAX_CASES);
+        return;
+    }
+    if (!(d->within = calloc(cnt, sizeof(within_case_t)))) {
+        L->oom = 1;
+        return;
+    }
+    for (size_t i = 0; i < cnt; i++) {
+        yaml_node_t *c = node(f, n->data.sequence.items.start[i]);
+        static const char *const ck[] = {"when", "within"};
+        if (!c || c->type != YAML_MAPPING_NODE) {
+            lerr(L, f, c ? c->start_mark : n->start_mark,
+                 "%s: each case is {when: <condition>, within: <duration>}", sub);
+            continue;
+        }
+        check_keys(L, f, c, ck, 2, sub);
+        yaml_node_t *w = get(f, c, "when"), *dn = get(f, c, "within");
+        within_case_t *wc = &d->within[d->n_within++];
+        if (!dn) {
+            lerr(L, f, c->start_mark, "%s: a case needs within: <duration>", sub);
+        } else {
+            parse_duration_node(L, f, dn, sub, &wc->within_ms);
+        }
+        if (w) {
+            wc->when = compile_cond(L, f, w, sc, sub);
+            if (i == cnt - 1)
+                lerr(L, f, c->start_mark,
+                     "%s: the last case is the default: give it no when:", sub);
+        } else if (i != cnt - 1) {
+            lerr(L, f, c->start_mark,
+                 "%s: only the last case may omit when: (it is the default)", sub);
+        }
+    }
 }
 
 static void build_feature(loader_t *L, size_t idx, const expr_scope_t *where_sc) {
@@ -866,23 +1119,18 @@ static void build_feature(loader_t *L, size_t idx, const expr_scope_t *where_sc)
         return;
     }
     d->kind = kk->kind;
-    if (!feature_ops(kk->kind)) {
-        lerr(L, f, sel->start_mark,
-             "%s: %s features are not supported yet (this version has streak, "
-             "last and latest)",
-             what, kk->key);
-        return;
-    }
     check_keys(L, f, m, kk->keys, n_keys(kk->keys), what);
     yaml_node_t *n;
     char sub[200];
     switch (kk->kind) {
+    case FEAT_SERIES: build_series(L, f, m, sel, d, what, en); break;
+    case FEAT_EXPECT: build_expect(L, f, m, d, what, en, where_sc); break;
     case FEAT_STREAK:
         snprintf(sub, sizeof(sub), "%s streak", what);
-        parse_types(L, f, sel, &d->on, sub, 0);
+        parse_types(L, f, sel, &d->on, sub, NULL);
         if ((n = get(f, m, "reset_on"))) {
             snprintf(sub, sizeof(sub), "%s reset_on", what);
-            parse_types(L, f, n, &d->reset_on, sub, 0);
+            parse_types(L, f, n, &d->reset_on, sub, NULL);
             for (size_t i = 0; i < d->reset_on.n; i++)
                 for (size_t j = 0; j < d->on.n; j++)
                     if (strcmp(d->reset_on.v[i], d->on.v[j]) == 0)
@@ -893,7 +1141,7 @@ static void build_feature(loader_t *L, size_t idx, const expr_scope_t *where_sc)
         break;
     case FEAT_LAST:
         snprintf(sub, sizeof(sub), "%s last", what);
-        parse_types(L, f, sel, &d->on, sub, 0);
+        parse_types(L, f, sel, &d->on, sub, NULL);
         if ((n = get(f, m, "value"))) {
             const char *p = scalar(n);
             if (!p || !valid_path(p))
@@ -901,6 +1149,18 @@ static void build_feature(loader_t *L, size_t idx, const expr_scope_t *where_sc)
                      "as data.amount", what);
             else if (feature_def_set_path(d, p))
                 L->oom = 1;
+        }
+        if ((n = get(f, m, "history"))) {
+            const char *h = scalar(n);
+            char *end = NULL;
+            long v = h ? strtol(h, &end, 10) : -1;
+            if (!h || !*h || *end || v < 3 || v > LAST_MAX_HISTORY)
+                lerr(L, f, n->start_mark,
+                     "%s history: expected a count of event times to keep, from 3 "
+                     "to %d",
+                     what, LAST_MAX_HISTORY);
+            else
+                d->history = (uint32_t)v;
         }
         break;
     case FEAT_LATEST: {
@@ -915,7 +1175,7 @@ static void build_feature(loader_t *L, size_t idx, const expr_scope_t *where_sc)
                  "%s: latest needs on: <event types that carry the field>", what);
         } else {
             snprintf(sub, sizeof(sub), "%s on", what);
-            parse_types(L, f, n, &d->on, sub, 0);
+            parse_types(L, f, n, &d->on, sub, NULL);
         }
         break;
     }
@@ -986,6 +1246,7 @@ static void build_rule(loader_t *L, size_t idx, const expr_scope_t *sc) {
     r->col = (int)en->mark.column + 1;
     r->severity = "warning";
     r->resolve = 1;
+    r->expired_feat = -1;
     char what[160], sub[200];
     snprintf(what, sizeof(what), "rule '%s'", en->name);
     if (m->type != YAML_MAPPING_NODE) {
@@ -1000,8 +1261,17 @@ static void build_rule(loader_t *L, size_t idx, const expr_scope_t *sc) {
              "%s: needs on: (the event types that trigger its evaluation)", what);
     } else {
         snprintf(sub, sizeof(sub), "%s on", what);
-        parse_types(L, f, n, &r->on, sub, 1);
+        parse_types(L, f, n, &r->on, sub, r);
+        if (r->expired_feat >= 0 && (r->on.n || r->every_ms || r->on_alerts))
+            lerr(L, f, n->start_mark,
+                 "%s: a rule triggered by expired() has no other trigger (it is "
+                 "evaluated once per expired expectation)",
+                 what);
     }
+    /* expectation.* is in scope of expired() rules only. */
+    expr_scope_t rsc = *sc;
+    if (r->expired_feat >= 0) rsc.allow |= EXPR_ALLOW_EXPECTATION;
+    sc = &rsc;
     if ((n = get(f, m, "when"))) {
         snprintf(sub, sizeof(sub), "%s when", what);
         r->when = compile_at(L, f, n, sc, sub);
@@ -1039,15 +1309,21 @@ static void build_rule(loader_t *L, size_t idx, const expr_scope_t *sc) {
         int64_t ms;
         snprintf(sub, sizeof(sub), "%s for", what);
         if (parse_duration_node(L, f, n, sub, &ms) == 0) r->for_ms = ms;
+        if (r->for_ms > 0 && r->expired_feat >= 0)
+            lerr(L, f, n->start_mark,
+                 "%s: for: does not apply to expired() rules (the expectation's "
+                 "within: is the delay)",
+                 what);
     }
     if ((n = get(f, m, "repeat"))) {
         int64_t ms;
         snprintf(sub, sizeof(sub), "%s repeat", what);
-        if (parse_duration_node(L, f, n, sub, &ms) == 0)
-            lerr(L, f, n->start_mark,
-                 "%s: repeat: is not supported yet (an alert is sent once per "
-                 "firing)",
-                 what);
+        if (parse_duration_node(L, f, n, sub, &ms) == 0) {
+            if (ms < 60000)
+                lerr(L, f, n->start_mark, "%s: repeat: must be at least 1m", what);
+            else
+                r->repeat_ms = ms;
+        }
     }
     if ((n = get(f, m, "resolve"))) {
         const char *s = scalar(n);
@@ -1127,6 +1403,11 @@ int rule_def_canon(const rule_def_t *r, buf_t *out) {
         if (!rc) rc = expr_canon(r->when, out);
     }
     if (!rc) rc = buf_printf(out, "|for:%lld", (long long)r->for_ms);
+    /* Triggers beyond event types: only when present, so the ids of rules
+     * written before them do not change. */
+    if (!rc && r->every_ms) rc = buf_printf(out, "|every:%lld", (long long)r->every_ms);
+    if (!rc && r->on_alerts) rc = buf_printf(out, "|alerts");
+    if (!rc && r->expired_feat >= 0) rc = buf_printf(out, "|expired:%d", (int)r->expired_feat);
     return rc;
 }
 
@@ -1240,13 +1521,17 @@ static int finish(loader_t *L) {
         r->id = churn_hash64(b.data, b.len, CHURN_HASH_SEED);
         rc = buf_append(&all, b.data, b.len);
         if (!rc)
-            rc = buf_printf(&all, "|%s|%.17g|%d|%s", r->severity, r->weight,
-                            r->resolve, r->summary ? expr_tmpl_source(r->summary) : "");
+            rc = buf_printf(&all, "|%s|%.17g|%d|%lld|%s", r->severity, r->weight,
+                            r->resolve, (long long)r->repeat_ms,
+                            r->summary ? expr_tmpl_source(r->summary) : "");
         for (size_t l = 0; l < r->n_labels && !rc; l++)
             rc = buf_printf(&all, "|%s=%s", r->labels[l].name,
                             expr_tmpl_source(r->labels[l].tmpl));
         if (!rc) rc = buf_putc(&all, '\n');
     }
+    if (!rc && (rs->risk_half_life_ms || rs->risk_cap != 100))
+        rc = buf_printf(&all, "risk|%lld|%.17g\n", (long long)rs->risk_half_life_ms,
+                        rs->risk_cap);
     if (!rc) {
         rs->hash = churn_hash64(all.data, all.len, CHURN_HASH_SEED);
         snprintf(rs->hash_hex, sizeof(rs->hash_hex), "%016llx",
@@ -1338,8 +1623,41 @@ static void loader_free(loader_t *L) {
     free(L->feature_has_value);
 }
 
+static void build_risk(loader_t *L) {
+    ruleset_t *rs = L->rs;
+    rs->risk_cap = 100;
+    entry_t *en = &L->risk;
+    if (!en->val) return;
+    file_t *f = en->f;
+    yaml_node_t *m = en->val, *n;
+    if (m->type != YAML_MAPPING_NODE) {
+        lerr(L, f, m->start_mark, "risk: expected {half_life: 14d, cap: 100}, found %s",
+             node_kind(m));
+        return;
+    }
+    static const char *const keys[] = {"half_life", "cap"};
+    check_keys(L, f, m, keys, 2, "risk");
+    if ((n = get(f, m, "half_life"))) {
+        const char *s = scalar(n);
+        if (s && is_plain(n) && (!strcmp(s, "none") || !strcmp(s, "0")))
+            rs->risk_half_life_ms = 0;
+        else
+            parse_duration_node(L, f, n, "risk half_life", &rs->risk_half_life_ms);
+    }
+    if ((n = get(f, m, "cap"))) {
+        const char *s = scalar(n);
+        char *end = NULL;
+        double c = s ? strtod(s, &end) : NAN;
+        if (!s || !*s || *end || !isfinite(c) || c <= 0 || c > 1e6)
+            lerr(L, f, n->start_mark, "risk cap: expected a positive number");
+        else
+            rs->risk_cap = c;
+    }
+}
+
 static void build(loader_t *L) {
     ruleset_t *rs = L->rs;
+    build_risk(L);
     build_vars(L);
     if (L->oom) return;
     build_segments(L);
@@ -1383,16 +1701,24 @@ static void build(loader_t *L) {
     sc.n_features = nf;
     for (size_t i = 0; i < nf && !L->oom; i++) build_feature(L, i, &sc);
     if (L->oom) return;
+    uint8_t *has_hist = calloc(nf + 1, 1);
+    if (!has_hist) {
+        L->oom = 1;
+        return;
+    }
     for (size_t i = 0; i < nf; i++) {
         L->feature_kinds[i] = (uint8_t)rs->features[i].kind;
         L->feature_has_value[i] = rs->features[i].n_segs > 0;
+        has_hist[i] = rs->features[i].history > 0;
     }
+    sc.feature_has_history = has_hist;
     sc.feature_names = L->feature_names;
     sc.feature_kinds = L->feature_kinds;
     sc.feature_has_value = L->feature_has_value;
     sc.n_features = nf;
     const char **rule_names = calloc(rs->n_rules ? rs->n_rules : 1, sizeof(char *));
     if (!rule_names) {
+        free(has_hist);
         L->oom = 1;
         return;
     }
@@ -1402,6 +1728,7 @@ static void build(loader_t *L) {
     sc.allow = EXPR_ALLOW_FEATURES | EXPR_ALLOW_RULES;
     for (size_t i = 0; i < rs->n_rules && !L->oom; i++) build_rule(L, i, &sc);
     free(rule_names);
+    free(has_hist);
     if (!L->oom) add_segment_feature(L);
 }
 

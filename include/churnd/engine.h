@@ -105,6 +105,8 @@ typedef struct alert {
     char *values_json;     /* owned JSON object text, "{}" when none */
     double risk;           /* the client's risk after this transition */
     char *trigger_event_id;/* owned; NULL for timer-triggered alerts */
+    unsigned repeat;       /* 0; n for the n-th repeat notification of a
+                              firing (repeat:), published as "repeat": n */
 } alert_t;
 
 typedef struct engine_out {

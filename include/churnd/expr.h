@@ -28,6 +28,9 @@
  *   client.id     the client's id (also in timer evaluations)
  *   now           event time of the evaluation (type time)
  *   risk          the client's current risk score
+ *   expectation.key, expectation.opened_at
+ *                 in rules triggered by expired(f) only: the expired
+ *                 expectation's match key (string) and opening time (time)
  *   <streak>      a streak feature's current count
  *
  * Types: null, bool, number, string, duration, time, and "any" for event
@@ -137,6 +140,7 @@ typedef enum expr_fn {
     EXPR_FN_VALUE,   /* (latest, or last with value:) -> any */
     EXPR_FN_OPEN,    /* (expect) -> number */
     EXPR_FN_OVERDUE, /* (expect) -> number */
+    EXPR_FN_MEDIAN_GAP, /* (last with history:) -> duration, null below 3 */
 } expr_fn_t;
 
 /* Compile-time names. Plain arrays owned by the caller (the rule loader),
@@ -148,6 +152,7 @@ typedef struct expr_scope {
     const char *const *feature_names;
     const uint8_t *feature_kinds; /* feature_kind_t */
     const uint8_t *feature_has_value; /* value() allowed */
+    const uint8_t *feature_has_history; /* median_gap() allowed */
     size_t n_features;
     const char *const *rule_names;
     size_t n_rules;
@@ -157,6 +162,7 @@ typedef struct expr_scope {
 enum {
     EXPR_ALLOW_FEATURES = 1, /* feature functions and streak names */
     EXPR_ALLOW_RULES = 2,    /* firing("rule") and risk */
+    EXPR_ALLOW_EXPECTATION = 4, /* expectation.key, expectation.opened_at */
 };
 
 /* Evaluation-time services of the engine. */
@@ -177,6 +183,11 @@ struct expr_ctx {
     const expr_val_t *vars;   /* var table of the client's segment */
     const expr_host_t *host;  /* NULL: features null, firing false, risk 0 */
     void *host_data;          /* the engine's (rule set, client state) */
+    /* Rules triggered by expired(f): the expectation in question (key
+     * NULL elsewhere: expectation.* is then null). */
+    const char *exp_key;
+    size_t exp_key_len;
+    int64_t exp_opened_ms;    /* INT64_MIN: unknown (null) */
 };
 
 typedef struct expr expr_t;

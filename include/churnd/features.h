@@ -1,6 +1,6 @@
 /*
  * features.h - per-client state that events update and rules read:
- * streak, last and latest now; series and expect next (SPEC section 2).
+ * series, streak, expect, last and latest (SPEC section 2; docs/rules.md).
  *
  * Each kind is one row of a table of operations (init, clear, update,
  * encode, decode, query, next_wake), so adding a kind means one new row
@@ -31,19 +31,48 @@ typedef struct type_set {
 void type_set_free(type_set_t *ts);
 int type_set_match(const type_set_t *ts, const char *type);
 
+/* Bounds. A rules file asking for more is rejected at load. */
+#define SERIES_MAX_BUCKETS 4096   /* retain / bucket */
+#define EXPECT_DEFAULT_MAX_OPEN 100
+#define EXPECT_MAX_OPEN 10000     /* max_open */
+#define EXPECT_MAX_KEY 256        /* longer match values are truncated */
+#define EXPECT_MAX_CASES 16       /* within: branches */
+#define LAST_MAX_HISTORY 64       /* last ... history: */
+
+/* One branch of an expect feature's within: (when NULL: the default). */
+typedef struct within_case {
+    expr_t *when;     /* owned; evaluated on the after: event */
+    int64_t within_ms;
+} within_case_t;
+
 typedef struct feature_def {
     char *name;          /* owned */
     feature_kind_t kind;
     uint64_t id;
     const char *file;    /* borrowed from the rule set */
     int line, col;
-    type_set_t on;       /* streak: counted types; last: types; latest: on: */
-    type_set_t reset_on; /* streak only */
+    type_set_t on;       /* streak: counted types; last: types; latest and
+                            series: on:; expect: after: */
+    type_set_t reset_on; /* streak: reset_on:; expect: expect: */
     expr_t *where;       /* optional filter on the event, owned */
-    char *path;          /* latest: the field; last: value: (optional) */
+    char *path;          /* latest: the field; last: value: (optional);
+                            series: the summed field; expect: match: */
     const char **segs;   /* path split for event_path_segs, owned array */
     char *seg_buf;       /* owned storage of segs */
     size_t n_segs;
+    /* series */
+    int64_t bucket_ms, retain_ms;
+    uint32_t max_buckets;  /* retain_ms / bucket_ms, <= SERIES_MAX_BUCKETS */
+    int has_const;         /* series: <number>: every event adds it */
+    double const_val;
+    /* expect */
+    expr_t *expect_where;  /* optional filter on the awaited event, owned */
+    within_case_t *within; /* owned; the last one has when NULL */
+    size_t n_within;
+    uint32_t max_open;
+    int once;              /* only the first after: event ever opens one */
+    /* last */
+    uint32_t history;      /* event times kept (0: only the last) */
 } feature_def_t;
 
 void feature_def_free(feature_def_t *d);
@@ -63,9 +92,36 @@ typedef struct feat_value {
     uint32_t len, cap;
 } feat_value_t;
 
+/* A series bucket: the events whose time falls in
+ * [idx * bucket_ms, (idx + 1) * bucket_ms). */
+typedef struct series_bucket {
+    int64_t idx;
+    double sum;
+    uint32_t count;
+} series_bucket_t;
+
+/* One expectation: opened by an after: event, closed by an awaited one. */
+typedef struct expectation {
+    char *key;           /* owned, NUL-terminated ("" without match:) */
+    uint32_t key_len;
+    uint8_t expired;     /* its deadline was processed (overdue now) */
+    int64_t opened_ms;
+    int64_t deadline_ms;
+} expectation_t;
+
 typedef struct feat_state {
     uint8_t kind; /* feature_kind_t */
     union {
+        struct {             /* ascending idx, at most max_buckets */
+            series_bucket_t *b;
+            uint32_t n, cap;
+        } series;
+        struct {             /* in opening order */
+            expectation_t *v;
+            uint32_t n, cap;
+            uint64_t opened;  /* ever opened (once:) */
+            uint64_t dropped; /* pushed out by max_open */
+        } expect;
         struct {
             uint64_t count;  /* matching events since the last reset */
             int64_t last_ms; /* event time of the last counted event, or INT64_MIN */
@@ -73,6 +129,8 @@ typedef struct feat_state {
         struct {             /* last and latest */
             int64_t ts_ms;   /* event time of the last update, or INT64_MIN */
             feat_value_t v;
+            int64_t *hist;   /* last with history: recent times, oldest first */
+            uint32_t n_hist, cap_hist;
         } last;
     } u;
 } feat_state_t;
@@ -102,6 +160,15 @@ const feature_ops_t *feature_ops(feature_kind_t kind);
 
 /* Does the event's type concern d at all (before where:)? */
 int feature_wants_type(const feature_def_t *d, const char *type);
+
+/* Expect features: the match key an event carries (its match: field as
+ * text; "" without match:). Returns 1 with the key in buf[0..*len), or 0
+ * when the event carries no usable key. */
+int feature_event_key(const feature_def_t *d, const event_t *ev, char *buf,
+                      size_t cap, size_t *len);
+/* Is ev an awaited event of expect feature d (type and expect_where)? */
+int feature_is_awaited(const feature_def_t *d, const event_t *ev,
+                       const expr_ctx_t *cx);
 
 /* Convenience wrappers over the table, for cstate and engine. */
 void feat_state_init(feat_state_t *s, feature_kind_t kind);

@@ -45,6 +45,13 @@ typedef struct rule_def {
     const char *severity;  /* static: "info", "warning", "critical" */
     double weight;
     int64_t for_ms;        /* must hold this long before firing (0: at once) */
+    int64_t every_ms;      /* on: every <d>: evaluated at each multiple of
+                              d since the epoch (0: no schedule) */
+    int64_t repeat_ms;     /* re-notify while firing this often (0: once) */
+    int32_t expired_feat;  /* on: expired(f): f's index, else -1. Such a
+                              rule is keyed: one incident per expectation */
+    int on_alerts;         /* on: alerts: evaluated after another rule of
+                              the client fired or resolved */
     int resolve;           /* publish "resolved" when it stops holding */
     rule_label_t *labels;
     size_t n_labels;
@@ -71,6 +78,9 @@ struct ruleset {
     size_t n_features;
     rule_def_t *rules;
     size_t n_rules;
+    /* risk: {half_life, cap} (one per set; no decay by default). */
+    int64_t risk_half_life_ms; /* 0: weights do not decay */
+    double risk_cap;
     uint64_t hash;
     char hash_hex[17];
     char summary[160];
@@ -90,13 +100,37 @@ enum rule_status {
     RULE_FIRING = 2,
 };
 
+/* Bounds of one rule's keyed incidents per client (expired() rules). */
+#define RULE_MAX_INCIDENTS 100
+
+/* One open keyed alert of an expired(f) rule: the expectation's key. */
+typedef struct rule_incident {
+    char *key;                /* owned, NUL-terminated */
+    uint32_t key_len;
+    uint32_t repeats;         /* repeat notifications sent */
+    int64_t opened_ms;        /* the expectation's opening time */
+    int64_t fired_at_ms;      /* its deadline: the alert id's time */
+    int64_t last_notified_ms;
+} rule_incident_t;
+
 typedef struct rule_state {
     uint64_t id;
     uint8_t status;
     int64_t since_ms;         /* PENDING: when `when` started to hold */
     int64_t fired_at_ms;      /* FIRING: event time of the firing (alert id) */
     int64_t last_notified_ms; /* last firing notification (repeat:) */
+    uint32_t repeats;         /* repeat notifications of this firing */
+    int64_t tick_ms;          /* every: the last tick done (INT64_MIN: not
+                                 scheduled yet) */
+    rule_incident_t *inc;     /* owned; keyed rules only */
+    uint32_t n_inc, cap_inc;
 } rule_state_t;
+
+void rule_state_clear(rule_state_t *s); /* frees the incidents */
+
+/* The earliest deadline of one rule's state: a `for` deadline, an every
+ * tick, a repeat; INT64_MAX when none. */
+int64_t rule_next_due(const rule_def_t *r, const rule_state_t *s);
 
 typedef struct feat_slot {
     uint64_t id;
@@ -142,8 +176,19 @@ int cstate_dedup_seen(const cstate_t *st, uint64_t id_hash);
 int cstate_dedup_add(cstate_t *st, uint64_t id_hash, int64_t ts_ms,
                      const engine_opts_t *opts);
 
+/* The risk a rule's state contributes at now_ms: its weight per firing
+ * (one per keyed incident), each halved every rs->risk_half_life_ms after
+ * it fired. Uncapped; the caller caps the sum at rs->risk_cap. */
+double rule_risk_part(const ruleset_t *rs, const rule_def_t *r,
+                      const rule_state_t *s, int64_t now_ms);
+
 /* ---- Alerts (alert.c) -------------------------------------------------- */
 
 void alert_clear(alert_t *a);
+/* "<rule>/<client>[/<key>]/<fired_at RFC 3339>": key NULL or empty
+ * leaves the key segment out. Appends to b. */
+int alert_id_format(buf_t *b, const char *rule, const char *client,
+                    size_t client_len, const char *key, size_t key_len,
+                    int64_t fired_at_ms);
 
 #endif

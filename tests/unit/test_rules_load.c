@@ -205,7 +205,7 @@ static void test_unknown_keys(void **state) {
                   "3:1: unknown key 'rulez' in the top level (did you mean "
                   "'rules'?)\n"
                   "4:1: unknown key 'other' in the top level; expected vars, "
-                  "segments, features, rules\n");
+                  "segments, features, rules, risk\n");
     expect_errors("features:\n  p:\n    streak: meeting.postponed\n"
                   "    reset_onn: meeting.held\n    colour: red\n",
                   "4:5: unknown key 'reset_onn' in feature 'p' (did you mean "
@@ -270,22 +270,70 @@ static void test_values(void **state) {
                   "data.tier\n");
 }
 
-static void test_not_supported_yet(void **state) {
+static void test_new_kinds_errors(void **state) {
     (void)state;
+    /* series: bucket/retain required, whole buckets, bounded. */
+    expect_errors("features:\n  o:\n    series: data.amount\n    on: order.placed\n",
+                  "2:3: feature 'o': series needs bucket: and retain: durations "
+                  "(e.g. bucket: 1d, retain: 120d)\n");
     expect_errors("features:\n  o:\n    series: data.amount\n    on: order.placed\n"
-                  "  c:\n    after: ticket.opened\n    expect: ticket.replied\n",
-                  "3:13: feature 'o': series features are not supported yet "
-                  "(this version has streak, last and latest)\n"
-                  "7:13: feature 'c': expect features are not supported yet "
-                  "(this version has streak, last and latest)\n");
-    expect_errors("rules:\n  r:\n    on: [order.placed, every 1d, "
-                  "expired(c)]\n    repeat: 30d\n",
-                  "3:24: rule 'r' on: 'every <duration>' schedules are not "
-                  "supported yet\n"
-                  "3:34: rule 'r' on: expired(...) triggers are not supported "
-                  "yet\n"
-                  "4:13: rule 'r': repeat: is not supported yet (an alert is "
-                  "sent once per firing)\n");
+                  "    bucket: 1d\n    retain: 36h\n",
+                  "6:13: feature 'o': retain: must be a whole number of buckets "
+                  "(a multiple of bucket:)\n");
+    expect_errors("features:\n  o:\n    series: data.amount\n    on: order.placed\n"
+                  "    bucket: 1m\n    retain: 30d\n",
+                  "6:13: feature 'o': retain / bucket is 43200 buckets per client; "
+                  "at most 4096 (use larger buckets)\n");
+    expect_errors("features:\n  o:\n    series: data..x\n    on: a\n"
+                  "    bucket: 1d\n    retain: 2d\n",
+                  "3:13: feature 'o' series: expected a numeric field such as "
+                  "data.amount, or a number (1 counts events)\n");
+    /* expect: within required; cases end with a default; no overlap. */
+    expect_errors("features:\n  c:\n    after: ticket.opened\n    expect: ticket.opened\n",
+                  "2:3: feature 'c': expect needs within: <duration>\n"
+                  "4:13: feature 'c': 'ticket.opened' both opens and answers the "
+                  "expectation\n");
+    expect_errors("features:\n  c:\n    after: a\n    expect: b\n    within:\n"
+                  "      - {within: 1d}\n      - {when: 'data.x == 1', within: 2d}\n",
+                  "6:9: feature 'c' within: only the last case may omit when: (it "
+                  "is the default)\n"
+                  "7:9: feature 'c' within: the last case is the default: give it "
+                  "no when:\n");
+    expect_errors("features:\n  c:\n    after: a\n    expect: b\n    within: 1d\n"
+                  "    max_open: 0\n",
+                  "6:15: feature 'c' max_open: expected a count from 1 to 10000\n");
+    /* last history bounds; median_gap needs it. */
+    expect_errors("features:\n  t:\n    last: a\n    history: 2\n",
+                  "4:14: feature 't' history: expected a count of event times to "
+                  "keep, from 3 to 64\n");
+    expect_errors("features:\n  t:\n    last: a\nrules:\n  r:\n    on: a\n"
+                  "    when: since(t) > median_gap(t)\n",
+                  "7:33: rule 'r' when: 't' keeps only its last time; give it "
+                  "history: <n> (at least 3) to use median_gap()\n");
+    /* Triggers. */
+    expect_errors("features:\n  t:\n    last: a\nrules:\n  r:\n"
+                  "    on: [order.placed, every 10s, expired(t), expired(nope)]\n"
+                  "    repeat: 10s\n",
+                  "6:24: rule 'r' on: 'every 10s' is too frequent (at least every "
+                  "1m)\n"
+                  "6:35: rule 'r' on: expired() needs an expect feature; 't' is a "
+                  "last\n"
+                  "6:47: rule 'r' on: unknown feature 'nope' in expired()\n"
+                  "7:13: rule 'r': repeat: must be at least 1m\n");
+    expect_errors("features:\n  c:\n    after: a\n    expect: b\n    within: 1d\n"
+                  "rules:\n  r:\n    on: [expired(c), a]\n    for: 1h\n",
+                  "8:9: rule 'r': a rule triggered by expired() has no other trigger "
+                  "(it is evaluated once per expired expectation)\n"
+                  "9:10: rule 'r': for: does not apply to expired() rules (the "
+                  "expectation's within: is the delay)\n");
+    expect_errors("rules:\n  r:\n    on: a\n    when: expectation.key == \"x\"\n",
+                  "4:11: rule 'r' when: 'expectation.key' is only defined in rules "
+                  "triggered by expired(<expect feature>)\n");
+    /* risk: once per set, known keys. */
+    expect_errors("risk: {half_life: soon, cap: -1}\n",
+                  "1:19: risk half_life: expected a duration such as 90s, 15m, 48h, "
+                  "30d or 2w, found 'soon'\n"
+                  "1:30: risk cap: expected a positive number\n");
 }
 
 static void test_expression_errors(void **state) {
@@ -536,7 +584,7 @@ int main(void) {
         cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_values),
-        cmocka_unit_test(test_not_supported_yet),
+        cmocka_unit_test(test_new_kinds_errors),
         cmocka_unit_test(test_expression_errors),
         cmocka_unit_test(test_segments_errors),
         cmocka_unit_test(test_all_errors_collected),
