@@ -955,6 +955,27 @@ static expr_t *compile_cond(loader_t *L, file_t *f, yaml_node_t *n,
     return e;
 }
 
+/* A duration, or a $var holding one (its base value: features are shared
+ * by every segment, so segment overrides do not apply here). */
+static int parse_dur_or_var(loader_t *L, file_t *f, yaml_node_t *n,
+                            const char *what, int64_t *ms) {
+    const char *s = scalar(n);
+    if (!s || s[0] != '$') return parse_duration_node(L, f, n, what, ms);
+    const ruleset_t *rs = L->rs;
+    for (size_t i = 0; i < rs->n_vars; i++) {
+        if (strcmp(rs->var_names[i], s + 1) != 0) continue;
+        if (rs->var_types[i] != EXPR_T_DUR) {
+            lerr(L, f, n->start_mark, "%s: $%s is a %s, not a duration", what, s + 1,
+                 expr_type_name(rs->var_types[i]));
+            return -1;
+        }
+        *ms = (int64_t)rs->var_tables[i].u.num;
+        return 0;
+    }
+    lerr(L, f, n->start_mark, "%s: unknown var '%s' (define it under vars:)", what, s);
+    return -1;
+}
+
 static void build_expect(loader_t *L, file_t *f, yaml_node_t *m, feature_def_t *d,
                          const char *what, const entry_t *en,
                          const expr_scope_t *sc) {
@@ -1015,7 +1036,7 @@ static void build_expect(loader_t *L, file_t *f, yaml_node_t *m, feature_def_t *
     snprintf(sub, sizeof(sub), "%s within", what);
     if (n->type == YAML_SCALAR_NODE) {
         int64_t ms;
-        if (parse_duration_node(L, f, n, sub, &ms)) return;
+        if (parse_dur_or_var(L, f, n, sub, &ms)) return;
         if (!(d->within = calloc(1, sizeof(within_case_t)))) {
             L->oom = 1;
             return;
@@ -1056,7 +1077,7 @@ static void build_expect(loader_t *L, file_t *f, yaml_node_t *m, feature_def_t *
         if (!dn) {
             lerr(L, f, c->start_mark, "%s: a case needs within: <duration>", sub);
         } else {
-            parse_duration_node(L, f, dn, sub, &wc->within_ms);
+            parse_dur_or_var(L, f, dn, sub, &wc->within_ms);
         }
         if (w) {
             wc->when = compile_cond(L, f, w, sc, sub);

@@ -146,7 +146,7 @@ static size_t encoded(const cstate_t *st, uint8_t *out, size_t cap) {
 
 static void test_meetings_postponed(void **state) {
     (void)state;
-    ruleset_t *rs = load("rules");
+    ruleset_t *rs = load("rules-basic");
     cstate_t *st = cstate_new(C, strlen(C));
     /* The first postponement is not a pattern yet. */
     assert_int_equal(step(rs, st, C, "e1", "meeting.postponed",
@@ -199,7 +199,7 @@ static void test_meetings_postponed(void **state) {
 
 static void test_detractor(void **state) {
     (void)state;
-    ruleset_t *rs = load("rules");
+    ruleset_t *rs = load("rules-basic");
     cstate_t *st = cstate_new(C, strlen(C));
     step(rs, st, C, "s1", "survey.nps", "2026-03-01T10:00:00Z", "{\"score\":7}");
     assert_string_equal(got, ""); /* a passive, not a detractor */
@@ -241,7 +241,7 @@ static void test_detractor(void **state) {
 
 static void test_both_rules_risk(void **state) {
     (void)state;
-    ruleset_t *rs = load("rules");
+    ruleset_t *rs = load("rules-basic");
     cstate_t *st = cstate_new(C, strlen(C));
     step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
     step(rs, st, C, "e2", "meeting.postponed", "2026-03-02T10:00:00Z", NULL);
@@ -258,7 +258,7 @@ static void test_both_rules_risk(void **state) {
 
 static void test_duplicate_and_ignored(void **state) {
     (void)state;
-    ruleset_t *rs = load("rules");
+    ruleset_t *rs = load("rules-basic");
     cstate_t *st = cstate_new(C, strlen(C));
     uint8_t fresh[4096], before[4096], after[4096];
     size_t nf = encoded(st, fresh, sizeof(fresh));
@@ -305,7 +305,7 @@ static void test_duplicate_and_ignored(void **state) {
 
 static void test_dedup_window_and_bound(void **state) {
     (void)state;
-    ruleset_t *rs = load("rules");
+    ruleset_t *rs = load("rules-basic");
     cstate_t *st = cstate_new(C, strlen(C));
     engine_opts_t saved = opts;
     opts.dedup_window_ms = 3600000; /* 1h */
@@ -468,7 +468,7 @@ static void test_segments(void **state) {
 
 static void test_state_corrupt(void **state) {
     (void)state;
-    ruleset_t *rs = load("rules");
+    ruleset_t *rs = load("rules-basic");
     cstate_t *st = cstate_new(C, strlen(C));
     step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
     step(rs, st, C, "e2", "meeting.postponed", "2026-03-02T10:00:00Z", NULL);
@@ -606,7 +606,7 @@ static void test_state_unknown_kind_kept(void **state) {
     assert_memory_equal(third.data, again.data, again.len);
     buf_free(&third);
     /* A rule set without them: dropped at the first event. */
-    ruleset_t *rs = load("rules");
+    ruleset_t *rs = load("rules-basic");
     step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
     assert_int_equal(st->n_feats, rs->n_features);
     for (size_t i = 0; i < st->n_feats; i++) assert_null(st->feats[i].raw);
@@ -633,7 +633,7 @@ static void test_state_unknown_kind_kept(void **state) {
 
 static void test_state_json(void **state) {
     (void)state;
-    ruleset_t *rs = load("rules");
+    ruleset_t *rs = load("rules-basic");
     cstate_t *st = cstate_new(C, strlen(C));
     buf_t b;
     buf_init(&b);
@@ -736,7 +736,7 @@ static void test_alert_json(void **state) {
 static void test_engine_out_reuse(void **state) {
     (void)state;
     /* Alerts accumulate across events until reset; reset keeps capacity. */
-    ruleset_t *rs = load("rules");
+    ruleset_t *rs = load("rules-basic");
     cstate_t *st = cstate_new(C, strlen(C));
     engine_out_t out;
     engine_out_init(&out);
