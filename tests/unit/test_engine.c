@@ -767,6 +767,371 @@ static void test_engine_out_reuse(void **state) {
     ruleset_free(rs);
 }
 
+/* ---- The shipped pack (rules/): every rule fires, near misses do not ---- */
+
+/* Alerts of one rule in got. */
+static size_t n_of(const char *rule) {
+    char want[160];
+    snprintf(want, sizeof(want), "\"rule\": \"%s\"", rule);
+    size_t n = 0;
+    for (const char *p = got; (p = strstr(p, want)); p++) n++;
+    return n;
+}
+
+static size_t n_lines(void) {
+    size_t n = 0;
+    for (const char *p = got; *p; p++) n += *p == '\n';
+    return n;
+}
+
+/* Is there an alert with this id and status in got? */
+static int has_alert(const char *id, const char *status) {
+    char rule[128];
+    const char *slash = strchr(id, '/');
+    snprintf(rule, sizeof(rule), "%.*s", (int)(slash - id), id);
+    char want[512];
+    snprintf(want, sizeof(want),
+             "\"alert_id\": \"%s\", \"rule\": \"%s\", \"status\": \"%s\"", id, rule,
+             status);
+    return strstr(got, want) != NULL;
+}
+
+#define ASSERT_ALERT(id, status)                                       \
+    do {                                                               \
+        if (!has_alert(id, status)) print_error("got: %s\n", got);     \
+        assert_true(has_alert(id, status));                            \
+    } while (0)
+
+static void test_pack_order_decline(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    step(rs, st, "A", "o1", "order.placed", "2026-01-01T10:00:00Z", "{\"amount\":300}");
+    step(rs, st, "A", "o2", "order.placed", "2026-01-15T10:00:00Z", "{\"amount\":300}");
+    step(rs, st, "A", "o3", "order.placed", "2026-02-01T10:00:00Z", "{\"amount\":300}");
+    assert_string_equal(got, "");
+    st = reload(st);
+    /* Daily ticks: the baseline needs 500, the last 30 days drop to 0 on
+     * 2026-03-03 (Feb 1 leaves the window, whole UTC days). */
+    tick(rs, st, "2026-03-02T23:59:59Z");
+    assert_int_equal(n_of("order_decline"), 0);
+    tick(rs, st, "2026-03-03T00:00:00Z");
+    assert_int_equal(n_of("order_decline"), 1);
+    ASSERT_ALERT("order_decline/A/2026-03-03T00:00:00Z", "firing");
+    assert_non_null(strstr(got, "\"trigger\": {\"timer\": true}"));
+    assert_non_null(strstr(got, "\"values\": {\"sum(order_value, 90d, 30d)\": 900, "
+                                "\"sum(order_value, 30d)\": 0}"));
+    st = reload(st);
+    /* repeat: 30d while firing: same id, "repeat": 1. */
+    tick(rs, st, "2026-04-01T23:00:00Z");
+    assert_int_equal(n_of("order_decline"), 0);
+    tick(rs, st, "2026-04-02T00:00:00Z");
+    assert_int_equal(n_of("order_decline"), 1);
+    ASSERT_ALERT("order_decline/A/2026-03-03T00:00:00Z", "firing");
+    assert_non_null(strstr(got, "\"repeat\": 1}"));
+    /* 0.6 * 900 / 3 = 180: an order of 180 is not a decline any more. */
+    step(rs, st, "A", "o4", "order.placed", "2026-04-02T10:00:00Z", "{\"amount\":180}");
+    ASSERT_ALERT("order_decline/A/2026-03-03T00:00:00Z", "resolved");
+    cstate_free(st);
+    /* Near miss: 180 in the last 30 days is not a decline, 179 is. */
+    st = cstate_new("B", 1);
+    step(rs, st, "B", "o1", "order.placed", "2026-01-10T10:00:00Z", "{\"amount\":900}");
+    step(rs, st, "B", "o2", "order.placed", "2026-02-05T10:00:00Z", "{\"amount\":180}");
+    tick(rs, st, "2026-03-06T00:00:00Z");
+    assert_int_equal(n_of("order_decline"), 0);
+    cstate_free(st);
+    st = cstate_new("C", 1);
+    step(rs, st, "C", "o1", "order.placed", "2026-01-10T10:00:00Z", "{\"amount\":900}");
+    step(rs, st, "C", "o2", "order.placed", "2026-02-05T10:00:00Z", "{\"amount\":179}");
+    tick(rs, st, "2026-03-06T00:00:00Z");
+    assert_int_equal(n_of("order_decline"), 1);
+    ASSERT_ALERT("order_decline/C/2026-02-09T00:00:00Z", "firing");
+    cstate_free(st);
+    /* A small baseline (499) never fires. */
+    st = cstate_new("D", 1);
+    step(rs, st, "D", "o1", "order.placed", "2026-01-10T10:00:00Z", "{\"amount\":499}");
+    tick(rs, st, "2026-04-10T00:00:00Z");
+    assert_int_equal(n_of("order_decline"), 0);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_pack_order_gap(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    step(rs, st, "A", "o1", "order.placed", "2026-01-01T00:00:00Z", "{\"amount\":1}");
+    step(rs, st, "A", "o2", "order.placed", "2026-01-11T00:00:00Z", "{\"amount\":1}");
+    step(rs, st, "A", "o3", "order.placed", "2026-01-21T00:00:00Z", "{\"amount\":1}");
+    st = reload(st);
+    /* Median gap 10d: exactly 20d is not more than twice it; 21d is. */
+    tick(rs, st, "2026-02-10T00:00:00Z");
+    assert_int_equal(n_of("order_gap"), 0);
+    tick(rs, st, "2026-02-11T00:00:00Z");
+    assert_int_equal(n_of("order_gap"), 1);
+    ASSERT_ALERT("order_gap/A/2026-02-11T00:00:00Z", "firing");
+    assert_non_null(strstr(got, "No order for 3w; usually one every 10d"));
+    step(rs, st, "A", "o4", "order.placed", "2026-02-12T09:00:00Z", "{\"amount\":1}");
+    ASSERT_ALERT("order_gap/A/2026-02-11T00:00:00Z", "resolved");
+    cstate_free(st);
+    /* Two orders are not a rhythm yet. */
+    st = cstate_new("B", 1);
+    step(rs, st, "B", "o1", "order.placed", "2026-01-01T00:00:00Z", "{\"amount\":1}");
+    step(rs, st, "B", "o2", "order.placed", "2026-01-02T00:00:00Z", "{\"amount\":1}");
+    tick(rs, st, "2026-06-01T00:00:00Z");
+    assert_int_equal(n_of("order_gap"), 0);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_pack_decision_maker_silent(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    step(rs, st, "A", "m1", "meeting.held", "2026-03-01T10:00:00Z",
+         "{\"meeting_id\":\"M1\",\"attendee_roles\":[\"user\",\"decision_maker\"]}");
+    step(rs, st, "A", "e1", "email.received", "2026-03-20T10:00:00Z",
+         "{\"contact_role\":\"user\"}");
+    tick(rs, st, "2026-03-31T00:00:00Z"); /* 29d14h */
+    assert_int_equal(n_lines(), 0);
+    tick(rs, st, "2026-04-01T00:00:00Z"); /* 30d14h */
+    ASSERT_ALERT("decision_maker_silent/A/2026-04-01T00:00:00Z", "firing");
+    st = reload(st);
+    step(rs, st, "A", "e2", "email.sent", "2026-04-02T10:00:00Z",
+         "{\"contact_role\":\"decision_maker\"}");
+    ASSERT_ALERT("decision_maker_silent/A/2026-04-01T00:00:00Z", "resolved");
+    cstate_free(st);
+    /* No decision maker ever seen: nothing to miss. */
+    st = cstate_new("B", 1);
+    step(rs, st, "B", "e1", "email.received", "2026-03-01T10:00:00Z",
+         "{\"contact_role\":\"user\"}");
+    tick(rs, st, "2026-06-01T00:00:00Z");
+    assert_int_equal(n_lines(), 0);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_pack_complaints(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    step(rs, st, "A", "t1", "ticket.opened", "2026-03-01T10:00:00Z",
+         "{\"ticket_id\":\"T1\",\"category\":\"complaint\",\"priority\":\"high\"}");
+    step(rs, st, "A", "t2", "ticket.opened", "2026-03-01T10:00:00Z",
+         "{\"ticket_id\":\"T2\",\"category\":\"complaint\",\"priority\":\"normal\"}");
+    step(rs, st, "A", "t3", "ticket.opened", "2026-03-01T10:00:00Z",
+         "{\"ticket_id\":\"T3\",\"category\":\"question\",\"priority\":\"high\"}");
+    step(rs, st, "A", "t4", "ticket.opened", "2026-03-01T10:00:00Z",
+         "{\"ticket_id\":\"T4\",\"category\":\"complaint\",\"priority\":\"high\"}");
+    /* The client's own reply is not an answer; an agent's after 23h is. */
+    step(rs, st, "A", "r1", "ticket.replied", "2026-03-01T12:00:00Z",
+         "{\"ticket_id\":\"T1\",\"by\":\"client\"}");
+    step(rs, st, "A", "r4", "ticket.replied", "2026-03-02T09:00:00Z",
+         "{\"ticket_id\":\"T4\",\"by\":\"agent\"}");
+    assert_string_equal(got, "");
+    st = reload(st);
+    tick(rs, st, "2026-03-02T09:59:59Z");
+    assert_int_equal(n_lines(), 0);
+    tick(rs, st, "2026-03-02T10:00:00Z"); /* 24h for priority high */
+    assert_int_equal(n_lines(), 1);
+    ASSERT_ALERT("complaint_unanswered/A/T1/2026-03-02T10:00:00Z", "firing");
+    assert_non_null(strstr(got, "Complaint T1 opened 2026-03-01T10:00:00Z has no agent reply"));
+    st = reload(st);
+    /* The late reply resolves that incident (same id). */
+    step(rs, st, "A", "r1b", "ticket.replied", "2026-03-03T08:00:00Z",
+         "{\"ticket_id\":\"T1\",\"by\":\"agent\"}");
+    assert_int_equal(n_lines(), 1);
+    ASSERT_ALERT("complaint_unanswered/A/T1/2026-03-02T10:00:00Z", "resolved");
+    tick(rs, st, "2026-03-04T10:00:00Z"); /* 72h for the others */
+    assert_int_equal(n_lines(), 1);
+    ASSERT_ALERT("complaint_unanswered/A/T2/2026-03-04T10:00:00Z", "firing");
+    /* Rejected: fires, and the next other outcome resolves it. */
+    step(rs, st, "A", "x1", "ticket.resolved", "2026-03-05T10:00:00Z",
+         "{\"ticket_id\":\"T2\",\"outcome\":\"rejected\"}");
+    ASSERT_ALERT("complaint_rejected/A/2026-03-05T10:00:00Z", "firing");
+    /* ... and T2's resolution was late: its unanswered alert resolves. */
+    ASSERT_ALERT("complaint_unanswered/A/T2/2026-03-04T10:00:00Z", "resolved");
+    step(rs, st, "A", "x2", "ticket.resolved", "2026-03-06T10:00:00Z",
+         "{\"ticket_id\":\"T3\",\"outcome\":\"accepted\"}");
+    ASSERT_ALERT("complaint_rejected/A/2026-03-05T10:00:00Z", "resolved");
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_pack_feedback_and_aftercare(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    step(rs, st, "A", "f1", "feedback.received", "2026-03-01T00:00:00Z", "{\"feedback_id\":\"F1\"}");
+    step(rs, st, "A", "f2", "feedback.received", "2026-03-01T00:00:00Z", "{\"feedback_id\":\"F2\"}");
+    step(rs, st, "A", "a1", "feedback.answered", "2026-03-05T23:00:00Z", "{\"feedback_id\":\"F1\"}");
+    tick(rs, st, "2026-03-06T00:00:00Z");
+    assert_int_equal(n_lines(), 1);
+    ASSERT_ALERT("feedback_ignored/A/F2/2026-03-06T00:00:00Z", "firing");
+    step(rs, st, "A", "a2", "feedback.answered", "2026-03-07T00:00:00Z", "{\"feedback_id\":\"F2\"}");
+    ASSERT_ALERT("feedback_ignored/A/F2/2026-03-06T00:00:00Z", "resolved");
+    cstate_free(st);
+    /* no_aftercare: an email within 14 days is enough ... */
+    st = cstate_new("N", 1);
+    step(rs, st, "N", "o1", "order.placed", "2026-03-01T00:00:00Z", "{\"amount\":10}");
+    step(rs, st, "N", "e1", "email.sent", "2026-03-14T23:00:00Z", "{\"contact_role\":\"user\"}");
+    tick(rs, st, "2026-04-01T00:00:00Z");
+    assert_string_equal(got, "");
+    cstate_free(st);
+    /* ... silence is not; only the first order counts. */
+    st = cstate_new("M", 1);
+    step(rs, st, "M", "c1", "contract.signed", "2026-03-01T00:00:00Z", "{\"value\":10}");
+    step(rs, st, "M", "o2", "order.placed", "2026-03-10T00:00:00Z", "{\"amount\":10}");
+    tick(rs, st, "2026-03-15T00:00:00Z");
+    assert_int_equal(n_lines(), 1);
+    ASSERT_ALERT("no_aftercare/M/2026-03-15T00:00:00Z", "firing");
+    st = reload(st);
+    step(rs, st, "M", "k1", "call.logged", "2026-03-16T00:00:00Z", "{\"contact_role\":\"user\"}");
+    ASSERT_ALERT("no_aftercare/M/2026-03-15T00:00:00Z", "resolved");
+    tick(rs, st, "2026-05-01T00:00:00Z");
+    assert_int_equal(n_lines(), 0); /* once: no second expectation */
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_pack_repeated_defects_and_owner(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    step(rs, st, "A", "d1", "ticket.opened", "2026-03-01T10:00:00Z", "{\"ticket_id\":\"D1\",\"category\":\"defect\"}");
+    step(rs, st, "A", "d2", "ticket.opened", "2026-03-10T10:00:00Z", "{\"ticket_id\":\"D2\",\"category\":\"defect\"}");
+    step(rs, st, "A", "q1", "ticket.opened", "2026-03-12T10:00:00Z", "{\"ticket_id\":\"Q1\",\"category\":\"question\"}");
+    assert_string_equal(got, "");
+    step(rs, st, "A", "d3", "ticket.opened", "2026-03-20T10:00:00Z", "{\"ticket_id\":\"D3\",\"category\":\"defect\"}");
+    ASSERT_ALERT("repeated_defects/A/2026-03-20T10:00:00Z", "firing");
+    st = reload(st);
+    tick(rs, st, "2026-03-30T00:00:00Z");
+    assert_int_equal(n_lines(), 0);
+    tick(rs, st, "2026-03-31T00:00:00Z"); /* March 1 leaves the 30 days */
+    ASSERT_ALERT("repeated_defects/A/2026-03-20T10:00:00Z", "resolved");
+    cstate_free(st);
+    /* owner_changed: a meeting on day 20 is in time, none is not. */
+    st = cstate_new("O", 1);
+    step(rs, st, "O", "w1", "account.owner_changed", "2026-03-01T00:00:00Z", "{\"from\":\"a\",\"to\":\"b\"}");
+    step(rs, st, "O", "m1", "meeting.held", "2026-03-21T00:00:00Z", "{\"meeting_id\":\"M\"}");
+    tick(rs, st, "2026-05-01T00:00:00Z");
+    assert_int_equal(n_lines(), 0);
+    step(rs, st, "O", "w2", "account.owner_changed", "2026-05-01T00:00:00Z", "{\"from\":\"b\",\"to\":\"c\"}");
+    tick(rs, st, "2026-05-21T23:59:59Z");
+    assert_int_equal(n_lines(), 0);
+    tick(rs, st, "2026-05-22T00:00:00Z");
+    ASSERT_ALERT("owner_changed/O/2026-05-22T00:00:00Z", "firing");
+    step(rs, st, "O", "m2", "meeting.held", "2026-05-25T00:00:00Z", "{\"meeting_id\":\"M2\"}");
+    ASSERT_ALERT("owner_changed/O/2026-05-22T00:00:00Z", "resolved");
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_pack_churn_risk_decay(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    step(rs, st, "A", "s1", "survey.nps", "2026-03-01T10:00:00Z", "{\"score\":3}");
+    ASSERT_ALERT("detractor/A/2026-03-01T10:00:00Z", "firing");
+    assert_int_equal(n_lines(), 1); /* 30 alone is not churn_risk */
+    step(rs, st, "A", "t1", "ticket.opened", "2026-03-01T10:00:00Z",
+         "{\"ticket_id\":\"T1\",\"category\":\"complaint\",\"priority\":\"high\"}");
+    tick(rs, st, "2026-03-02T10:00:00Z");
+    /* 30 * 2^(-1/30) + 40 = 69.31: churn_risk follows at once (on: alerts). */
+    assert_int_equal(n_lines(), 2);
+    ASSERT_ALERT("complaint_unanswered/A/T1/2026-03-02T10:00:00Z", "firing");
+    ASSERT_ALERT("churn_risk/A/2026-03-02T10:00:00Z", "firing");
+    assert_non_null(strstr(got, "Churn risk 69.31"));
+    st = reload(st);
+    /* Decay (half-life 30d): 60.93 on March 8, 59.54 on March 9. */
+    tick(rs, st, "2026-03-08T00:00:00Z");
+    assert_int_equal(n_lines(), 0);
+    tick(rs, st, "2026-03-09T00:00:00Z");
+    assert_int_equal(n_lines(), 1);
+    ASSERT_ALERT("churn_risk/A/2026-03-02T10:00:00Z", "resolved");
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+static void test_pack_meetings_and_detractor(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    step(rs, st, "A", "e1", "meeting.postponed", "2026-03-01T10:00:00Z", "{\"meeting_id\":\"M1\"}");
+    assert_string_equal(got, "");
+    step(rs, st, "A", "e2", "meeting.cancelled", "2026-03-02T10:00:00Z", "{\"meeting_id\":\"M2\"}");
+    ASSERT_ALERT("meetings_postponed/A/2026-03-02T10:00:00Z", "firing");
+    step(rs, st, "A", "e3", "meeting.held", "2026-03-03T10:00:00Z", "{\"meeting_id\":\"M3\"}");
+    ASSERT_ALERT("meetings_postponed/A/2026-03-02T10:00:00Z", "resolved");
+    step(rs, st, "A", "s1", "survey.nps", "2026-03-04T10:00:00Z", "{\"score\":7}");
+    assert_string_equal(got, "");
+    step(rs, st, "A", "s2", "survey.csat", "2026-03-05T10:00:00Z", "{\"score\":2}");
+    ASSERT_ALERT("detractor/A/2026-03-05T10:00:00Z", "firing");
+    step(rs, st, "A", "s3", "survey.csat", "2026-03-06T10:00:00Z", "{\"score\":3}");
+    ASSERT_ALERT("detractor/A/2026-03-05T10:00:00Z", "resolved");
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+/* A state holding every feature kind: round trip, truncation, bit flips. */
+static void test_pack_state_all_kinds(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    step(rs, st, "A", "o1", "order.placed", "2026-01-01T00:00:00Z", "{\"amount\":12.5}");
+    step(rs, st, "A", "o2", "order.placed", "2026-01-11T00:00:00Z", "{\"amount\":-3}");
+    step(rs, st, "A", "o3", "order.placed", "2026-01-21T00:00:00Z", "{\"amount\":100000}");
+    step(rs, st, "A", "t1", "ticket.opened", "2026-01-21T00:00:00Z",
+         "{\"ticket_id\":\"T1\",\"category\":\"complaint\"}");
+    step(rs, st, "A", "t2", "ticket.opened", "2026-01-21T00:00:00Z",
+         "{\"ticket_id\":\"T2\",\"category\":\"complaint\"}");
+    tick(rs, st, "2026-01-25T00:00:00Z"); /* T1 and T2 expire: incidents */
+    assert_int_equal(n_of("complaint_unanswered"), 2);
+    assert_int_equal(n_of("churn_risk"), 1); /* 52.18 + 40 */
+    step(rs, st, "A", "d1", "ticket.opened", "2026-01-25T00:00:00Z",
+         "{\"ticket_id\":\"D1\",\"category\":\"defect\"}");
+    st = reload(st);
+    uint8_t rec[8192];
+    size_t n = encoded(st, rec, sizeof(rec));
+    churn_err_t err;
+    cstate_t *back;
+    for (size_t k = 0; k < n; k++) {
+        back = (cstate_t *)1;
+        assert_int_equal(cstate_decode(rec, k, "A", 1, &back, &err), CHURN_ECORRUPT);
+        assert_null(back);
+    }
+    for (size_t k = 0; k < n; k++)
+        for (int bit = 0; bit < 8; bit++) {
+            rec[k] ^= (uint8_t)(1u << bit);
+            back = NULL;
+            if (cstate_decode(rec, n, "A", 1, &back, &err) == 0) {
+                step(rs, back, "A", "z", "ticket.replied", "2026-01-26T00:00:00Z",
+                     "{\"ticket_id\":\"T1\",\"by\":\"agent\"}");
+                engine_out_t out;
+                engine_out_init(&out);
+                assert_int_equal(engine_on_time(rs, &opts, back, ts("2026-03-01T00:00:00Z"), &out), 0);
+                engine_out_free(&out);
+                cstate_free(back);
+            }
+            rec[k] ^= (uint8_t)(1u << bit);
+        }
+    /* The state JSON shows incidents and the open expectations. */
+    buf_t b;
+    buf_init(&b);
+    assert_int_equal(cstate_format_json(st, rs, &b), 0);
+    assert_int_equal(buf_putc(&b, 0), 0);
+    assert_non_null(strstr((const char *)b.data,
+                           "\"complaint_unanswered\": {\"status\": \"firing\", \"incidents\": "
+                           "[{\"key\": \"T1\", \"fired_at\": \"2026-01-24T00:00:00Z\", "
+                           "\"alert_id\": \"complaint_unanswered/A/T1/2026-01-24T00:00:00Z\"}"));
+    assert_non_null(strstr((const char *)b.data, "\"order_times\": {\"kind\": \"last\", "
+                           "\"state\": {\"at\": \"2026-01-21T00:00:00Z\", \"value\": null, "
+                           "\"history\": [\"2026-01-01T00:00:00Z\""));
+    buf_free(&b);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_meetings_postponed),
@@ -784,6 +1149,15 @@ int main(void) {
         cmocka_unit_test(test_state_json),
         cmocka_unit_test(test_alert_json),
         cmocka_unit_test(test_engine_out_reuse),
+        cmocka_unit_test(test_pack_order_decline),
+        cmocka_unit_test(test_pack_order_gap),
+        cmocka_unit_test(test_pack_decision_maker_silent),
+        cmocka_unit_test(test_pack_complaints),
+        cmocka_unit_test(test_pack_feedback_and_aftercare),
+        cmocka_unit_test(test_pack_repeated_defects_and_owner),
+        cmocka_unit_test(test_pack_churn_risk_decay),
+        cmocka_unit_test(test_pack_meetings_and_detractor),
+        cmocka_unit_test(test_pack_state_all_kinds),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
