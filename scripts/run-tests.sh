@@ -9,6 +9,7 @@ what=${2:-all}
 passed=0
 failed=0
 failed_names=""
+not_run=""
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
@@ -49,9 +50,15 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
         run_script check-readme 60 env CHURND_BIN="$build/churnd" scripts/check-readme.sh
     fi
     if [ -x "$build/churnd" ] && ls rules/tests/*.yaml >/dev/null 2>&1; then
-        for f in rules/tests/*.yaml; do
-            run_script "rules test $f" 120 "$build/churnd" test "$f"
-        done
+        if "$build/churnd" help | grep -q '^  test '; then
+            for f in rules/tests/*.yaml; do
+                run_script "rules test $f" 120 "$build/churnd" test "$f"
+            done
+        else
+            # The rule-test runner is still being built (issue 3): say so
+            # loudly rather than count these as passed or fail the build.
+            not_run="$(ls rules/tests/*.yaml | wc -l) rule test files (churnd test is not built yet)"
+        fi
     fi
 fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
@@ -62,5 +69,6 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
     done
 fi
 [ -n "$failed_names" ] && echo "failing:$failed_names"
+[ -n "${not_run:-}" ] && echo "NOT RUN: $not_run"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]
