@@ -4,6 +4,8 @@
  *
  *   churnd run [-c FILE] [--embedded-broker] [--set NAME=VALUE]...
  *   churnd check RULES_DIR
+ *   churnd test TEST_FILE...
+ *   churnd replay -r RULES_DIR [--until TS] [--state DIR] [--lateness D] EVENTS|-
  *   churnd config [--markdown]
  *   churnd version
  */
@@ -14,6 +16,7 @@
 
 #include <librdkafka/rdkafka.h>
 
+#include "churnd/cli.h"
 #include "churnd/config.h"
 #include "churnd/engine.h"
 #include "churnd/log.h"
@@ -36,6 +39,12 @@ static void usage(FILE *f) {
             "        Kafka-protocol broker on loopback and prints its address\n"
             "  check RULES_DIR\n"
             "        validate a rules directory; every error is listed\n"
+            "  test TEST_FILE...\n"
+            "        run rule unit tests: events in, the exact alerts expected\n"
+            "  replay -r RULES_DIR [--until TS] [--state DIR] [--lateness D]\n"
+            "         [--chunk N] [-c FILE] EVENTS.jsonl|-\n"
+            "        evaluate rules over a file of JSON events in event time,\n"
+            "        without Kafka; prints the alerts as JSON lines\n"
             "  config [--markdown]\n"
             "        list every configuration option with its default\n"
             "  version\n"
@@ -152,6 +161,8 @@ int main(int argc, char **argv) {
     const char *cmd = argv[1];
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
+    if (!strcmp(cmd, "test")) return cmd_test(argc - 1, argv + 1);
+    if (!strcmp(cmd, "replay")) return cmd_replay(argc - 1, argv + 1);
     if (!strcmp(cmd, "config")) return cmd_config(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("churnd %s (librdkafka %s)\n", CHURND_VERSION, rd_kafka_version_str());

@@ -1,0 +1,402 @@
+/*
+ * replay.c - `churnd replay`: evaluate a rules directory over a file of
+ * events (JSON lines, or stdin) without Kafka, and print the alerts as the
+ * daemon would publish them; plus the event-time driver that `churnd test`
+ * shares (see cli.h).
+ *
+ * The daemon's processor does the work, so the alerts are the daemon's for
+ * the same events. Time is event time only, never the wall clock: the
+ * watermark is the largest event time seen minus --lateness, timers fire at
+ * chunk boundaries (every --chunk lines and at the end), and --until pushes
+ * the watermark to a given time at the end so that what is due by then
+ * fires. The engine brings a client's own deadlines up to each event's
+ * time before applying it, which is why the output does not depend on the
+ * chunk size (only the order of lines between two chunk boundaries can).
+ *
+ * Bad lines never stop a replay: they are counted and listed on stderr with
+ * their line numbers and the reason the daemon would give its dead letter.
+ * Only a bad rules directory, an unreadable file (exit 1) or a state error
+ * (exit 2) do.
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "churnd/cli.h"
+#include "churnd/config.h"
+#include "churnd/timeutil.h"
+
+/* ---- the driver ----------------------------------------------------------- */
+
+int replay_init(replay_t *r, store_t *store, const ruleset_t *rs,
+                size_t cache_clients, const engine_opts_t *opts,
+                int64_t lateness_ms) {
+    memset(r, 0, sizeof(*r));
+    engine_out_init(&r->out);
+    r->lateness_ms = lateness_ms < 0 ? 0 : lateness_ms;
+    r->max_ts_ms = REPLAY_NONE;
+    r->watermark_ms = REPLAY_NONE;
+    r->proc = processor_new(store, cache_clients ? cache_clients : 1, opts);
+    if (!r->proc) return CHURN_ENOMEM;
+    processor_set_rules(r->proc, rs);
+    return 0;
+}
+
+void replay_close(replay_t *r) {
+    processor_free(r->proc);
+    r->proc = NULL;
+    engine_out_free(&r->out);
+}
+
+int replay_event(replay_t *r, const event_t *ev, churn_err_t *err) {
+    if (ev->ts_ms > r->max_ts_ms) r->max_ts_ms = ev->ts_ms;
+    return processor_event(r->proc, 0, ev, &r->out, err);
+}
+
+int replay_settle(replay_t *r, int64_t floor_ms, churn_err_t *err) {
+    int rc = processor_commit(r->proc, NULL, 0, err);
+    if (rc) return rc;
+    int64_t w = REPLAY_NONE;
+    if (r->max_ts_ms != REPLAY_NONE)
+        /* Saturating: a huge lateness must not wrap around. */
+        w = r->max_ts_ms < INT64_MIN + r->lateness_ms
+                ? REPLAY_NONE : r->max_ts_ms - r->lateness_ms;
+    if (floor_ms > w) w = floor_ms;
+    if (w == REPLAY_NONE || w < r->watermark_ms) return 0; /* never backwards */
+    r->watermark_ms = w;
+    /* The timer index is read from committed state, so commit between
+     * rounds; a round returns 1 while a woken client has a later deadline
+     * that is also due. */
+    for (;;) {
+        size_t n_fired = 0;
+        int more = processor_fire_timers(r->proc, 0, w, 0, &r->out, &n_fired, err);
+        if (more < 0) return more;
+        rc = processor_commit(r->proc, NULL, 0, err);
+        if (rc) return rc;
+        if (more == 0) return 0;
+    }
+}
+
+int replay_mkdtemp(const char *prefix, char *path, size_t n, churn_err_t *err) {
+    const char *base = getenv("TMPDIR");
+    if (!base || !*base) base = "/tmp";
+    int len = snprintf(path, n, "%s/%s-XXXXXX", base, prefix);
+    if (len < 0 || (size_t)len >= n)
+        return churn_err_set(err, CHURN_EINVAL, "temporary directory name too long");
+    if (!mkdtemp(path))
+        return churn_err_set(err, CHURN_EIO, "cannot create a temporary directory in %s: %s",
+                             base, strerror(errno));
+    return 0;
+}
+
+static int rm_one(const char *path, const struct stat *sb, int flag,
+                  struct FTW *ftw) {
+    (void)sb;
+    (void)flag;
+    (void)ftw;
+    remove(path); /* best effort: what cannot be removed stays */
+    return 0;
+}
+
+void replay_rmtree(const char *path) {
+    if (path && *path) nftw(path, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int replay_parse_time(const char *s, int64_t *ts_ms) {
+    size_t n = strlen(s);
+    size_t i = (n > 0 && s[0] == '-') ? 1 : 0;
+    int digits = n > i;
+    for (size_t j = i; j < n; j++)
+        if (s[j] < '0' || s[j] > '9') digits = 0;
+    if (digits) {
+        errno = 0;
+        char *end = NULL;
+        long long v = strtoll(s, &end, 10);
+        if (errno || *end || v < TIME_MIN_MS || v > TIME_MAX_MS) return CHURN_EINVAL;
+        *ts_ms = v;
+        return 0;
+    }
+    return time_parse_rfc3339(s, n, ts_ms);
+}
+
+/* ---- churnd replay -------------------------------------------------------- */
+
+#define REPLAY_CHUNK_DEFAULT 1000
+#define REPLAY_LIST_INVALID 20
+
+enum { EXIT_REPLAY_OK = 0, EXIT_REPLAY_INPUT = 1, EXIT_REPLAY_STATE = 2 };
+
+typedef struct replay_stats {
+    uint64_t n_read, n_applied, n_duplicate, n_ignored, n_invalid, n_alerts;
+} replay_stats_t;
+
+static void replay_usage(FILE *f) {
+    fprintf(f,
+            "usage: churnd replay -r RULES_DIR [--until TS] [--state DIR]\n"
+            "                     [--lateness D] [--chunk N] [-c FILE] EVENTS.jsonl|-\n");
+}
+
+/* Print and forget the alerts the driver collected. */
+static int print_alerts(replay_t *r, buf_t *b, replay_stats_t *st) {
+    for (size_t i = 0; i < r->out.n_alerts; i++) {
+        buf_reset(b);
+        if (alert_format_json(&r->out.alerts[i], -1, b) != 0 || buf_putc(b, '\n') != 0)
+            return CHURN_ENOMEM;
+        fwrite(b->data, 1, b->len, stdout);
+        st->n_alerts++;
+    }
+    engine_out_reset(&r->out);
+    return 0;
+}
+
+static void print_errs(const churn_errs_t *errs) {
+    char line[CHURN_ERR_MSG_MAX + CHURN_ERR_FILE_MAX + 32];
+    for (size_t i = 0; i < errs->n; i++)
+        fprintf(stderr, "%s\n", churn_err_str(&errs->v[i], line, sizeof(line)));
+}
+
+typedef struct replay_args {
+    const char *rules_dir;
+    const char *state_dir;
+    const char *config;
+    const char *input;
+    int64_t until_ms;        /* REPLAY_NONE when not given */
+    int64_t lateness_ms;     /* -1 when not given */
+    size_t chunk;
+} replay_args_t;
+
+static int parse_args(int argc, char **argv, replay_args_t *a) {
+    static const struct option opts[] = {
+        {"rules", required_argument, NULL, 'r'},
+        {"until", required_argument, NULL, 'u'},
+        {"state", required_argument, NULL, 's'},
+        {"lateness", required_argument, NULL, 'l'},
+        {"chunk", required_argument, NULL, 'n'},
+        {"config", required_argument, NULL, 'c'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    *a = (replay_args_t){.until_ms = REPLAY_NONE, .lateness_ms = -1,
+                         .chunk = REPLAY_CHUNK_DEFAULT};
+    int c;
+    optind = 1;
+    while ((c = getopt_long(argc, argv, "r:c:h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'r': a->rules_dir = optarg; break;
+        case 's': a->state_dir = optarg; break;
+        case 'c': a->config = optarg; break;
+        case 'u':
+            if (replay_parse_time(optarg, &a->until_ms) != 0) {
+                fprintf(stderr, "churnd replay: --until %s: not RFC 3339 or epoch ms\n",
+                        optarg);
+                return -1;
+            }
+            break;
+        case 'l':
+            if (duration_parse(optarg, strlen(optarg), &a->lateness_ms) != 0) {
+                fprintf(stderr, "churnd replay: --lateness %s: not a duration "
+                                "such as 0s, 5m or 1h\n", optarg);
+                return -1;
+            }
+            break;
+        case 'n': {
+            char *end = NULL;
+            errno = 0;
+            unsigned long long v = strtoull(optarg, &end, 10);
+            if (errno || !*optarg || *end || v == 0 || optarg[0] == '-') {
+                fprintf(stderr, "churnd replay: --chunk %s: not a positive integer\n",
+                        optarg);
+                return -1;
+            }
+            a->chunk = (size_t)v;
+            break;
+        }
+        case 'h': replay_usage(stdout); return 1;
+        default: replay_usage(stderr); return -1;
+        }
+    }
+    if (!a->rules_dir) {
+        fprintf(stderr, "churnd replay: -r RULES_DIR is required\n");
+        replay_usage(stderr);
+        return -1;
+    }
+    if (optind != argc - 1) {
+        fprintf(stderr, "churnd replay: expected one events file (or - for stdin)\n");
+        replay_usage(stderr);
+        return -1;
+    }
+    a->input = argv[optind];
+    return 0;
+}
+
+/* Is the line only blanks? Blank lines (a trailing one, say) are not events. */
+static int blank(const char *s, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (s[i] != ' ' && s[i] != '\t' && s[i] != '\r') return 0;
+    return 1;
+}
+
+typedef struct bad_line {
+    uint64_t line;
+    event_reason_t why;
+    char detail[160];
+} bad_line_t;
+
+static void print_summary(const replay_stats_t *st, const bad_line_t *bad,
+                          size_t n_bad, int64_t watermark_ms) {
+    char wm[TIME_RFC3339_MAX] = "none";
+    if (watermark_ms != REPLAY_NONE) time_format_rfc3339(watermark_ms, wm, sizeof(wm));
+    fprintf(stderr,
+            "churnd replay: %" PRIu64 " events read: %" PRIu64 " applied, %" PRIu64
+            " duplicates, %" PRIu64 " ignored, %" PRIu64 " invalid; %" PRIu64
+            " alerts; watermark %s\n",
+            st->n_read, st->n_applied, st->n_duplicate, st->n_ignored,
+            st->n_invalid, st->n_alerts, wm);
+    for (size_t i = 0; i < n_bad; i++)
+        fprintf(stderr, "  line %" PRIu64 ": %s: %s\n", bad[i].line,
+                event_reason_name(bad[i].why), bad[i].detail);
+    if (st->n_invalid > n_bad)
+        fprintf(stderr, "  ... and %" PRIu64 " more invalid lines\n",
+                st->n_invalid - n_bad);
+}
+
+int cmd_replay(int argc, char **argv) {
+    replay_args_t a;
+    int rc = parse_args(argc, argv, &a);
+    if (rc) return rc > 0 ? EXIT_REPLAY_OK : EXIT_REPLAY_INPUT;
+
+    char line_err[CHURN_ERR_MSG_MAX + CHURN_ERR_FILE_MAX + 32];
+    churn_err_t err = {0};
+    /* The daemon's defaults (dedup window, envelope paths, cache size), or
+     * its config file's values with -c, so replay sees events as it does. */
+    config_t cfg;
+    if (config_init(&cfg, &err) != 0 ||
+        (a.config && config_load(&cfg, a.config, NULL, &err) != 0)) {
+        fprintf(stderr, "churnd replay: config: %s\n",
+                churn_err_str(&err, line_err, sizeof(line_err)));
+        config_free(&cfg);
+        return EXIT_REPLAY_INPUT;
+    }
+    int64_t lateness = a.lateness_ms >= 0 ? a.lateness_ms
+                       : a.config ? cfg.allowed_lateness_ms : 0;
+    engine_opts_t eopts = {.dedup_window_ms = cfg.dedup_window_ms,
+                           .dedup_max_ids = (unsigned)cfg.dedup_max_ids};
+
+    churn_errs_t errs;
+    churn_errs_init(&errs);
+    ruleset_t *rs = NULL;
+    if (ruleset_load_dir(a.rules_dir, &rs, &errs) != 0) {
+        print_errs(&errs);
+        fprintf(stderr, "churnd replay: %s: %zu error%s in the rules\n", a.rules_dir,
+                errs.n, errs.n == 1 ? "" : "s");
+        churn_errs_free(&errs);
+        config_free(&cfg);
+        return EXIT_REPLAY_INPUT;
+    }
+    churn_errs_free(&errs);
+
+    FILE *in = stdin;
+    if (strcmp(a.input, "-") != 0 && !(in = fopen(a.input, "r"))) {
+        fprintf(stderr, "churnd replay: %s: %s\n", a.input, strerror(errno));
+        ruleset_free(rs);
+        config_free(&cfg);
+        return EXIT_REPLAY_INPUT;
+    }
+
+    int status = EXIT_REPLAY_OK;
+    char tmp[512] = "";
+    const char *dir = a.state_dir;
+    store_t *store = NULL;
+    replay_t r;
+    int have_r = 0;
+    if (!dir) {
+        if (replay_mkdtemp("churnd-replay", tmp, sizeof(tmp), &err) != 0) goto state_error;
+        dir = tmp;
+    }
+    store_opts_t so = {.dir = dir, .mode = STORE_READ_WRITE};
+    if (store_open(&so, &store, &err) != 0) goto state_error;
+    if (replay_init(&r, store, rs, (size_t)cfg.cache_clients, &eopts, lateness) != 0) {
+        churn_err_set(&err, CHURN_ENOMEM, "out of memory");
+        goto state_error;
+    }
+    have_r = 1;
+
+    replay_stats_t st = {0};
+    bad_line_t bad[REPLAY_LIST_INVALID];
+    size_t n_bad = 0, in_chunk = 0;
+    uint64_t lineno = 0;
+    char *line = NULL;
+    size_t line_cap = 0;
+    ssize_t got;
+    buf_t b;
+    buf_init(&b);
+    while ((got = getline(&line, &line_cap, in)) >= 0) {
+        size_t n = (size_t)got;
+        lineno++;
+        if (n > 0 && line[n - 1] == '\n') n--;
+        if (n > 0 && line[n - 1] == '\r') n--;
+        if (blank(line, n)) continue;
+        st.n_read++;
+        event_t ev;
+        char detail[160];
+        event_reason_t why = event_parse(&cfg.event, line, n, &ev, detail, sizeof(detail));
+        if (why != EVENT_OK) {
+            if (n_bad < REPLAY_LIST_INVALID) {
+                bad[n_bad] = (bad_line_t){.line = lineno, .why = why};
+                snprintf(bad[n_bad].detail, sizeof(bad[n_bad].detail), "%s", detail);
+                n_bad++;
+            }
+            st.n_invalid++;
+            continue;
+        }
+        ev.topic = a.input;
+        ev.partition = 0;
+        ev.offset = (int64_t)lineno;
+        rc = replay_event(&r, &ev, &err);
+        event_clear(&ev);
+        if (rc < 0) break;
+        if (rc == ENGINE_DUPLICATE) st.n_duplicate++;
+        else if (rc == ENGINE_IGNORED) st.n_ignored++;
+        else st.n_applied++;
+        if (++in_chunk >= a.chunk) {
+            in_chunk = 0;
+            if ((rc = replay_settle(&r, REPLAY_NONE, &err)) < 0) break;
+        }
+        if ((rc = print_alerts(&r, &b, &st)) < 0) break;
+        rc = 0;
+    }
+    int read_failed = ferror(in);
+    free(line);
+    if (rc >= 0) rc = replay_settle(&r, a.until_ms, &err);
+    if (rc >= 0) rc = print_alerts(&r, &b, &st);
+    buf_free(&b);
+    if (fflush(stdout) != 0 || ferror(stdout)) {
+        fprintf(stderr, "churnd replay: cannot write the alerts: %s\n", strerror(errno));
+        status = EXIT_REPLAY_INPUT;
+    }
+    print_summary(&st, bad, n_bad, r.watermark_ms);
+    if (read_failed) {
+        fprintf(stderr, "churnd replay: %s: read error after line %" PRIu64 "\n",
+                a.input, lineno);
+        status = EXIT_REPLAY_INPUT;
+    }
+    if (rc < 0) goto state_error;
+    goto done;
+
+state_error:
+    fprintf(stderr, "churnd replay: state: %s\n", churn_err_str(&err, line_err, sizeof(line_err)));
+    status = EXIT_REPLAY_STATE;
+done:
+    if (have_r) replay_close(&r);
+    if (store) store_close(store);
+    if (tmp[0]) replay_rmtree(tmp);
+    if (in != stdin) fclose(in);
+    ruleset_free(rs);
+    config_free(&cfg);
+    return status;
+}
