@@ -708,6 +708,19 @@ static int compare(FILE *out, tcase_t *tc, got_list_t *g) {
     return 0;
 }
 
+/* In file order, whatever order the checks found them in. */
+static void sort_errs(churn_errs_t *errs) {
+    for (size_t i = 1; i < errs->n; i++) {
+        churn_err_t e = errs->v[i];
+        size_t j = i;
+        for (; j > 0 && (errs->v[j - 1].line > e.line ||
+                         (errs->v[j - 1].line == e.line && errs->v[j - 1].col > e.col));
+             j--)
+            errs->v[j] = errs->v[j - 1];
+        errs->v[j] = e;
+    }
+}
+
 static void print_errs(const churn_errs_t *errs) {
     char line[CHURN_ERR_MSG_MAX + CHURN_ERR_FILE_MAX + 32];
     for (size_t i = 0; i < errs->n; i++)
@@ -741,6 +754,7 @@ static void test_file(const char *path, const config_t *cfg, const char *state_b
         }
         churn_errs_free(&rerrs);
     } else {
+        sort_errs(&f.errs);
         print_errs(&f.errs);
         if (f.n_errs > TEST_MAX_ERRORS)
             fprintf(stderr, "%s: %d more errors not shown\n", path,
