@@ -267,6 +267,29 @@ static void test_replay_exit_codes(void **state) {
     assert_int_equal(RUN(NULL, "replay", "-r", "rules", "--until", "soon", "-"), 1);
 }
 
+static void test_replay_reads_the_daemon_config(void **state) {
+    (void)state;
+    /* -c maps a differently shaped envelope exactly as the daemon would,
+     * and takes its allowed lateness. */
+    char cfg[512], ev[512];
+    snprintf(cfg, sizeof(cfg), "%s/churnd.yaml", tmp);
+    snprintf(ev, sizeof(ev), "%s/crm.jsonl", tmp);
+    assert_int_equal(th_write_file(cfg,
+        "event:\n"
+        "  client_path: account.id\n"
+        "  type_map: {SurveyAnswered: survey.nps}\n"
+        "time:\n"
+        "  allowed_lateness: 1h\n"), 0);
+    assert_int_equal(th_write_file(ev,
+        "{\"id\":\"x1\",\"type\":\"SurveyAnswered\",\"account\":{\"id\":\"Z\"},"
+        "\"ts\":\"2026-03-01T10:00:00Z\",\"data\":{\"score\":1}}\n"), 0);
+    int rc = RUN(NULL, "replay", "-r", "rules", "-c", cfg, ev);
+    if (rc != 0) dump();
+    assert_int_equal(rc, 0);
+    assert_true(file_has(out_path, "\"alert_id\": \"detractor/Z/2026-03-01T10:00:00Z\""));
+    assert_true(file_has(err_path, "watermark 2026-03-01T09:00:00Z"));
+}
+
 /* ---- churnd test ------------------------------------------------------------- */
 
 static void test_ruletest_passes(void **state) {
@@ -345,6 +368,7 @@ int main(void) {
         cmocka_unit_test(test_replay_until_fires_a_for_timer),
         cmocka_unit_test(test_replay_state_is_reused),
         cmocka_unit_test(test_replay_exit_codes),
+        cmocka_unit_test(test_replay_reads_the_daemon_config),
         cmocka_unit_test(test_ruletest_passes),
         cmocka_unit_test(test_ruletest_failure_prints_the_diff),
         cmocka_unit_test(test_ruletest_invalid_file),
