@@ -22,6 +22,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <inttypes.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -129,7 +130,12 @@ int replay_parse_time(const char *s, int64_t *ts_ms) {
 #define REPLAY_CHUNK_DEFAULT 1000
 #define REPLAY_LIST_INVALID 20
 
-enum { EXIT_REPLAY_OK = 0, EXIT_REPLAY_INPUT = 1, EXIT_REPLAY_STATE = 2 };
+enum {
+    EXIT_REPLAY_OK = 0,
+    EXIT_REPLAY_INPUT = 1,   /* usage, rules, config, unreadable input, output */
+    EXIT_REPLAY_STATE = 2,   /* the state directory could not be opened or written */
+    EXIT_REPLAY_SIGNAL = 130 /* interrupted (as a shell reports SIGINT) */
+};
 
 typedef struct replay_stats {
     uint64_t n_read, n_applied, n_duplicate, n_ignored, n_invalid, n_alerts;
@@ -138,20 +144,69 @@ typedef struct replay_stats {
 static void replay_usage(FILE *f) {
     fprintf(f,
             "usage: churnd replay -r RULES_DIR [--until TS] [--state DIR]\n"
-            "                     [--lateness D] [--chunk N] [-c FILE] EVENTS.jsonl|-\n");
+            "                     [--lateness D] [--chunk N] [-c FILE] EVENTS.jsonl|-\n"
+            "\n"
+            "Evaluates the rules over one JSON event per line (- for stdin) in event\n"
+            "time, without Kafka; prints each alert as a JSON line on stdout and a\n"
+            "summary (counts, invalid lines with their numbers) on stderr.\n"
+            "\n"
+            "  -r, --rules DIR    the rules directory (required)\n"
+            "  --until TS         at the end, advance event time to TS (RFC 3339 or\n"
+            "                     epoch ms) so that timers due by then fire\n"
+            "  --state DIR        keep the state in DIR (reused by the next run);\n"
+            "                     default: a temporary directory, removed at exit\n"
+            "  --lateness D       the watermark trails the largest event time by D\n"
+            "                     (default 0s, or time.allowed_lateness with -c)\n"
+            "  --chunk N          events per commit and timer round (default 1000);\n"
+            "                     the alerts do not depend on it\n"
+            "  -c, --config FILE  the daemon's config: envelope paths, type map,\n"
+            "                     dedup window, lateness\n"
+            "\n"
+            "exit: 0 done (invalid lines included), 1 bad usage, rules, config or\n"
+            "input/output file, 2 state directory error, 130 interrupted\n");
+}
+
+/* Why the replay stopped before the end of its input. */
+typedef enum stop {
+    STOP_NONE = 0,
+    STOP_STATE,  /* a store error, in err: exit 2 */
+    STOP_WRITE,  /* stdout is gone (a closed pipe, a full disk) */
+    STOP_NOMEM,
+    STOP_SIGNAL, /* SIGINT/SIGTERM: stop cleanly so the temporary state goes */
+} stop_t;
+
+/* Set by SIGINT/SIGTERM; the loop checks it between lines. The one global
+ * of this file: a signal handler has nowhere else to write. */
+static volatile sig_atomic_t interrupted;
+
+static void on_signal(int sig) {
+    (void)sig;
+    interrupted = 1;
+}
+
+static void catch_signals(void) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = on_signal; /* no SA_RESTART: a blocked read of stdin returns */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    /* A closed stdout (`| head`) becomes a write error, not a silent death
+     * that would leave the temporary state directory behind. */
+    signal(SIGPIPE, SIG_IGN);
 }
 
 /* Print and forget the alerts the driver collected. */
-static int print_alerts(replay_t *r, buf_t *b, replay_stats_t *st) {
+static stop_t print_alerts(replay_t *r, buf_t *b, replay_stats_t *st) {
     for (size_t i = 0; i < r->out.n_alerts; i++) {
         buf_reset(b);
         if (alert_format_json(&r->out.alerts[i], -1, b) != 0 || buf_putc(b, '\n') != 0)
-            return CHURN_ENOMEM;
-        fwrite(b->data, 1, b->len, stdout);
+            return STOP_NOMEM;
+        if (fwrite(b->data, 1, b->len, stdout) != b->len) return STOP_WRITE;
         st->n_alerts++;
     }
     engine_out_reset(&r->out);
-    return 0;
+    return ferror(stdout) ? STOP_WRITE : STOP_NONE;
 }
 
 static void print_errs(const churn_errs_t *errs) {
@@ -300,6 +355,7 @@ int cmd_replay(int argc, char **argv) {
     }
     churn_errs_free(&errs);
 
+    catch_signals();
     FILE *in = stdin;
     if (strcmp(a.input, "-") != 0 && !(in = fopen(a.input, "r"))) {
         fprintf(stderr, "churnd replay: %s: %s\n", a.input, strerror(errno));
@@ -335,7 +391,9 @@ int cmd_replay(int argc, char **argv) {
     ssize_t got;
     buf_t b;
     buf_init(&b);
-    while ((got = getline(&line, &line_cap, in)) >= 0) {
+    stop_t stop = STOP_NONE;
+    while (stop == STOP_NONE && !interrupted &&
+           (got = getline(&line, &line_cap, in)) >= 0) {
         size_t n = (size_t)got;
         lineno++;
         if (n > 0 && line[n - 1] == '\n') n--;
@@ -359,33 +417,50 @@ int cmd_replay(int argc, char **argv) {
         ev.offset = (int64_t)lineno;
         rc = replay_event(&r, &ev, &err);
         event_clear(&ev);
-        if (rc < 0) break;
+        if (rc < 0) {
+            stop = STOP_STATE;
+            break;
+        }
         if (rc == ENGINE_DUPLICATE) st.n_duplicate++;
         else if (rc == ENGINE_IGNORED) st.n_ignored++;
         else st.n_applied++;
         if (++in_chunk >= a.chunk) {
             in_chunk = 0;
-            if ((rc = replay_settle(&r, REPLAY_NONE, &err)) < 0) break;
+            if (replay_settle(&r, REPLAY_NONE, &err) < 0) stop = STOP_STATE;
         }
-        if ((rc = print_alerts(&r, &b, &st)) < 0) break;
-        rc = 0;
+        if (stop == STOP_NONE) stop = print_alerts(&r, &b, &st);
     }
-    int read_failed = ferror(in);
+    int read_failed = stop == STOP_NONE && !interrupted && ferror(in);
     free(line);
-    if (rc >= 0) rc = replay_settle(&r, a.until_ms, &err);
-    if (rc >= 0) rc = print_alerts(&r, &b, &st);
+    if (interrupted) stop = STOP_SIGNAL;
+    if (stop == STOP_NONE && replay_settle(&r, a.until_ms, &err) < 0) stop = STOP_STATE;
+    if (stop == STOP_NONE) stop = print_alerts(&r, &b, &st);
     buf_free(&b);
-    if (fflush(stdout) != 0 || ferror(stdout)) {
-        fprintf(stderr, "churnd replay: cannot write the alerts: %s\n", strerror(errno));
-        status = EXIT_REPLAY_INPUT;
-    }
+    if (stop != STOP_WRITE && (fflush(stdout) != 0 || ferror(stdout))) stop = STOP_WRITE;
     print_summary(&st, bad, n_bad, r.watermark_ms);
-    if (read_failed) {
-        fprintf(stderr, "churnd replay: %s: read error after line %" PRIu64 "\n",
-                a.input, lineno);
+    switch (stop) {
+    case STOP_NONE:
+        if (read_failed) {
+            fprintf(stderr, "churnd replay: %s: read error after line %" PRIu64 "\n",
+                    a.input, lineno);
+            status = EXIT_REPLAY_INPUT;
+        }
+        break;
+    case STOP_STATE: goto state_error;
+    case STOP_WRITE:
+        fprintf(stderr, "churnd replay: cannot write the alerts; stopped after line %"
+                        PRIu64 "\n", lineno);
         status = EXIT_REPLAY_INPUT;
+        break;
+    case STOP_NOMEM:
+        fprintf(stderr, "churnd replay: out of memory\n");
+        status = EXIT_REPLAY_INPUT;
+        break;
+    case STOP_SIGNAL:
+        fprintf(stderr, "churnd replay: interrupted after line %" PRIu64 "\n", lineno);
+        status = EXIT_REPLAY_SIGNAL;
+        break;
     }
-    if (rc < 0) goto state_error;
     goto done;
 
 state_error:
