@@ -30,7 +30,8 @@ CORE_FILES := daemon/common.c daemon/timeutil.c daemon/event.c \
               $(wildcard daemon/expr.c daemon/rules_load.c daemon/features.c \
                          daemon/engine.c daemon/cstate.c daemon/alert.c daemon/watermark.c daemon/processor.c)
 
-.PHONY: all deps demo check check-run check-asan unit integration check-core clean tools
+.PHONY: all deps demo check check-run check-asan unit integration check-core clean tools \
+        fuzz bench
 
 all: $(BUILD)/churnd
 
@@ -64,7 +65,21 @@ integration: all tools $(INT_BINS)
 check-core:
 	@scripts/check-core.sh $(CORE_FILES)
 
-tools: $(BUILD)/tests/kt
+TOOL_SRCS := $(sort $(wildcard tests/tools/*.c))
+TOOL_BINS := $(TOOL_SRCS:tests/tools/%.c=$(BUILD)/tests/%)
+tools: $(TOOL_BINS)
+
+# Longer fuzzing runs than the short ones of `make check` (FUZZ_SECONDS per
+# target), with clang's libFuzzer; see scripts/fuzz.sh.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@scripts/fuzz.sh $(FUZZ_SECONDS)
+
+# Throughput, latency, memory and recovery against baselines measured in
+# the same run; writes $(BUILD)/bench.json. See scripts/bench.sh.
+bench: deps
+	@$(MAKE) --no-print-directory all tools
+	@scripts/bench.sh $(BUILD)
 
 $(BUILD)/churnd: $(BUILD)/obj/daemon/main.o $(BUILD)/libchurnd.a
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
@@ -85,9 +100,9 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TLIB_OBJS) $(
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CMOCKA_LIBS)
 
-# kt: the test and demo toolkit (a standalone mock broker, producer,
-# consumer and lag waiter over librdkafka).
-$(BUILD)/tests/kt: $(BUILD)/obj/tests/tools/kt.o $(TLIB_OBJS) $(BUILD)/libchurnd.a
+# Tools of tests/tools/, e.g. kt: the test and demo toolkit (a standalone
+# mock broker, producer, consumer and lag waiter over librdkafka).
+$(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(TLIB_OBJS) $(BUILD)/libchurnd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
