@@ -156,8 +156,9 @@ static const opt_t opts[] = {
           4096, "Event ids remembered per client for deduplication (0: off)"),
 
     O_NUM("time.allowed_lateness", OPT_DURATION, int64_t, allowed_lateness_ms,
-          "5m", 0, INT64_MAX,
-          "How far the watermark trails the slowest partition's stream time"),
+          "0s", 0, INT64_MAX,
+          "How far the watermark trails the slowest partition's stream time; "
+          "above 0s, events are held and applied in event-time order"),
     O_NUM("time.idle_timeout", OPT_DURATION, int64_t, idle_timeout_ms, "30s",
           0, INT64_MAX,
           "A caught-up partition silent this long stops holding the watermark"),

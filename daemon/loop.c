@@ -140,6 +140,7 @@ static void print_summary(daemon_t *d) {
         LF_INT("applied", d->stats.n_applied),
         LF_INT("duplicates", d->stats.n_duplicate),
         LF_INT("ignored", d->stats.n_ignored), LF_INT("invalid", invalid),
+        LF_INT("held", d->stats.n_held), LF_INT("late", d->stats.n_late),
         LF_INT("alerts", d->stats.n_alerts),
         LF_INT("batches", d->stats.n_batches),
         LF_INT("exit_code", d->exit_code));

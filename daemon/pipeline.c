@@ -13,6 +13,13 @@
  * in the timer index, a timer batch fires them (in deadline order, a
  * bounded number of clients at a time) and goes through the same
  * produce -> acknowledge -> commit cycle, with no offsets.
+ *
+ * With time.allowed_lateness > 0 a valid event is not applied on arrival
+ * but held in the reorder buffer (processor_hold), committed with its
+ * offset. When the watermark advances, a release batch applies the held
+ * events it passed in event-time order, before any timer of that
+ * watermark fires. An event that arrives behind what was already released
+ * is late: it is applied at once (counted, never dropped).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -37,6 +44,7 @@ int pipeline_init(daemon_t *d, churn_err_t *err) {
     d->batch_offsets = rd_kafka_topic_partition_list_new(16);
     wm_init(&d->wm, d->cfg->allowed_lateness_ms, d->cfg->idle_timeout_ms);
     d->last_fired_wm = WM_NONE;
+    d->released_wm = WM_NONE;
     uv_timer_start(&d->wm_timer, on_wm_timer, WM_TICK_MS, WM_TICK_MS);
     return 0;
 }
@@ -116,37 +124,52 @@ static void note_offset(daemon_t *d, const rd_kafka_message_t *m) {
     if (m->offset + 1 > tp->offset || tp->offset < 0) tp->offset = m->offset + 1;
 }
 
-static void dead_letter(daemon_t *d, const rd_kafka_message_t *m,
-                        event_reason_t why, const char *detail) {
-    const char *topic = rd_kafka_topic_name(m->rkt);
+/* Where a message came from, for its dead letter. */
+typedef struct origin {
+    const char *topic;
+    int32_t partition;
+    int64_t offset;
+    const void *key;
+    size_t key_len;
+    const void *payload;
+    size_t len;
+    const rd_kafka_message_t *msg; /* headers and timestamp; NULL once held */
+} origin_t;
+
+static void dead_letter(daemon_t *d, const origin_t *o, event_reason_t why,
+                        const char *detail) {
     d->stats.n_invalid[why]++;
     LOG(LOG_WARN, "events", "invalid event sent to the dead-letter topic",
         LF_STR("reason", event_reason_name(why)), LF_STR("detail", detail),
-        LF_STR("topic", topic), LF_INT("partition", m->partition),
-        LF_INT("offset", m->offset));
+        LF_STR("topic", o->topic), LF_INT("partition", o->partition),
+        LF_INT("offset", o->offset));
     char num[32];
     rd_kafka_headers_t *h = NULL;
     rd_kafka_headers_t *orig = NULL;
     /* Keep the original headers, then add where and why. */
-    if (rd_kafka_message_headers(m, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR && orig)
+    if (o->msg &&
+        rd_kafka_message_headers(o->msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+        orig)
         h = rd_kafka_headers_copy(orig);
     else
         h = rd_kafka_headers_new(6);
     rd_kafka_header_add(h, "churnd.reason", -1, event_reason_name(why), -1);
     rd_kafka_header_add(h, "churnd.detail", -1, detail, -1);
-    rd_kafka_header_add(h, "churnd.topic", -1, topic, -1);
-    snprintf(num, sizeof(num), "%" PRId32, m->partition);
+    rd_kafka_header_add(h, "churnd.topic", -1, o->topic, -1);
+    snprintf(num, sizeof(num), "%" PRId32, o->partition);
     rd_kafka_header_add(h, "churnd.partition", -1, num, -1);
-    snprintf(num, sizeof(num), "%" PRId64, m->offset);
+    snprintf(num, sizeof(num), "%" PRId64, o->offset);
     rd_kafka_header_add(h, "churnd.offset", -1, num, -1);
-    rd_kafka_timestamp_type_t tstype;
-    int64_t ts = rd_kafka_message_timestamp(m, &tstype);
-    if (ts >= 0) {
-        snprintf(num, sizeof(num), "%" PRId64, ts);
-        rd_kafka_header_add(h, "churnd.timestamp", -1, num, -1);
+    if (o->msg) {
+        rd_kafka_timestamp_type_t tstype;
+        int64_t ts = rd_kafka_message_timestamp(o->msg, &tstype);
+        if (ts >= 0) {
+            snprintf(num, sizeof(num), "%" PRId64, ts);
+            rd_kafka_header_add(h, "churnd.timestamp", -1, num, -1);
+        }
     }
-    kout_produce(d, d->cfg->deadletter_topic, m->key, m->key_len, m->payload,
-                 m->len, h);
+    kout_produce(d, d->cfg->deadletter_topic, o->key, o->key_len, o->payload,
+                 o->len, h);
 }
 
 static void publish_alerts(daemon_t *d) {
@@ -169,27 +192,14 @@ static void publish_alerts(daemon_t *d) {
     engine_out_reset(&d->out);
 }
 
-static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
-    char detail[256];
-    event_t ev;
-    d->stats.n_consumed++;
-    note_offset(d, m);
-    event_reason_t why = event_parse(&d->cfg->event, m->payload, m->len, &ev,
-                                     detail, sizeof(detail));
-    if (why != EVENT_OK) {
-        dead_letter(d, m, why, detail);
-        return;
-    }
-    ev.topic = rd_kafka_topic_name(m->rkt);
-    ev.partition = m->partition;
-    ev.offset = m->offset;
-    wm_observe(&d->wm, ev.topic, m->partition, ev.ts_ms, daemon_wall_ms());
+/* Apply one parsed event of state partition part; 0 or -1 (fatal, the
+ * daemon is closing). */
+static int apply_event(daemon_t *d, uint32_t part, const event_t *ev) {
     churn_err_t err = {0};
-    int rc = processor_event(d->proc, (uint32_t)m->partition, &ev, &d->out, &err);
-    event_clear(&ev);
+    int rc = processor_event(d->proc, part, ev, &d->out, &err);
     if (rc < 0) {
         daemon_fatal(d, EXIT_STATE, "state", err.msg);
-        return;
+        return -1;
     }
     if (rc == ENGINE_DUPLICATE)
         d->stats.n_duplicate++;
@@ -198,6 +208,76 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
     else
         d->stats.n_applied++;
     publish_alerts(d);
+    return 0;
+}
+
+static int holding(const daemon_t *d) { return d->cfg->allowed_lateness_ms > 0; }
+
+static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
+    char detail[256];
+    event_t ev;
+    d->stats.n_consumed++;
+    note_offset(d, m);
+    origin_t o = {rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                  m->key, m->key_len, m->payload, m->len, m};
+    event_reason_t why = event_parse(&d->cfg->event, m->payload, m->len, &ev,
+                                     detail, sizeof(detail));
+    if (why != EVENT_OK) {
+        dead_letter(d, &o, why, detail);
+        return;
+    }
+    ev.topic = o.topic;
+    ev.partition = m->partition;
+    ev.offset = m->offset;
+    wm_observe(&d->wm, ev.topic, m->partition, ev.ts_ms, daemon_wall_ms());
+    if (holding(d) && ev.ts_ms > d->released_wm) {
+        held_event_t h = {o.topic, m->partition, m->offset, m->key,
+                          m->key_len, m->payload, m->len, ev.ts_ms};
+        churn_err_t err = {0};
+        int rc = processor_hold(d->proc, (uint32_t)m->partition, &h, &ev, &err);
+        event_clear(&ev);
+        if (rc < 0)
+            daemon_fatal(d, EXIT_STATE, "state", err.msg);
+        else if (rc == ENGINE_IGNORED)
+            d->stats.n_ignored++;
+        else
+            d->stats.n_held++;
+        return;
+    }
+    if (holding(d)) {
+        d->stats.n_late++;
+        LOG(LOG_WARN, "events", "late event applied on arrival: its time is "
+            "behind the released watermark (raise time.allowed_lateness?)",
+            LF_STR("client", ev.client_id), LF_STR("topic", o.topic),
+            LF_INT("partition", m->partition), LF_INT("offset", m->offset),
+            LF_INT("ts", ev.ts_ms), LF_INT("watermark", d->released_wm));
+    }
+    apply_event(d, (uint32_t)m->partition, &ev);
+    event_clear(&ev);
+}
+
+/* processor_release's callback: parse a held event again and apply it. */
+static int release_one(void *arg, uint32_t part, const held_event_t *h) {
+    daemon_t *d = arg;
+    char detail[256];
+    event_t ev;
+    event_reason_t why = event_parse(&d->cfg->event, h->payload, h->len, &ev,
+                                     detail, sizeof(detail));
+    if (why != EVENT_OK) {
+        /* Valid when it arrived: only a changed envelope config can do
+         * this. Its original headers were not kept. */
+        origin_t o = {h->topic, h->partition, h->offset, h->key, h->key_len,
+                      h->payload, h->len, NULL};
+        dead_letter(d, &o, why, detail);
+        return 0;
+    }
+    ev.topic = h->topic;
+    ev.partition = h->partition;
+    ev.offset = h->offset;
+    d->stats.n_released++;
+    int rc = apply_event(d, part, &ev);
+    event_clear(&ev);
+    return rc < 0 ? CHURN_EINVAL : 0;
 }
 
 /* The batch is evaluated and produced: commit when nothing is in flight. */
@@ -221,23 +301,76 @@ void pipeline_process(daemon_t *d) {
     settle(d);
 }
 
+/* The i-th assigned partition number, or -1 when an earlier element of
+ * the assignment has the same number (co-partitioned topics share state
+ * partitions: visit each once). */
+static int32_t nth_state_part(const daemon_t *d, int i) {
+    int32_t part = d->assigned->elems[i].partition;
+    for (int j = 0; j < i; j++)
+        if (d->assigned->elems[j].partition == part) return -1;
+    return part;
+}
+
+/* Release the held events the watermark w passed, at most
+ * TIMER_BATCH_CLIENTS. Returns how many; -1 when fatal. */
+static long release_held(daemon_t *d, int64_t w) {
+    size_t released = 0;
+    int more = 0;
+    for (int i = 0; i < d->assigned->cnt && released < TIMER_BATCH_CLIENTS;
+         i++) {
+        int32_t part = nth_state_part(d, i);
+        if (part < 0) continue;
+        size_t n = 0;
+        churn_err_t err = {0};
+        int rc = processor_release(d->proc, (uint32_t)part, w,
+                                   TIMER_BATCH_CLIENTS - released,
+                                   release_one, d, &n, &err);
+        if (rc < 0) {
+            if (!d->close_scheduled) daemon_fatal(d, EXIT_STATE, "state", err.msg);
+            return -1;
+        }
+        if (rc == 1) more = 1;
+        released += n;
+    }
+    d->release_more = more;
+    if (!more) d->released_wm = w;
+    return (long)released;
+}
+
 /* Fire what the watermark has passed, as a batch of its own, between
- * event batches (kin_pump calls this at every batch boundary). Returns 1
- * when a timer batch was started (and maybe committed already). */
+ * event batches (kin_pump calls this at every batch boundary): first the
+ * held events it passed, then, once none is left, its timers. Returns 1
+ * when such a batch was started (and maybe committed already). */
 int pipeline_fire_timers(daemon_t *d) {
     if (d->phase != PHASE_COLLECTING || d->close_scheduled || d->stopping ||
         !d->assigned || d->n_msgs > 0)
         return 0;
     int64_t w = wm_compute(&d->wm, daemon_wall_ms());
+    if (w == WM_NONE) return 0;
+    if (holding(d) && (w > d->released_wm || d->release_more)) {
+        /* Release up to where the previous, cut-short round aimed at
+         * least; never move released_wm backwards. */
+        if (w < d->released_wm) w = d->released_wm;
+        d->phase = PHASE_AWAITING;
+        long n = release_held(d, w);
+        if (n < 0) return 1;
+        if (n > 0) {
+            d->stats.n_timer_batches++;
+            LOG(LOG_DEBUG, "timers", "released held events", LF_INT("events", n),
+                LF_INT("watermark", w));
+            settle(d);
+            return 1;
+        }
+        d->phase = PHASE_COLLECTING;
+    }
+    /* Timers never run ahead of the events still held. */
+    if (holding(d) && w > d->released_wm) w = d->released_wm;
     if (w == WM_NONE || (w <= d->last_fired_wm && !d->timers_more)) return 0;
     size_t fired = 0;
     int more = 0;
     for (int i = 0; i < d->assigned->cnt && fired < TIMER_BATCH_CLIENTS; i++) {
-        int32_t part = d->assigned->elems[i].partition;
-        int seen = 0; /* each partition number once */
-        for (int j = 0; j < i; j++)
-            if (d->assigned->elems[j].partition == part) seen = 1;
-        if (seen) continue;
+        int32_t part = nth_state_part(d, i);
+        if (part < 0) continue;
         size_t n = 0;
         churn_err_t err = {0};
         int rc = processor_fire_timers(d->proc, (uint32_t)part, w,

@@ -18,6 +18,7 @@ struct processor {
     const ruleset_t *rules;  /* borrowed */
     engine_opts_t opts;
     buf_t enc;
+    buf_t tag;
 };
 
 static void free_state(void *p) { cstate_free(p); }
@@ -31,6 +32,7 @@ processor_t *processor_new(store_t *store, size_t cache_clients,
     p->cache = cache_new(cache_clients, free_state);
     p->wb = store_batch_new();
     buf_init(&p->enc);
+    buf_init(&p->tag);
     if (!p->cache || !p->wb) {
         processor_free(p);
         return NULL;
@@ -43,6 +45,7 @@ void processor_free(processor_t *p) {
     if (p->cache) cache_free(p->cache);
     if (p->wb) store_batch_free(p->wb);
     buf_free(&p->enc);
+    buf_free(&p->tag);
     free(p);
 }
 
@@ -107,6 +110,150 @@ int processor_event(processor_t *p, uint32_t part, const event_t *ev,
     }
     return rc;
 }
+
+/* ---- the reorder buffer ---- */
+
+#define HELD_FORMAT 1
+
+/* Value: u8 format | bytes topic | svarint partition | svarint offset |
+ * bytes key | svarint ts | payload (the rest). */
+static int held_encode(buf_t *b, const held_event_t *h) {
+    buf_reset(b);
+    int rc = buf_putc(b, HELD_FORMAT);
+    if (!rc) rc = buf_put_bytes(b, h->topic, strlen(h->topic));
+    if (!rc) rc = buf_put_svarint(b, h->partition);
+    if (!rc) rc = buf_put_svarint(b, h->offset);
+    if (!rc) rc = buf_put_bytes(b, h->key, h->key ? h->key_len : 0);
+    if (!rc) rc = buf_put_svarint(b, h->ts_ms);
+    if (!rc) rc = buf_append(b, h->payload, h->len);
+    return rc;
+}
+
+/* Tag: the order of events of equal time, then uniqueness. Order by a
+ * hash of client and event id (of the payload when there is no id), not by
+ * arrival, so that two arrival orders of the same events give one
+ * processing order; the origin after it keeps redeliveries apart (the
+ * engine's deduplication drops them on release). */
+static int held_tag(buf_t *b, const held_event_t *h, const event_t *ev) {
+    uint64_t k = churn_hash64(ev->client_id, ev->client_len, 0);
+    k = ev->id ? churn_hash64(ev->id, ev->id_len, k)
+               : churn_hash64(h->payload, h->len, k ^ 1);
+    buf_reset(b);
+    int rc = buf_put_u64be(b, k);
+    if (!rc) rc = buf_put_u64be(b, (uint64_t)h->offset);
+    if (!rc) rc = buf_put_u32be(b, (uint32_t)h->partition);
+    if (!rc) rc = buf_append(b, h->topic, strlen(h->topic));
+    return rc;
+}
+
+int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
+                   const event_t *ev, churn_err_t *err) {
+    if (!ruleset_uses_type(p->rules, ev->type)) return ENGINE_IGNORED;
+    if (held_tag(&p->tag, h, ev) || held_encode(&p->enc, h))
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    store_batch_put_held(p->wb, part, ev->ts_ms, p->tag.data, p->tag.len,
+                         p->enc.data, p->enc.len);
+    return 0;
+}
+
+/* A held event read back: the key and the copied value it decodes from. */
+typedef struct held_copy {
+    int64_t ts_ms;
+    uint8_t *tag;
+    size_t tag_len;
+    uint8_t *val;
+    size_t val_len;
+} held_copy_t;
+
+typedef struct held_list {
+    held_copy_t *v;
+    size_t n, cap;
+} held_list_t;
+
+static int collect_held(void *arg, uint32_t part, int64_t ts_ms,
+                        const void *tag, size_t tag_len, const void *val,
+                        size_t val_len) {
+    (void)part;
+    held_list_t *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        held_copy_t *v = realloc(l->v, cap * sizeof(*v));
+        if (!v) return CHURN_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    uint8_t *mem = malloc(tag_len + val_len + 1);
+    if (!mem) return CHURN_ENOMEM;
+    memcpy(mem, tag, tag_len);
+    memcpy(mem + tag_len, val, val_len);
+    l->v[l->n++] = (held_copy_t){ts_ms, mem, tag_len, mem + tag_len, val_len};
+    return 0;
+}
+
+/* Decode a held value; the topic is copied to topic (NUL-terminated). */
+static int held_decode(const held_copy_t *c, held_event_t *h, buf_t *topic) {
+    reader_t r;
+    reader_init(&r, c->val, c->val_len);
+    uint8_t fmt = 0;
+    const uint8_t *t = NULL, *k = NULL;
+    size_t tn = 0, kn = 0;
+    int64_t part = 0, off = 0, ts = 0;
+    int rc = reader_u8(&r, &fmt);
+    if (!rc && fmt != HELD_FORMAT) rc = CHURN_ECORRUPT;
+    if (!rc) rc = reader_bytes(&r, &t, &tn);
+    if (!rc) rc = reader_svarint(&r, &part);
+    if (!rc) rc = reader_svarint(&r, &off);
+    if (!rc) rc = reader_bytes(&r, &k, &kn);
+    if (!rc) rc = reader_svarint(&r, &ts);
+    if (rc) return CHURN_ECORRUPT;
+    buf_reset(topic);
+    if (buf_append(topic, t, tn) || buf_putc(topic, '\0')) return CHURN_ENOMEM;
+    const uint8_t *rest = NULL;
+    size_t rest_n = reader_left(&r);
+    if (reader_raw(&r, rest_n, &rest)) return CHURN_ECORRUPT;
+    *h = (held_event_t){(const char *)topic->data, (int32_t)part, off,
+                        kn ? k : NULL, kn, rest, rest_n, ts};
+    return 0;
+}
+
+int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
+                      size_t limit, processor_held_fn fn, void *arg,
+                      size_t *n_released, churn_err_t *err) {
+    held_list_t l = {0};
+    *n_released = 0;
+    int rc = store_scan_held(p->store, part, upto_ms, limit, collect_held, &l,
+                             err);
+    if (rc == CHURN_ENOMEM) churn_err_set(err, rc, "out of memory");
+    int more = limit && l.n >= limit;
+    buf_t topic;
+    buf_init(&topic);
+    for (size_t i = 0; rc >= 0 && i < l.n; i++) {
+        held_event_t h;
+        rc = held_decode(&l.v[i], &h, &topic);
+        if (rc == CHURN_ENOMEM) {
+            churn_err_set(err, rc, "out of memory");
+            break;
+        }
+        if (rc) {
+            churn_err_set(err, rc, "a held event of partition %u cannot be "
+                          "decoded", part);
+            break;
+        }
+        store_batch_del_held(p->wb, part, l.v[i].ts_ms, l.v[i].tag,
+                             l.v[i].tag_len);
+        rc = fn(arg, part, &h);
+        if (rc < 0) break;
+        rc = 0;
+        (*n_released)++;
+    }
+    buf_free(&topic);
+    for (size_t i = 0; i < l.n; i++) free(l.v[i].tag);
+    free(l.v);
+    if (rc < 0) return rc;
+    return more;
+}
+
+/* ---- timers ---- */
 
 typedef struct due {
     int64_t due_ms;

@@ -39,11 +39,17 @@ int replay_init(replay_t *r, store_t *store, const ruleset_t *rs,
                 int64_t lateness_ms) {
     memset(r, 0, sizeof(*r));
     engine_out_init(&r->out);
+    buf_init(&r->raw);
     r->lateness_ms = lateness_ms < 0 ? 0 : lateness_ms;
     r->max_ts_ms = REPLAY_NONE;
     r->watermark_ms = REPLAY_NONE;
+    r->released_ms = REPLAY_NONE;
+    if (event_config_init(&r->default_ecfg) != 0) return CHURN_ENOMEM;
     r->proc = processor_new(store, cache_clients ? cache_clients : 1, opts);
-    if (!r->proc) return CHURN_ENOMEM;
+    if (!r->proc) {
+        event_config_free(&r->default_ecfg);
+        return CHURN_ENOMEM;
+    }
     processor_set_rules(r->proc, rs);
     return 0;
 }
@@ -52,11 +58,86 @@ void replay_close(replay_t *r) {
     processor_free(r->proc);
     r->proc = NULL;
     engine_out_free(&r->out);
+    buf_free(&r->raw);
+    event_config_free(&r->default_ecfg);
+}
+
+static int apply(replay_t *r, const event_t *ev, churn_err_t *err) {
+    int rc = processor_event(r->proc, 0, ev, &r->out, err);
+    if (rc == ENGINE_DUPLICATE) r->counts.duplicate++;
+    else if (rc == ENGINE_IGNORED) r->counts.ignored++;
+    else if (rc == ENGINE_APPLIED) r->counts.applied++;
+    return rc;
+}
+
+int replay_event_raw(replay_t *r, const event_t *ev, const char *raw,
+                     size_t len, churn_err_t *err) {
+    if (ev->ts_ms > r->max_ts_ms) r->max_ts_ms = ev->ts_ms;
+    if (r->lateness_ms > 0 && ev->ts_ms > r->released_ms) {
+        if (!raw) {
+            char *text = cJSON_PrintUnformatted(ev->root);
+            if (!text) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+            buf_reset(&r->raw);
+            int rc = buf_append(&r->raw, text, strlen(text));
+            cJSON_free(text);
+            if (rc) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+            raw = (const char *)r->raw.data;
+            len = r->raw.len;
+        }
+        held_event_t h = {ev->topic ? ev->topic : "-", 0, ev->offset, NULL, 0,
+                          raw, len, ev->ts_ms};
+        int rc = processor_hold(r->proc, 0, &h, ev, err);
+        if (rc < 0) return rc;
+        if (rc == ENGINE_IGNORED) {
+            r->counts.ignored++;
+            return rc;
+        }
+        r->counts.held++;
+        return REPLAY_HELD;
+    }
+    if (r->lateness_ms > 0) r->counts.late++;
+    return apply(r, ev, err);
 }
 
 int replay_event(replay_t *r, const event_t *ev, churn_err_t *err) {
-    if (ev->ts_ms > r->max_ts_ms) r->max_ts_ms = ev->ts_ms;
-    return processor_event(r->proc, 0, ev, &r->out, err);
+    return replay_event_raw(r, ev, NULL, 0, err);
+}
+
+/* processor_release's callback: parse a held event again and apply it. */
+static int release_one(void *arg, uint32_t part, const held_event_t *h) {
+    (void)part;
+    replay_t *r = arg;
+    event_t ev;
+    char detail[160];
+    const event_config_t *cfg = r->ecfg ? r->ecfg : &r->default_ecfg;
+    if (event_parse(cfg, h->payload, h->len, &ev, detail, sizeof(detail)) !=
+        EVENT_OK) {
+        r->counts.invalid++; /* only a different envelope config can */
+        return 0;
+    }
+    ev.topic = h->topic;
+    ev.partition = 0;
+    ev.offset = h->offset;
+    int rc = apply(r, &ev, r->err);
+    event_clear(&ev);
+    return rc < 0 ? rc : 0;
+}
+
+/* Apply the held events up to upto_ms, committing between rounds. */
+static int release_upto(replay_t *r, int64_t upto_ms, churn_err_t *err) {
+    if (r->lateness_ms <= 0 || upto_ms <= r->released_ms) return 0;
+    r->err = err;
+    for (;;) {
+        size_t n = 0;
+        int more = processor_release(r->proc, 0, upto_ms, 10000, release_one,
+                                     r, &n, err);
+        if (more < 0) return more;
+        int rc = processor_commit(r->proc, NULL, 0, err);
+        if (rc) return rc;
+        if (more == 0) break;
+    }
+    r->released_ms = upto_ms;
+    return 0;
 }
 
 int replay_settle(replay_t *r, int64_t floor_ms, churn_err_t *err) {
@@ -69,6 +150,10 @@ int replay_settle(replay_t *r, int64_t floor_ms, churn_err_t *err) {
                 ? REPLAY_NONE : r->max_ts_ms - r->lateness_ms;
     if (floor_ms > w) w = floor_ms;
     if (w == REPLAY_NONE || w < r->watermark_ms) return 0; /* never backwards */
+    /* Held events first: every client then meets its events and its
+     * deadlines in time order. */
+    rc = release_upto(r, w, err);
+    if (rc) return rc;
     r->watermark_ms = w;
     /* The timer index is read from committed state, so commit between
      * rounds; a round returns 1 while a woken client has a later deadline
@@ -81,6 +166,17 @@ int replay_settle(replay_t *r, int64_t floor_ms, churn_err_t *err) {
         if (rc) return rc;
         if (more == 0) return 0;
     }
+}
+
+int replay_finish(replay_t *r, int64_t floor_ms, churn_err_t *err) {
+    int rc = replay_settle(r, floor_ms, err);
+    if (rc) return rc;
+    rc = processor_commit(r->proc, NULL, 0, err);
+    if (!rc) rc = release_upto(r, INT64_MAX, err);
+    if (rc) return rc;
+    /* What the released events changed; their own deadlines up to their
+     * times fired as they were applied. */
+    return processor_commit(r->proc, NULL, 0, err);
 }
 
 int replay_mkdtemp(const char *prefix, char *path, size_t n, churn_err_t *err) {
@@ -138,7 +234,7 @@ enum {
 };
 
 typedef struct replay_stats {
-    uint64_t n_read, n_applied, n_duplicate, n_ignored, n_invalid, n_alerts;
+    uint64_t n_read, n_invalid, n_alerts;
 } replay_stats_t;
 
 static void replay_usage(FILE *f) {
@@ -302,16 +398,23 @@ typedef struct bad_line {
     char detail[160];
 } bad_line_t;
 
-static void print_summary(const replay_stats_t *st, const bad_line_t *bad,
-                          size_t n_bad, int64_t watermark_ms) {
+static void print_summary(const replay_stats_t *st, const replay_t *r,
+                          const bad_line_t *bad, size_t n_bad) {
     char wm[TIME_RFC3339_MAX] = "none";
-    if (watermark_ms != REPLAY_NONE) time_format_rfc3339(watermark_ms, wm, sizeof(wm));
+    if (r->watermark_ms != REPLAY_NONE)
+        time_format_rfc3339(r->watermark_ms, wm, sizeof(wm));
+    const replay_counts_t *c = &r->counts;
     fprintf(stderr,
             "churnd replay: %" PRIu64 " events read: %" PRIu64 " applied, %" PRIu64
             " duplicates, %" PRIu64 " ignored, %" PRIu64 " invalid; %" PRIu64
             " alerts; watermark %s\n",
-            st->n_read, st->n_applied, st->n_duplicate, st->n_ignored,
-            st->n_invalid, st->n_alerts, wm);
+            st->n_read, c->applied, c->duplicate, c->ignored,
+            st->n_invalid + c->invalid, st->n_alerts, wm);
+    if (r->lateness_ms > 0)
+        fprintf(stderr,
+                "  reordering within %" PRId64 " ms: %" PRIu64 " held and "
+                "applied in event-time order, %" PRIu64 " late (applied on "
+                "arrival)\n", r->lateness_ms, c->held, c->late);
     for (size_t i = 0; i < n_bad; i++)
         fprintf(stderr, "  line %" PRIu64 ": %s: %s\n", bad[i].line,
                 event_reason_name(bad[i].why), bad[i].detail);
@@ -381,6 +484,7 @@ int cmd_replay(int argc, char **argv) {
         goto state_error;
     }
     have_r = 1;
+    r.ecfg = &cfg.event;
 
     replay_stats_t st = {0};
     bad_line_t bad[REPLAY_LIST_INVALID];
@@ -415,15 +519,12 @@ int cmd_replay(int argc, char **argv) {
         ev.topic = a.input;
         ev.partition = 0;
         ev.offset = (int64_t)lineno;
-        rc = replay_event(&r, &ev, &err);
+        rc = replay_event_raw(&r, &ev, line, n, &err);
         event_clear(&ev);
         if (rc < 0) {
             stop = STOP_STATE;
             break;
         }
-        if (rc == ENGINE_DUPLICATE) st.n_duplicate++;
-        else if (rc == ENGINE_IGNORED) st.n_ignored++;
-        else st.n_applied++;
         if (++in_chunk >= a.chunk) {
             in_chunk = 0;
             if (replay_settle(&r, REPLAY_NONE, &err) < 0) stop = STOP_STATE;
@@ -433,11 +534,11 @@ int cmd_replay(int argc, char **argv) {
     int read_failed = stop == STOP_NONE && !interrupted && ferror(in);
     free(line);
     if (interrupted) stop = STOP_SIGNAL;
-    if (stop == STOP_NONE && replay_settle(&r, a.until_ms, &err) < 0) stop = STOP_STATE;
+    if (stop == STOP_NONE && replay_finish(&r, a.until_ms, &err) < 0) stop = STOP_STATE;
     if (stop == STOP_NONE) stop = print_alerts(&r, &b, &st);
     buf_free(&b);
     if (stop != STOP_WRITE && (fflush(stdout) != 0 || ferror(stdout))) stop = STOP_WRITE;
-    print_summary(&st, bad, n_bad, r.watermark_ms);
+    print_summary(&st, &r, bad, n_bad);
     switch (stop) {
     case STOP_NONE:
         if (read_failed) {

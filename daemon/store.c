@@ -10,7 +10,7 @@
  *  - WAL on, point-in-time recovery: after kill -9 the directory holds
  *    exactly the batches that were committed, a torn last WAL record is
  *    dropped (that batch was never acknowledged as committed).
- *  - A fixed 5-byte prefix extractor ('C'/'T'/'O' + u32 partition) so the
+ *  - A fixed 5-byte prefix extractor ('C'/'T'/'O'/'B' + u32 partition) so the
  *    bloom filters also hold prefixes and a timer scan of a partition with
  *    no timers in an SST file skips it. Scans that stay in one partition set
  *    prefix_same_as_start; the all-partition client scan sets
@@ -131,6 +131,14 @@ static int key_timer(buf_t *k, uint32_t part, int64_t due_ms,
     int rc = key_prefix(k, 'T', part);
     if (!rc) rc = buf_put_u64be(k, (uint64_t)due_ms ^ DUE_FLIP);
     if (!rc) rc = buf_append(k, client, len);
+    return rc;
+}
+
+static int key_held(buf_t *k, uint32_t part, int64_t ts_ms, const void *tag,
+                    size_t tag_len) {
+    int rc = key_prefix(k, 'B', part);
+    if (!rc) rc = buf_put_u64be(k, (uint64_t)ts_ms ^ DUE_FLIP);
+    if (!rc) rc = buf_append(k, tag, tag_len);
     return rc;
 }
 
@@ -563,6 +571,17 @@ void store_batch_del_timer(store_batch_t *b, uint32_t part, int64_t due_ms,
     batch_del(b, key_timer(&b->key, part, due_ms, client, client_len));
 }
 
+void store_batch_put_held(store_batch_t *b, uint32_t part, int64_t ts_ms,
+                          const void *tag, size_t tag_len, const void *val,
+                          size_t val_len) {
+    batch_put(b, key_held(&b->key, part, ts_ms, tag, tag_len), val, val_len);
+}
+
+void store_batch_del_held(store_batch_t *b, uint32_t part, int64_t ts_ms,
+                          const void *tag, size_t tag_len) {
+    batch_del(b, key_held(&b->key, part, ts_ms, tag, tag_len));
+}
+
 void store_batch_put_offset(store_batch_t *b, const char *topic,
                             int32_t partition, int64_t next_offset) {
     uint8_t v[8];
@@ -658,47 +677,64 @@ static int scan_range(store_t *s, const uint8_t *lo, size_t lo_n,
     return rc;
 }
 
-typedef struct timer_scan {
+/* A time-ordered key space of one partition ('T' timers, 'B' held
+ * events): tag | u32 part | u64 time | rest. */
+typedef struct timed_scan {
     store_t *s;
-    store_timer_fn fn;
+    const char *what;
+    store_timer_fn timer_fn;
+    store_held_fn held_fn;
     void *arg;
     size_t limit;
     size_t n;
     churn_err_t *err;
-} timer_scan_t;
+} timed_scan_t;
 
-static int timer_each(void *arg, const uint8_t *k, size_t kn, const char *v,
+static int timed_each(void *arg, const uint8_t *k, size_t kn, const char *v,
                       size_t vn) {
-    (void)v;
-    (void)vn;
-    timer_scan_t *t = arg;
+    timed_scan_t *t = arg;
     if (t->limit && t->n >= t->limit) return 1;
     if (kn < PREFIX_LEN + 8)
         return churn_err_set(t->err, CHURN_ECORRUPT,
-                             "state directory %s: a timer key of %zu bytes "
-                             "is too short", t->s->dir, kn);
-    int64_t due = (int64_t)(get_u64be(k + PREFIX_LEN) ^ DUE_FLIP);
+                             "state directory %s: a %s key of %zu bytes "
+                             "is too short", t->s->dir, t->what, kn);
+    int64_t at = (int64_t)(get_u64be(k + PREFIX_LEN) ^ DUE_FLIP);
+    const uint8_t *rest = k + PREFIX_LEN + 8;
+    size_t rest_n = kn - PREFIX_LEN - 8;
     t->n++;
-    return t->fn(t->arg, get_u32be(k + 1), due,
-                 (const char *)k + PREFIX_LEN + 8, kn - PREFIX_LEN - 8);
+    if (t->timer_fn)
+        return t->timer_fn(t->arg, get_u32be(k + 1), at, (const char *)rest,
+                           rest_n);
+    return t->held_fn(t->arg, get_u32be(k + 1), at, rest, rest_n, v, vn);
+}
+
+static int scan_timed(store_t *s, timed_scan_t *t, char tag, uint32_t part,
+                      int64_t upto_ms) {
+    uint8_t lo[PREFIX_LEN], hi[PREFIX_LEN + 8];
+    lo[0] = hi[0] = (uint8_t)tag;
+    put_u32be(lo + 1, part);
+    put_u32be(hi + 1, part);
+    put_u64be(hi + PREFIX_LEN, (uint64_t)upto_ms ^ DUE_FLIP);
+    /* Every key at upto_ms has hi as a prefix: bound just above them. */
+    size_t hi_n = sizeof(hi);
+    if (prefix_successor(hi, &hi_n)) return 0;
+    /* With upto_ms = INT64_MAX the bound is the next partition's prefix;
+     * prefix_same_as_start keeps the scan inside this one either way. */
+    int rc = scan_range(s, lo, sizeof(lo), hi, hi_n, 1, timed_each, t, t->err);
+    return rc > 0 ? 0 : rc;
 }
 
 int store_scan_timers(store_t *s, uint32_t part, int64_t upto_ms,
                       size_t limit, store_timer_fn fn, void *arg,
                       churn_err_t *err) {
-    uint8_t lo[PREFIX_LEN], hi[PREFIX_LEN + 8];
-    lo[0] = hi[0] = 'T';
-    put_u32be(lo + 1, part);
-    put_u32be(hi + 1, part);
-    put_u64be(hi + PREFIX_LEN, (uint64_t)upto_ms ^ DUE_FLIP);
-    /* Every key due at upto_ms has hi as a prefix: bound just above them. */
-    size_t hi_n = sizeof(hi);
-    if (prefix_successor(hi, &hi_n)) return 0;
-    timer_scan_t t = {s, fn, arg, limit, 0, err};
-    /* With upto_ms = INT64_MAX the bound is the next partition's prefix;
-     * prefix_same_as_start keeps the scan inside this one either way. */
-    int rc = scan_range(s, lo, sizeof(lo), hi, hi_n, 1, timer_each, &t, err);
-    return rc > 0 ? 0 : rc;
+    timed_scan_t t = {s, "timer", fn, NULL, arg, limit, 0, err};
+    return scan_timed(s, &t, 'T', part, upto_ms);
+}
+
+int store_scan_held(store_t *s, uint32_t part, int64_t upto_ms, size_t limit,
+                    store_held_fn fn, void *arg, churn_err_t *err) {
+    timed_scan_t t = {s, "held event", NULL, fn, arg, limit, 0, err};
+    return scan_timed(s, &t, 'B', part, upto_ms);
 }
 
 typedef struct client_scan {
@@ -741,8 +777,8 @@ int store_scan_clients(store_t *s, uint32_t part, store_client_fn fn,
 /* ---- partitions, followers, figures ---- */
 
 int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err) {
-    /* One batch of three range deletions: the partition goes as a unit. */
-    static const char tags[] = {'C', 'T', 'O'};
+    /* One batch of range deletions: the partition goes as a unit. */
+    static const char tags[] = {'C', 'T', 'O', 'B'};
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < sizeof(tags); i++) {
         uint8_t lo[PREFIX_LEN], hi[PREFIX_LEN];

@@ -9,6 +9,12 @@
  * chunk of events the states are committed, then every timer the watermark
  * passed fires, in deadline order. No wall clock is read, so the same input
  * always gives the same alerts, whatever the chunk size.
+ *
+ * With a lateness above zero the driver holds events in the daemon's
+ * reorder buffer and applies them in event-time order as the watermark
+ * passes them, so input shuffled within the lateness gives the alerts of
+ * the sorted input. The end of the input is the end of the stream:
+ * replay_finish applies whatever is still held.
  */
 #ifndef CHURND_CLI_H
 #define CHURND_CLI_H
@@ -31,6 +37,14 @@ int cmd_replay(int argc, char **argv);
 
 #define REPLAY_NONE INT64_MIN /* no event seen / no watermark yet */
 
+/* What happened to the events given to the driver. */
+typedef struct replay_counts {
+    uint64_t applied, duplicate, ignored;
+    uint64_t held;     /* kept in the reorder buffer on arrival */
+    uint64_t late;     /* behind the released watermark: applied at once */
+    uint64_t invalid;  /* held, but no longer parsed on release */
+} replay_counts_t;
+
 typedef struct replay {
     processor_t *proc;
     engine_out_t out;        /* alerts not yet taken by the caller: read
@@ -38,7 +52,16 @@ typedef struct replay {
     int64_t lateness_ms;
     int64_t max_ts_ms;       /* largest event time seen, or REPLAY_NONE */
     int64_t watermark_ms;    /* timers fired up to here, or REPLAY_NONE */
+    int64_t released_ms;     /* held events applied up to here */
+    const event_config_t *ecfg; /* parses held events again on release;
+                                   NULL: the default envelope */
+    event_config_t default_ecfg;
+    replay_counts_t counts;
+    churn_err_t *err;        /* during a release: where errors go */
+    buf_t raw;
 } replay_t;
+
+#define REPLAY_HELD 3 /* replay_event: held for reordering */
 
 /* store and rs are borrowed and must outlive the driver. Returns 0 or
  * CHURN_ENOMEM. */
@@ -47,10 +70,14 @@ int replay_init(replay_t *r, store_t *store, const ruleset_t *rs,
                 int64_t lateness_ms);
 void replay_close(replay_t *r);
 
-/* Apply one parsed event (input partition 0). Returns an engine_result
- * (APPLIED, DUPLICATE, IGNORED) or a negative CHURN_E* with err: a state
- * error, fatal. Alerts are appended to r->out. */
+/* Apply one parsed event (input partition 0), or hold it for reordering.
+ * Returns an engine_result (APPLIED, DUPLICATE, IGNORED), REPLAY_HELD, or
+ * a negative CHURN_E* with err: a state error, fatal. Alerts are appended
+ * to r->out. raw/len are the bytes ev was parsed from (with r->ecfg);
+ * replay_event serialises ev's JSON instead when it must hold it. */
 int replay_event(replay_t *r, const event_t *ev, churn_err_t *err);
+int replay_event_raw(replay_t *r, const event_t *ev, const char *raw,
+                     size_t len, churn_err_t *err);
 
 /* End of a chunk: commit what the events changed, then fire every timer
  * due at or before the watermark, max(largest event time - lateness,
@@ -58,6 +85,10 @@ int replay_event(replay_t *r, const event_t *ev, churn_err_t *err);
  * end), committing between rounds. Alerts are appended to r->out. Returns
  * 0 or a negative CHURN_E* with err (fatal). */
 int replay_settle(replay_t *r, int64_t floor_ms, churn_err_t *err);
+
+/* The end of the input: apply every event still held, then settle with
+ * floor_ms as replay_settle does. */
+int replay_finish(replay_t *r, int64_t floor_ms, churn_err_t *err);
 
 /* A fresh directory under $TMPDIR (else /tmp) named prefix-XXXXXX, into
  * path (size n). 0 or CHURN_EIO with err. */

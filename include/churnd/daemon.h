@@ -59,6 +59,9 @@ typedef struct daemon_stats {
     uint64_t n_reloads_failed;
     uint64_t n_timer_batches;
     uint64_t n_timers_fired;
+    uint64_t n_held;        /* reorder buffer: held back on arrival */
+    uint64_t n_released;    /* ... and applied once the watermark passed */
+    uint64_t n_late;        /* arrived behind the released watermark */
 } daemon_stats_t;
 
 /* One consumed message kept until its batch is evaluated. */
@@ -98,6 +101,8 @@ typedef struct daemon {
     uv_timer_t wm_timer;    /* idle partitions and wall-clock advance */
     int64_t last_fired_wm;  /* timers fired up to here */
     int timers_more;        /* the last timer batch was cut short */
+    int64_t released_wm;    /* held events applied up to here */
+    int release_more;       /* the last release batch was cut short */
 
     /* the batch */
     batch_phase_t phase;

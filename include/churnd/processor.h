@@ -15,6 +15,14 @@
  *   processor_commit(NULL)                (the states the timers changed)
  * Timers are read from the committed index, so fire timers only between
  * commits. Nothing here reads a clock or touches Kafka.
+ *
+ * The reorder buffer (time.allowed_lateness > 0): instead of applying an
+ * event at once, the runtime holds it (processor_hold, persisted with the
+ * batch that consumed it) and releases held events in event-time order
+ * once the watermark passes them (processor_release), before firing the
+ * timers of that watermark. Every client then sees its events and
+ * deadlines in time order whatever order the events arrived in, within
+ * the lateness bound.
  */
 #ifndef CHURND_PROCESSOR_H
 #define CHURND_PROCESSOR_H
@@ -50,6 +58,39 @@ int processor_event(processor_t *p, uint32_t part, const event_t *ev,
 int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
                           size_t limit, engine_out_t *out, size_t *n_fired,
                           churn_err_t *err);
+
+/* An event as it arrived, for the reorder buffer: enough to parse it
+ * again on release and to dead-letter it then if it no longer parses. */
+typedef struct held_event {
+    const char *topic; /* NUL-terminated */
+    int32_t partition;
+    int64_t offset;
+    const void *key;   /* the Kafka message key; may be NULL */
+    size_t key_len;
+    const void *payload;
+    size_t len;
+    int64_t ts_ms;     /* its event time, as parsed on arrival */
+} held_event_t;
+
+/* Hold h (ev is its parse) in state partition part until
+ * processor_release passes ev's time. Returns ENGINE_IGNORED for a type
+ * no rule uses (nothing held), 0 when held, or CHURN_ENOMEM with err.
+ * Written with the next processor_commit. */
+int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
+                   const event_t *ev, churn_err_t *err);
+
+/* Release the held events of partition part with time <= upto_ms, in
+ * (time, content) order, at most limit (0: no limit), calling fn for each
+ * (it parses and applies the event, through processor_event). Each one
+ * leaves the buffer with the next commit. *n_released gets the count.
+ * Returns 0, 1 when more may be due (commit, then call again), fn's
+ * negative code, or a negative CHURN_E* with err. Like timers, held
+ * events are read from committed state: release only between commits. */
+typedef int (*processor_held_fn)(void *arg, uint32_t part,
+                                 const held_event_t *h);
+int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
+                      size_t limit, processor_held_fn fn, void *arg,
+                      size_t *n_released, churn_err_t *err);
 
 /* Next offsets to store with the batch. */
 typedef struct processor_offset {

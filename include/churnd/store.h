@@ -8,6 +8,8 @@
  *   'C' u32 part | client             -> client state record (opaque here)
  *   'T' u32 part | u64 due | client   -> "" (wake this client at due)
  *   'O' u32 part | topic              -> u64 next offset to consume
+ *   'B' u32 part | u64 ts | tag       -> an event held back until the
+ *                                        watermark passes ts (opaque here)
  * Everything of one input partition number shares the u32 prefix, so a
  * partition's state can be dropped or restored as a unit (SPEC section 9).
  * `due` is stored as (uint64)(ts_ms) ^ (1<<63) so negative times sort too.
@@ -72,6 +74,13 @@ void store_batch_del_timer(store_batch_t *b, uint32_t part, int64_t due_ms,
                            const char *client, size_t client_len);
 void store_batch_put_offset(store_batch_t *b, const char *topic,
                             int32_t partition, int64_t next_offset);
+/* Held events (the reorder buffer of time.allowed_lateness): tag orders
+ * events of equal time and makes the key unique; val is opaque. */
+void store_batch_put_held(store_batch_t *b, uint32_t part, int64_t ts_ms,
+                          const void *tag, size_t tag_len, const void *val,
+                          size_t val_len);
+void store_batch_del_held(store_batch_t *b, uint32_t part, int64_t ts_ms,
+                          const void *tag, size_t tag_len);
 /* Atomic: all of the batch or none of it. CHURN_EIO with err on failure
  * (a full or read-only disk, a store opened read-only or secondary);
  * CHURN_ENOMEM when a key of the batch could not be built (nothing is
@@ -89,6 +98,14 @@ int store_scan_timers(store_t *s, uint32_t part, int64_t upto_ms,
                       size_t limit, store_timer_fn fn, void *arg,
                       churn_err_t *err);
 
+/* Call fn for each held event of partition part with ts <= upto_ms, in
+ * (ts, tag) order, at most limit entries (0: no limit); fn as above. */
+typedef int (*store_held_fn)(void *arg, uint32_t part, int64_t ts_ms,
+                             const void *tag, size_t tag_len, const void *val,
+                             size_t val_len);
+int store_scan_held(store_t *s, uint32_t part, int64_t upto_ms, size_t limit,
+                    store_held_fn fn, void *arg, churn_err_t *err);
+
 /* Call fn for each client record of partition part (part == UINT32_MAX:
  * every partition), in key order. fn returns 0/1/negative as above. */
 typedef int (*store_client_fn)(void *arg, uint32_t part, const char *client,
@@ -97,7 +114,8 @@ typedef int (*store_client_fn)(void *arg, uint32_t part, const char *client,
 int store_scan_clients(store_t *s, uint32_t part, store_client_fn fn,
                        void *arg, churn_err_t *err);
 
-/* Delete everything of one partition (clients, timers, offsets). */
+/* Delete everything of one partition (clients, timers, offsets, held
+ * events). */
 int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err);
 
 /* For a secondary instance: catch up with the writer. This reopens the

@@ -89,7 +89,7 @@ static void test_defaults_are_the_documented_ones(void **state) {
     assert_int_equal(c.event.max_depth, 32);
     assert_int_equal(c.dedup_window_ms, 24 * 3600 * 1000);
     assert_int_equal(c.dedup_max_ids, 64);
-    assert_int_equal(c.allowed_lateness_ms, 5 * 60 * 1000);
+    assert_int_equal(c.allowed_lateness_ms, 0);
     assert_int_equal(c.idle_timeout_ms, 30000);
     assert_int_equal(c.shutdown_timeout_ms, 30000);
     assert_string_equal(c.http_listen, "127.0.0.1:9464");

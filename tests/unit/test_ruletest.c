@@ -60,6 +60,7 @@ static int teardown(void **state) {
 
 static void feed(world_t *w, replay_t *r, const char *json) {
     event_t ev;
+    memset(&ev, 0, sizeof(ev)); /* topic, partition, offset: the caller's */
     char detail[128];
     assert_int_equal(event_parse(&w->ecfg, json, strlen(json), &ev, detail, sizeof(detail)),
                      EVENT_OK);
