@@ -376,6 +376,69 @@ static void test_drop_partition(void **state) {
     store_close(s);
 }
 
+/* ---- the reorder buffer ---- */
+
+typedef struct held_seen {
+    char text[512]; /* "ts:tag=val " for each, in scan order */
+    size_t n;
+} held_seen_t;
+
+static int note_held(void *arg, uint32_t part, int64_t ts_ms, const void *tag,
+                     size_t tag_len, const void *val, size_t val_len) {
+    held_seen_t *h = arg;
+    size_t used = strlen(h->text);
+    snprintf(h->text + used, sizeof(h->text) - used, "%u/%lld:%.*s=%.*s ",
+             part, (long long)ts_ms, (int)tag_len, (const char *)tag,
+             (int)val_len, (const char *)val);
+    h->n++;
+    return 0;
+}
+
+static held_seen_t scan_held(store_t *s, uint32_t part, int64_t upto,
+                             size_t limit) {
+    held_seen_t h = {"", 0};
+    churn_err_t err = {0};
+    assert_int_equal(store_scan_held(s, part, upto, limit, note_held, &h, &err), 0);
+    return h;
+}
+
+static void test_held_events_in_time_then_tag_order(void **state) {
+    fixture_t *f = *state;
+    store_t *s = open_rw(f->db);
+    store_batch_t *b = store_batch_new();
+    /* Put out of order, with a negative time, equal times, and a neighbour
+     * partition whose keys must not leak into the scan. */
+    store_batch_put_held(b, 1, 300, "b", 1, "e3", 2);
+    store_batch_put_held(b, 1, 100, "z", 1, "e1", 2);
+    store_batch_put_held(b, 1, 300, "a", 1, "e2", 2);
+    store_batch_put_held(b, 1, -7, "q", 1, "e0", 2);
+    store_batch_put_held(b, 2, 50, "x", 1, "other", 5);
+    store_batch_put_timer(b, 1, 10, K("ACME")); /* another key space */
+    commit(s, b);
+    assert_string_equal(scan_held(s, 1, INT64_MAX, 0).text,
+                        "1/-7:q=e0 1/100:z=e1 1/300:a=e2 1/300:b=e3 ");
+    /* upto is inclusive; limit cuts the scan. */
+    assert_string_equal(scan_held(s, 1, 100, 0).text, "1/-7:q=e0 1/100:z=e1 ");
+    assert_string_equal(scan_held(s, 1, 99, 0).text, "1/-7:q=e0 ");
+    assert_int_equal(scan_held(s, 1, INT64_MAX, 3).n, 3);
+    assert_string_equal(scan_held(s, 2, INT64_MAX, 0).text, "2/50:x=other ");
+    /* Releasing deletes exactly the one key. */
+    store_batch_del_held(b, 1, 300, "a", 1);
+    commit(s, b);
+    assert_string_equal(scan_held(s, 1, INT64_MAX, 0).text,
+                        "1/-7:q=e0 1/100:z=e1 1/300:b=e3 ");
+    /* Held events survive a reopen and go with their partition. */
+    store_close(s);
+    s = open_rw(f->db);
+    assert_int_equal(scan_held(s, 1, INT64_MAX, 0).n, 3);
+    churn_err_t err = {0};
+    assert_int_equal(store_drop_partition(s, 1, &err), 0);
+    assert_int_equal(scan_held(s, 1, INT64_MAX, 0).n, 0);
+    assert_int_equal(scan_held(s, 2, INT64_MAX, 0).n, 1);
+    store_batch_free(b);
+    store_close(s);
+}
+
 /* ---- atomicity and persistence ---- */
 
 static void test_batch_atomic_across_reopen(void **state) {
@@ -910,6 +973,7 @@ int main(int argc, char **argv) {
         T(test_timers_in_due_order),
         T(test_scan_clients),
         T(test_drop_partition),
+        T(test_held_events_in_time_then_tag_order),
         T(test_batch_atomic_across_reopen),
         T(test_many_keys_through_sst_files),
         T(test_format_marker),
