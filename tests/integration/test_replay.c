@@ -193,6 +193,54 @@ static void test_replay_output_does_not_depend_on_chunk_size(void **state) {
     free(first);
 }
 
+/* A stream shuffled within the lateness gives the sorted stream's alerts,
+ * whatever the chunk size; without lateness it does not (so the check
+ * can fail). */
+static void test_replay_shuffled_within_lateness_gives_the_sorted_alerts(void **state) {
+    (void)state;
+    const char *until = "2026-04-01T00:00:00Z";
+    int rc = RUN(NULL, "replay", "-r", "rules", "--until", (char *)until,
+                 "tests/data/replay-lateness/sorted.jsonl");
+    if (rc != 0) dump();
+    assert_int_equal(rc, 0);
+    size_t n_want = 0;
+    char *want = sorted_lines(out_path, &n_want);
+    assert_non_null(want);
+    assert_true(n_want > 50);
+    const char *chunks[] = {"1", "7", "1000"};
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
+        rc = RUN(NULL, "replay", "-r", "rules", "--lateness", "2d", "--chunk",
+                 (char *)chunks[i], "--until", (char *)until,
+                 "tests/data/replay-lateness/shuffled.jsonl");
+        if (rc != 0) dump();
+        assert_int_equal(rc, 0);
+        assert_true(file_has(err_path, "159 held and applied in event-time order, 0 late"));
+        size_t n = 0;
+        char *got = sorted_lines(out_path, &n);
+        assert_non_null(got);
+        if (strcmp(got, want) != 0) dump();
+        assert_string_equal(got, want);
+        free(got);
+    }
+    /* The sorted stream through the buffer: the same again. */
+    rc = RUN(NULL, "replay", "-r", "rules", "--lateness", "2d", "--until", (char *)until,
+             "tests/data/replay-lateness/sorted.jsonl");
+    assert_int_equal(rc, 0);
+    size_t n = 0;
+    char *got = sorted_lines(out_path, &n);
+    assert_string_equal(got, want);
+    free(got);
+    /* Without lateness the shuffle shows. */
+    rc = RUN(NULL, "replay", "-r", "rules", "--until", (char *)until,
+             "tests/data/replay-lateness/shuffled.jsonl");
+    assert_int_equal(rc, 0);
+    got = sorted_lines(out_path, &n);
+    assert_non_null(got);
+    assert_true(strcmp(got, want) != 0);
+    free(got);
+    free(want);
+}
+
 static void test_replay_until_fires_a_for_timer(void **state) {
     (void)state;
     /* Without --until the watermark stops at the last event (10:30): the
@@ -303,6 +351,16 @@ static void test_ruletest_passes(void **state) {
     assert_true(file_has(out_path, "6 passed, 0 failed\n"));
 }
 
+/* A rule test's lateness: reorders what arrives shuffled within it. */
+static void test_ruletest_lateness_reorders(void **state) {
+    (void)state;
+    int rc = RUN(NULL, "test", "tests/data/ruletest-lateness/shuffled.yaml",
+                 "tests/data/ruletest-lateness/arrival.yaml");
+    if (rc != 0) dump();
+    assert_int_equal(rc, 0);
+    assert_true(file_has(out_path, "6 passed, 0 failed\n"));
+}
+
 static void test_ruletest_failure_prints_the_diff(void **state) {
     (void)state;
     assert_int_equal(RUN(NULL, "test", "tests/data/ruletest-basic/fail.yaml"), 1);
@@ -365,11 +423,13 @@ int main(void) {
         cmocka_unit_test(test_replay_reports_invalid_lines_and_goes_on),
         cmocka_unit_test(test_replay_lists_at_most_twenty_invalid_lines),
         cmocka_unit_test(test_replay_output_does_not_depend_on_chunk_size),
+        cmocka_unit_test(test_replay_shuffled_within_lateness_gives_the_sorted_alerts),
         cmocka_unit_test(test_replay_until_fires_a_for_timer),
         cmocka_unit_test(test_replay_state_is_reused),
         cmocka_unit_test(test_replay_exit_codes),
         cmocka_unit_test(test_replay_reads_the_daemon_config),
         cmocka_unit_test(test_ruletest_passes),
+        cmocka_unit_test(test_ruletest_lateness_reorders),
         cmocka_unit_test(test_ruletest_failure_prints_the_diff),
         cmocka_unit_test(test_ruletest_invalid_file),
         cmocka_unit_test(test_ruletest_one_bad_file_fails_the_run),
