@@ -179,6 +179,9 @@ static int emit_keyed(const ruleset_t *rs, cstate_t *st, size_t ri,
     a.rule = r->name;
     a.severity = r->severity;
     a.status = status;
+    /* A late event (behind the watermark that fired the rule) can resolve
+     * it: the resolution is then stamped at the firing, never before. */
+    if (status == ALERT_RESOLVED && at_ms < fired_at_ms) at_ms = fired_at_ms;
     a.at_ms = at_ms;
     a.risk = risk_of(rs, st, at_ms);
     a.repeat = repeat;
