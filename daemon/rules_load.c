@@ -598,13 +598,29 @@ static void load_file(loader_t *L, file_t *f) {
         push_err(L, &e);
         return;
     }
-    f->text = malloc(RULES_MAX_FILE_BYTES + 1);
-    if (!f->text) {
-        fclose(fp);
-        L->oom = 1;
-        return;
+    /* Grow the buffer with what is read rather than taking the limit up
+     * front: a rules file is a few KiB, and every file's text is held
+     * until the load ends. One byte past the limit tells "too large". */
+    size_t cap = 0;
+    f->len = 0;
+    for (;;) {
+        if (f->len == cap) {
+            if (cap > RULES_MAX_FILE_BYTES) break;
+            size_t nc = cap ? cap * 2 : 16384;
+            if (nc > RULES_MAX_FILE_BYTES + 1) nc = RULES_MAX_FILE_BYTES + 1;
+            char *t = realloc(f->text, nc + 1);
+            if (!t) {
+                fclose(fp);
+                L->oom = 1;
+                return;
+            }
+            f->text = t;
+            cap = nc;
+        }
+        size_t got = fread(f->text + f->len, 1, cap - f->len, fp);
+        f->len += got;
+        if (got == 0) break;
     }
-    f->len = fread(f->text, 1, RULES_MAX_FILE_BYTES + 1, fp);
     int rerr = ferror(fp);
     fclose(fp);
     if (rerr || f->len > RULES_MAX_FILE_BYTES) {

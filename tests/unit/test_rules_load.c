@@ -182,6 +182,28 @@ static void test_duplicates_across_files(void **state) {
 
 /* ---- Error messages ----------------------------------------------------- */
 
+/* A file is read into a buffer grown as it is read (not one of the
+ * largest allowed size per file): a file longer than the first chunk is
+ * read whole, and one byte past the limit is refused. */
+static void test_file_size(void **state) {
+    (void)state;
+    size_t pad = 40000;
+    char *text = malloc(RULES_MAX_FILE_BYTES + 2);
+    assert_non_null(text);
+    memset(text, '#', pad);
+    strcpy(text + pad, "\nrules:\n  r:\n    on: x\n");
+    ruleset_t *rs = load_text(text);
+    assert_int_equal(ruleset_n_rules(rs), 1);
+    ruleset_free(rs);
+    memset(text, '#', RULES_MAX_FILE_BYTES);
+    strcpy(text + RULES_MAX_FILE_BYTES, "\n");
+    char want[128];
+    snprintf(want, sizeof(want), "0:0: file larger than %u bytes\n",
+             RULES_MAX_FILE_BYTES);
+    expect_errors(text, want);
+    free(text);
+}
+
 static void test_yaml_syntax(void **state) {
     (void)state;
     expect_errors("rules:\n  bad: [\n",
@@ -580,6 +602,7 @@ int main(void) {
         cmocka_unit_test(test_missing_dir),
         cmocka_unit_test(test_name_order_and_selection),
         cmocka_unit_test(test_duplicates_across_files),
+        cmocka_unit_test(test_file_size),
         cmocka_unit_test(test_yaml_syntax),
         cmocka_unit_test(test_unknown_keys),
         cmocka_unit_test(test_names),
