@@ -254,14 +254,36 @@ static int is_reserved(const char *s) {
 
 /* ---- Expression error positions ----------------------------------------- */
 
+/* The length in bytes of the line break at f->text[i], 0 when none. Lines
+ * must be split as libyaml splits them, or the marks it gives would point
+ * elsewhere: CR LF, CR and LF, and NEL, LS and PS in UTF-8. */
+static size_t break_len(const file_t *f, size_t i) {
+    const unsigned char *t = (const unsigned char *)f->text;
+    size_t n = f->len;
+    if (t[i] == '\n') return 1;
+    if (t[i] == '\r') return i + 1 < n && t[i + 1] == '\n' ? 2 : 1;
+    if (t[i] == 0xc2 && i + 1 < n && t[i + 1] == 0x85) return 2;
+    if (t[i] == 0xe2 && i + 2 < n && t[i + 1] == 0x80 &&
+        (t[i + 2] == 0xa8 || t[i + 2] == 0xa9))
+        return 3;
+    return 0;
+}
+
+/* Where the text starts: libyaml skips a UTF-8 byte order mark without
+ * counting it in columns. */
+static size_t text_start(const file_t *f) {
+    return f->len >= 3 && memcmp(f->text, "\xef\xbb\xbf", 3) == 0 ? 3 : 0;
+}
+
 /* Byte offset in f->text of a libyaml mark (line/column count characters). */
 static size_t mark_offset(const file_t *f, yaml_mark_t m) {
-    size_t i = 0, line = 0;
+    size_t i = text_start(f), line = 0;
     while (i < f->len && line < m.line) {
-        if (f->text[i] == '\n') line++;
-        i++;
+        size_t b = break_len(f, i);
+        if (b) line++;
+        i += b ? b : 1;
     }
-    for (size_t col = 0; i < f->len && col < m.column && f->text[i] != '\n'; col++) {
+    for (size_t col = 0; i < f->len && col < m.column && !break_len(f, i); col++) {
         i++;
         while (i < f->len && ((unsigned char)f->text[i] & 0xc0) == 0x80) i++;
     }
@@ -289,12 +311,15 @@ static void value_pos(const file_t *f, const yaml_node_t *n, size_t off,
         r = j + 1;
     }
     if (off >= vlen && vlen) last = r; /* "end of expression": just after */
-    size_t ln = 0, ls = 0, c = 0;
-    for (size_t i = 0; i < last && i < f->len; i++)
-        if (f->text[i] == '\n') {
+    size_t ln = 0, ls = text_start(f), c = 0;
+    for (size_t i = ls; i < last && i < f->len;) {
+        size_t b = break_len(f, i);
+        i += b ? b : 1;
+        if (b) {
             ln++;
-            ls = i + 1;
+            ls = i;
         }
+    }
     for (size_t i = ls; i < last; i++)
         if (((unsigned char)f->text[i] & 0xc0) != 0x80) c++;
     *line = (int)ln + 1;

@@ -402,6 +402,27 @@ static void test_expression_errors(void **state) {
                   "feature's where: sees only the event)\n");
 }
 
+/* Expression errors are placed by walking the file's text from libyaml's
+ * marks, so both must split lines alike: libyaml breaks lines at CR LF,
+ * a lone CR, LF, NEL, LS and PS, and does not count a byte order mark in
+ * columns. Found by tests/fuzz/fuzz_rules.c (a CR-only file put the error
+ * at 1:37, past the end of line 1). */
+static void test_expression_error_line_breaks(void **state) {
+    (void)state;
+    const char *want = "4:14: rule 'r' when: expected a value, found the end of "
+                       "the expression\n";
+    expect_errors("rules:\r  r:\r    on: x\r    when: 1 +\r", want);
+    expect_errors("rules:\r\n  r:\r\n    on: x\r\n    when: 1 +\r\n", want);
+    expect_errors("rules:\xc2\x85  r:\xe2\x80\xa8    on: x\xe2\x80\xa9"
+                  "    when: 1 +\n",
+                  want);
+    /* After a BOM, the expression error and libyaml's own agree. */
+    expect_errors("\xef\xbb\xbfrules: {r: {on: x, when: \"1 + \", y: 1}}\n",
+                  "1:30: rule 'r' when: expected a value, found the end of "
+                  "the expression\n"
+                  "1:34: unknown key 'y' in rule 'r' (did you mean 'on'?)\n");
+}
+
 static void test_segments_errors(void **state) {
     (void)state;
     expect_errors("vars:\n  ratio: 0.6\n  window: 30d\nsegments:\n"
@@ -609,6 +630,7 @@ int main(void) {
         cmocka_unit_test(test_values),
         cmocka_unit_test(test_new_kinds_errors),
         cmocka_unit_test(test_expression_errors),
+        cmocka_unit_test(test_expression_error_line_breaks),
         cmocka_unit_test(test_segments_errors),
         cmocka_unit_test(test_all_errors_collected),
         cmocka_unit_test(test_alias_bomb),
