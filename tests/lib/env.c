@@ -14,6 +14,13 @@
 
 int th_env_setup(th_env_t *e, int partitions, const char *rules_dir,
                  const char *batch_yaml, const char *extra_yaml) {
+    return th_env_setup_inputs(e, partitions, rules_dir, batch_yaml,
+                               extra_yaml, 2);
+}
+
+int th_env_setup_inputs(th_env_t *e, int partitions, const char *rules_dir,
+                        const char *batch_yaml, const char *extra_yaml,
+                        int n_inputs) {
     memset(e, 0, sizeof(*e));
     if (th_broker_start(&e->broker) != 0) return -1;
     if (th_topic_create(&e->broker, "crm", partitions, e->crm, sizeof(e->crm)) ||
@@ -28,6 +35,11 @@ int th_env_setup(th_env_t *e, int partitions, const char *rules_dir,
     snprintf(e->cfg, sizeof(e->cfg), "%s/churnd.yaml", e->dir);
     snprintf(e->log, sizeof(e->log), "%s/churnd.log", e->dir);
     snprintf(e->state, sizeof(e->state), "%s/state", e->dir);
+    char inputs[300];
+    if (n_inputs == 1)
+        snprintf(inputs, sizeof(inputs), "\"%s\"", e->crm);
+    else
+        snprintf(inputs, sizeof(inputs), "\"%s\", \"%s\"", e->crm, e->helpdesk);
     char text[8192];
     snprintf(text, sizeof(text),
              "# written by the integration test harness\n"
@@ -37,7 +49,7 @@ int th_env_setup(th_env_t *e, int partitions, const char *rules_dir,
              "  heartbeat.interval.ms: \"500\"\n"
              "  topic.metadata.refresh.interval.ms: \"2000\"\n"
              "input:\n"
-             "  topics: [\"%s\", \"%s\"]\n"
+             "  topics: [%s]\n"
              "  group_id: \"%s\"\n"
              "output:\n"
              "  alerts_topic: \"%s\"\n"
@@ -51,7 +63,7 @@ int th_env_setup(th_env_t *e, int partitions, const char *rules_dir,
              "shutdown:\n"
              "  timeout: 20s\n"
              "%s",
-             e->broker.bootstrap, e->crm, e->helpdesk, e->group, e->alerts,
+             e->broker.bootstrap, inputs, e->group, e->alerts,
              e->dlq, rules_dir, e->state,
              batch_yaml ? batch_yaml : "  max_events: 200\n  max_wait: 5ms\n",
              extra_yaml ? extra_yaml : "");

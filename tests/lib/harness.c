@@ -474,15 +474,26 @@ void th_rmtree(const char *path) {
 }
 
 int th_run(char *const argv[], const char *out_path, int timeout_ms) {
+    return th_run_io(argv, NULL, out_path, NULL, timeout_ms);
+}
+
+int th_run_io(char *const argv[], const char *in_path, const char *out_path,
+              const char *err_path, int timeout_ms) {
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) return -1;
     if (pid == 0) {
-        int fd = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-        if (fd < 0) _exit(127);
-        dup2(fd, 1);
-        dup2(fd, 2);
-        close(fd);
+        int in = open(in_path ? in_path : "/dev/null", O_RDONLY);
+        int out = open(out_path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        int err = err_path ? open(err_path, O_WRONLY | O_CREAT | O_TRUNC, 0644)
+                           : dup(out);
+        if (in < 0 || out < 0 || err < 0) _exit(127);
+        dup2(in, 0);
+        dup2(out, 1);
+        dup2(err, 2);
+        if (in > 2) close(in);
+        if (out > 2) close(out);
+        if (err > 2) close(err);
         execv(argv[0], argv);
         _exit(127);
     }

@@ -123,6 +123,13 @@ typedef struct th_env {
  * sections the base config does not have, or NULL). */
 int th_env_setup(th_env_t *e, int partitions, const char *rules_dir,
                  const char *batch_yaml, const char *extra_yaml);
+/* The same, with churnd consuming only the first n_inputs of crm and
+ * helpdesk (1: crm alone; th_env_setup is 2). A topic it is assigned but
+ * never receives an event on holds its watermark back, so a test that
+ * feeds one topic must not subscribe to the other. */
+int th_env_setup_inputs(th_env_t *e, int partitions, const char *rules_dir,
+                        const char *batch_yaml, const char *extra_yaml,
+                        int n_inputs);
 void th_env_teardown(th_env_t *e);
 int th_env_start_daemon(th_env_t *e);
 /* Stop with SIGTERM and return the exit status (-1 on timeout). */
@@ -145,9 +152,14 @@ int th_alert_parse(const th_msg_t *m, th_alert_t *a);
 size_t th_alerts_count(const th_alert_t *v, size_t n, const char *rule,
                        const char *client, const char *status, const char *at);
 
-/* Run argv (argv[0] a path) to completion with stdout+stderr into
- * out_path; returns its exit status, 128+signal, or -1 on timeout. */
+/* Run argv (argv[0] a path) to completion with stdin from /dev/null and
+ * stdout+stderr into out_path; returns its exit status, 128+signal, or -1
+ * on timeout. */
 int th_run(char *const argv[], const char *out_path, int timeout_ms);
+/* The same with stdin from in_path (NULL: /dev/null) and stdout and
+ * stderr into separate files (err_path NULL: with stdout). */
+int th_run_io(char *const argv[], const char *in_path, const char *out_path,
+              const char *err_path, int timeout_ms);
 /* The whole content of a file (malloc'd, NUL-terminated) or NULL. */
 char *th_read_file(const char *path);
 /* Read the env's alerts topic to its end and count the alerts matching
