@@ -383,13 +383,20 @@ static int eval_alert_rules(const ruleset_t *rs, cstate_t *st, size_t from,
  * cost millions of evaluations. */
 #define EVERY_MAX_CATCHUP 10000
 
+/* The largest multiple of step (> 0) at or before t; INT64_MIN when that
+ * multiple is below the range (t near INT64_MIN and step huge). */
 static int64_t floor_to(int64_t t, int64_t step) {
     int64_t q = t / step;
-    if (t % step != 0 && t < 0) q--;
+    if (t % step != 0 && t < 0) {
+        if (q - 1 < INT64_MIN / step) return INT64_MIN;
+        q--;
+    }
     return q * step;
 }
 
-/* Schedule `every` rules the state has no tick for yet, from now_ms. */
+/* Schedule `every` rules the state has no tick for yet, from now_ms.
+ * every: accepts any duration up to INT64_MAX ms, so the catch-up span
+ * saturates and the distance to the last tick is taken unsigned. */
 static void schedule_ticks(const ruleset_t *rs, cstate_t *st, int64_t now_ms) {
     for (size_t i = 0; i < rs->n_rules; i++) {
         const rule_def_t *r = &rs->rules[i];
@@ -397,10 +404,15 @@ static void schedule_ticks(const ruleset_t *rs, cstate_t *st, int64_t now_ms) {
         if (!r->every_ms) continue;
         if (s->tick_ms == INT64_MIN) {
             s->tick_ms = floor_to(now_ms, r->every_ms);
-        } else if (now_ms - s->tick_ms > EVERY_MAX_CATCHUP * r->every_ms &&
-                   s->tick_ms < now_ms) {
-            s->tick_ms = floor_to(now_ms - EVERY_MAX_CATCHUP * r->every_ms, r->every_ms);
+            continue;
         }
+        int64_t span = r->every_ms > INT64_MAX / EVERY_MAX_CATCHUP
+                           ? INT64_MAX
+                           : EVERY_MAX_CATCHUP * r->every_ms;
+        /* now_ms - span > tick_ms >= INT64_MIN: no overflow below. */
+        if (s->tick_ms < now_ms &&
+            (uint64_t)now_ms - (uint64_t)s->tick_ms > (uint64_t)span)
+            s->tick_ms = floor_to(now_ms - span, r->every_ms);
     }
 }
 

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
@@ -141,6 +142,29 @@ static size_t encoded(const cstate_t *st, uint8_t *out, size_t cap) {
 }
 
 #define C "ACME-001"
+
+/* A rule set from one file's text (written to a temporary directory). */
+static ruleset_t *load_text(const char *yaml) {
+    char dir[] = "/tmp/churnd-engine-XXXXXX", path[64];
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/rules.yaml", dir);
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(yaml, f);
+    assert_int_equal(fclose(f), 0);
+    churn_errs_t errs;
+    churn_errs_init(&errs);
+    ruleset_t *rs = NULL;
+    int rc = ruleset_load_dir(dir, &rs, &errs);
+    char line[1024];
+    for (size_t i = 0; i < errs.n; i++)
+        print_error("%s\n", churn_err_str(&errs.v[i], line, sizeof(line)));
+    churn_errs_free(&errs);
+    unlink(path);
+    rmdir(dir);
+    assert_int_equal(rc, 0);
+    return rs;
+}
 
 /* ---- The default pack ---------------------------------------------------- */
 
@@ -767,6 +791,49 @@ static void test_engine_out_reuse(void **state) {
     ruleset_free(rs);
 }
 
+/* every: takes any duration up to INT64_MAX ms. With such a period the
+ * catch-up bound (10000 ticks) and the distance from a tick before 1970 to
+ * now overflowed int64 (UBSan in tests/fuzz/fuzz_rules.c); the ticks are
+ * the multiples of the period since the epoch, so between an event in the
+ * year 1000 and one in 2026 exactly one tick is due: 1970-01-01 (s missed
+ * it when the arithmetic wrapped). */
+static void test_every_huge_period(void **state) {
+    (void)state;
+    ruleset_t *rs = load_text("rules:\n"
+                              "  r:\n    on: [every 15250284452w]\n"
+                              "  s:\n    on: [every 1000000000w, order.placed]\n"
+                              "    when: not (event.type == \"order.placed\")\n");
+    cstate_t *st = cstate_new(C, strlen(C));
+    assert_int_equal(step(rs, st, C, "e1", "order.placed", "1000-01-01T00:00:00Z",
+                          NULL),
+                     ENGINE_APPLIED);
+    assert_string_equal(got, "");
+    assert_int_equal(step(rs, st, C, "e2", "order.placed", "2026-03-01T00:00:00Z",
+                          NULL),
+                     ENGINE_APPLIED);
+    assert_string_equal(
+        got,
+        "{\"alert_id\": \"r/ACME-001/1970-01-01T00:00:00Z\", \"rule\": \"r\", "
+        "\"status\": \"firing\", \"severity\": \"warning\", \"client_id\": "
+        "\"ACME-001\", \"at\": \"1970-01-01T00:00:00Z\", \"summary\": \"r\", "
+        "\"labels\": {}, \"values\": {}, \"risk\": 0, \"trigger\": {\"timer\": true}}\n"
+        "{\"alert_id\": \"s/ACME-001/1970-01-01T00:00:00Z\", \"rule\": \"s\", "
+        "\"status\": \"firing\", \"severity\": \"warning\", \"client_id\": "
+        "\"ACME-001\", \"at\": \"1970-01-01T00:00:00Z\", \"summary\": \"s\", "
+        "\"labels\": {}, \"values\": {}, \"risk\": 0, \"trigger\": {\"timer\": true}}\n"
+        "{\"alert_id\": \"s/ACME-001/1970-01-01T00:00:00Z\", \"rule\": \"s\", "
+        "\"status\": \"resolved\", \"severity\": \"warning\", \"client_id\": "
+        "\"ACME-001\", \"at\": \"2026-03-01T00:00:00Z\", \"summary\": \"s\", "
+        "\"labels\": {}, \"values\": {}, \"risk\": 0, \"trigger\": {\"event_id\": "
+        "\"e2\"}}\n");
+    /* Nothing further is due for a very long time. */
+    assert_true(cstate_next_wake(st, rs) > ts("9999-12-31T23:59:59Z"));
+    tick(rs, st, "9999-12-31T23:59:59Z");
+    assert_string_equal(got, "");
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
 /* ---- The shipped pack (rules/): every rule fires, near misses do not ---- */
 
 /* Alerts of one rule in got. */
@@ -1158,6 +1225,7 @@ int main(void) {
         cmocka_unit_test(test_pack_churn_risk_decay),
         cmocka_unit_test(test_pack_meetings_and_detractor),
         cmocka_unit_test(test_pack_state_all_kinds),
+        cmocka_unit_test(test_every_huge_period),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
