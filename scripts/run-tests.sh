@@ -1,6 +1,6 @@
 #!/bin/sh
 # Run churnd's test binaries and print one closing line "N passed, N failed".
-# usage: run-tests.sh BUILD_DIR [unit|integration|all]
+# usage: run-tests.sh BUILD_DIR [unit|integration|fuzz|all]
 # Each cmocka binary runs in its own process with a time bound; a binary that
 # crashes or times out counts as one failure even if it printed nothing.
 set -u
@@ -60,6 +60,23 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
             not_run="$(ls rules/tests/*.yaml | wc -l) rule test files (churnd test is not built yet)"
         fi
     fi
+fi
+# A short libFuzzer run per target of tests/fuzz/ (scripts/fuzz.sh builds
+# them with clang into build-fuzz/; `make fuzz` runs longer). Each target is
+# one test. Not repeated for a sanitizer build (make check-asan): the
+# targets carry ASan and UBSan themselves and do not use BUILD_DIR.
+if [ "$what" = all ] || [ "$what" = fuzz ]; then
+    case $build in
+        *asan*) ;;
+        *)
+            for f in tests/fuzz/fuzz_*.c; do
+                [ -f "$f" ] || continue
+                t=${f#tests/fuzz/fuzz_}
+                t=${t%.c}
+                run_script "fuzz $t" 300 scripts/fuzz.sh "${FUZZ_CHECK_SECONDS:-10}" "$t"
+            done
+            ;;
+    esac
 fi
 if [ "$what" = all ] || [ "$what" = integration ]; then
     for t in "$build"/tests/integration/test_*; do

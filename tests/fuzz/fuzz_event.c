@@ -6,11 +6,8 @@
  * a known reason, a NUL-terminated detail, and on success a client, type
  * and id that are as long as they say and within their limits.
  *
- * Build and run (not wired into the Makefile yet):
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -std=c11 -D_GNU_SOURCE
- *     -Iinclude tests/fuzz/fuzz_event.c daemon/event.c daemon/timeutil.c
- *     daemon/common.c $(pkg-config --cflags --libs libcjson) -o fuzz_event
- *   ./fuzz_event tests/fuzz/corpus/event
+ * Built and run by scripts/fuzz.sh (`make fuzz`, and briefly in `make
+ * check`): scripts/fuzz.sh SECONDS event. Seeds: tests/fuzz/corpus/event.
  */
 #include <stddef.h>
 #include <stdint.h>
