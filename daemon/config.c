@@ -157,8 +157,8 @@ static const opt_t opts[] = {
 
     O_NUM("time.allowed_lateness", OPT_DURATION, int64_t, allowed_lateness_ms,
           "0s", 0, INT64_MAX,
-          "How far the watermark trails the slowest partition's stream time; "
-          "above 0s, events are held and applied in event-time order"),
+          "How far the watermark trails the slowest partition's stream time: "
+          "how late an event may arrive and still be applied in time order"),
     O_NUM("time.idle_timeout", OPT_DURATION, int64_t, idle_timeout_ms, "30s",
           0, INT64_MAX,
           "A caught-up partition silent this long stops holding the watermark"),

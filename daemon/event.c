@@ -617,3 +617,11 @@ void event_clear(event_t *ev) {
     cJSON_Delete(ev->root);
     reset_parsed(ev);
 }
+
+void event_move(event_t *dst, event_t *src) {
+    *dst = *src;
+    if (src->client_id == src->client_buf) dst->client_id = dst->client_buf;
+    if (src->id == src->id_buf) dst->id = dst->id_buf;
+    src->root = NULL;
+    reset_parsed(src);
+}

@@ -134,12 +134,16 @@ static int held_encode(buf_t *b, const held_event_t *h) {
  * arrival, so that two arrival orders of the same events give one
  * processing order; the origin after it keeps redeliveries apart (the
  * engine's deduplication drops them on release). */
-static int held_tag(buf_t *b, const held_event_t *h, const event_t *ev) {
+uint64_t processor_event_order(const event_t *ev, const void *payload,
+                               size_t len) {
     uint64_t k = churn_hash64(ev->client_id, ev->client_len, 0);
-    k = ev->id ? churn_hash64(ev->id, ev->id_len, k)
-               : churn_hash64(h->payload, h->len, k ^ 1);
+    return ev->id ? churn_hash64(ev->id, ev->id_len, k)
+                  : churn_hash64(payload, len, k ^ 1);
+}
+
+static int held_tag(buf_t *b, const held_event_t *h, const event_t *ev) {
     buf_reset(b);
-    int rc = buf_put_u64be(b, k);
+    int rc = buf_put_u64be(b, processor_event_order(ev, h->payload, h->len));
     if (!rc) rc = buf_put_u64be(b, (uint64_t)h->offset);
     if (!rc) rc = buf_put_u32be(b, (uint32_t)h->partition);
     if (!rc) rc = buf_append(b, h->topic, strlen(h->topic));
@@ -251,6 +255,20 @@ int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
     free(l.v);
     if (rc < 0) return rc;
     return more;
+}
+
+static int note_any(void *arg, uint32_t part, int64_t ts_ms, const void *tag,
+                    size_t tag_len, const void *val, size_t val_len) {
+    (void)part, (void)ts_ms, (void)tag, (void)tag_len, (void)val, (void)val_len;
+    *(int *)arg = 1;
+    return 1;
+}
+
+int processor_has_held(processor_t *p, uint32_t part, int *held,
+                       churn_err_t *err) {
+    *held = 0;
+    int rc = store_scan_held(p->store, part, INT64_MAX, 1, note_any, held, err);
+    return rc < 0 ? rc : 0;
 }
 
 /* ---- timers ---- */

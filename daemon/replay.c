@@ -39,17 +39,12 @@ int replay_init(replay_t *r, store_t *store, const ruleset_t *rs,
                 int64_t lateness_ms) {
     memset(r, 0, sizeof(*r));
     engine_out_init(&r->out);
-    buf_init(&r->raw);
     r->lateness_ms = lateness_ms < 0 ? 0 : lateness_ms;
     r->max_ts_ms = REPLAY_NONE;
     r->watermark_ms = REPLAY_NONE;
     r->released_ms = REPLAY_NONE;
-    if (event_config_init(&r->default_ecfg) != 0) return CHURN_ENOMEM;
     r->proc = processor_new(store, cache_clients ? cache_clients : 1, opts);
-    if (!r->proc) {
-        event_config_free(&r->default_ecfg);
-        return CHURN_ENOMEM;
-    }
+    if (!r->proc) return CHURN_ENOMEM;
     processor_set_rules(r->proc, rs);
     return 0;
 }
@@ -58,8 +53,71 @@ void replay_close(replay_t *r) {
     processor_free(r->proc);
     r->proc = NULL;
     engine_out_free(&r->out);
-    buf_free(&r->raw);
-    event_config_free(&r->default_ecfg);
+    for (size_t i = 0; i < r->n_held; i++) event_clear(&r->held[i].ev);
+    free(r->held);
+    r->held = NULL;
+    r->n_held = r->cap_held = 0;
+}
+
+/* ---- the held events: a binary min-heap on (ts, order, seq) ---- */
+
+static int held_less(const replay_held_t *a, const replay_held_t *b) {
+    if (a->ts_ms != b->ts_ms) return a->ts_ms < b->ts_ms;
+    if (a->order != b->order) return a->order < b->order;
+    return a->seq < b->seq;
+}
+
+static void held_swap(replay_held_t *a, replay_held_t *b) {
+    replay_held_t t;
+    event_move(&t.ev, &a->ev);
+    event_move(&a->ev, &b->ev);
+    event_move(&b->ev, &t.ev);
+    int64_t ts = a->ts_ms;
+    uint64_t order = a->order, seq = a->seq;
+    a->ts_ms = b->ts_ms;
+    a->order = b->order;
+    a->seq = b->seq;
+    b->ts_ms = ts;
+    b->order = order;
+    b->seq = seq;
+}
+
+static int held_push(replay_t *r, event_t *ev, uint64_t order) {
+    if (r->n_held == r->cap_held) {
+        size_t cap = r->cap_held ? r->cap_held * 2 : 256;
+        replay_held_t *v = realloc(r->held, cap * sizeof(*v));
+        if (!v) return CHURN_ENOMEM;
+        r->held = v;
+        r->cap_held = cap;
+    }
+    size_t i = r->n_held++;
+    replay_held_t *h = &r->held[i];
+    h->ts_ms = ev->ts_ms;
+    h->order = order;
+    h->seq = r->seq++;
+    event_move(&h->ev, ev);
+    while (i > 0 && held_less(&r->held[i], &r->held[(i - 1) / 2])) {
+        held_swap(&r->held[i], &r->held[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    return 0;
+}
+
+/* Move the earliest held event out to ev. */
+static void held_pop(replay_t *r, event_t *ev) {
+    event_move(ev, &r->held[0].ev);
+    r->n_held--;
+    if (r->n_held == 0) return;
+    held_swap(&r->held[0], &r->held[r->n_held]);
+    size_t i = 0;
+    for (;;) {
+        size_t l = 2 * i + 1, m = i;
+        if (l < r->n_held && held_less(&r->held[l], &r->held[m])) m = l;
+        if (l + 1 < r->n_held && held_less(&r->held[l + 1], &r->held[m])) m = l + 1;
+        if (m == i) break;
+        held_swap(&r->held[i], &r->held[m]);
+        i = m;
+    }
 }
 
 static int apply(replay_t *r, const event_t *ev, churn_err_t *err) {
@@ -70,90 +128,59 @@ static int apply(replay_t *r, const event_t *ev, churn_err_t *err) {
     return rc;
 }
 
-int replay_event_raw(replay_t *r, const event_t *ev, const char *raw,
-                     size_t len, churn_err_t *err) {
+int replay_event_raw(replay_t *r, event_t *ev, const char *raw, size_t len,
+                     churn_err_t *err) {
     if (ev->ts_ms > r->max_ts_ms) r->max_ts_ms = ev->ts_ms;
-    if (r->lateness_ms > 0 && ev->ts_ms > r->released_ms) {
-        if (!raw) {
-            char *text = cJSON_PrintUnformatted(ev->root);
-            if (!text) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
-            buf_reset(&r->raw);
-            int rc = buf_append(&r->raw, text, strlen(text));
-            cJSON_free(text);
-            if (rc) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
-            raw = (const char *)r->raw.data;
-            len = r->raw.len;
-        }
-        held_event_t h = {ev->topic ? ev->topic : "-", 0, ev->offset, NULL, 0,
-                          raw, len, ev->ts_ms};
-        int rc = processor_hold(r->proc, 0, &h, ev, err);
-        if (rc < 0) return rc;
-        if (rc == ENGINE_IGNORED) {
-            r->counts.ignored++;
-            return rc;
-        }
-        r->counts.held++;
-        return REPLAY_HELD;
+    if (ev->ts_ms <= r->released_ms) {
+        r->counts.late++;
+        return apply(r, ev, err);
     }
-    if (r->lateness_ms > 0) r->counts.late++;
-    return apply(r, ev, err);
+    uint64_t order;
+    if (ev->id || raw) {
+        order = processor_event_order(ev, raw, len);
+    } else {
+        char *text = cJSON_PrintUnformatted(ev->root);
+        if (!text) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        order = processor_event_order(ev, text, strlen(text));
+        cJSON_free(text);
+    }
+    if (held_push(r, ev, order) != 0)
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    r->counts.held++;
+    return REPLAY_HELD;
 }
 
-int replay_event(replay_t *r, const event_t *ev, churn_err_t *err) {
+int replay_event(replay_t *r, event_t *ev, churn_err_t *err) {
     return replay_event_raw(r, ev, NULL, 0, err);
 }
 
-/* processor_release's callback: parse a held event again and apply it. */
-static int release_one(void *arg, uint32_t part, const held_event_t *h) {
-    (void)part;
-    replay_t *r = arg;
-    event_t ev;
-    char detail[160];
-    const event_config_t *cfg = r->ecfg ? r->ecfg : &r->default_ecfg;
-    if (event_parse(cfg, h->payload, h->len, &ev, detail, sizeof(detail)) !=
-        EVENT_OK) {
-        r->counts.invalid++; /* only a different envelope config can */
-        return 0;
-    }
-    ev.topic = h->topic;
-    ev.partition = 0;
-    ev.offset = h->offset;
-    int rc = apply(r, &ev, r->err);
-    event_clear(&ev);
-    return rc < 0 ? rc : 0;
-}
-
-/* Apply the held events up to upto_ms, committing between rounds. */
+/* Apply the held events up to upto_ms, in order. */
 static int release_upto(replay_t *r, int64_t upto_ms, churn_err_t *err) {
-    if (r->lateness_ms <= 0 || upto_ms <= r->released_ms) return 0;
-    r->err = err;
-    for (;;) {
-        size_t n = 0;
-        int more = processor_release(r->proc, 0, upto_ms, 10000, release_one,
-                                     r, &n, err);
-        if (more < 0) return more;
-        int rc = processor_commit(r->proc, NULL, 0, err);
-        if (rc) return rc;
-        if (more == 0) break;
+    while (r->n_held > 0 && r->held[0].ts_ms <= upto_ms) {
+        event_t ev;
+        held_pop(r, &ev);
+        int rc = apply(r, &ev, err);
+        event_clear(&ev);
+        if (rc < 0) return rc;
     }
-    r->released_ms = upto_ms;
+    if (upto_ms > r->released_ms) r->released_ms = upto_ms;
     return 0;
 }
 
 int replay_settle(replay_t *r, int64_t floor_ms, churn_err_t *err) {
-    int rc = processor_commit(r->proc, NULL, 0, err);
-    if (rc) return rc;
     int64_t w = REPLAY_NONE;
     if (r->max_ts_ms != REPLAY_NONE)
         /* Saturating: a huge lateness must not wrap around. */
         w = r->max_ts_ms < INT64_MIN + r->lateness_ms
                 ? REPLAY_NONE : r->max_ts_ms - r->lateness_ms;
     if (floor_ms > w) w = floor_ms;
-    if (w == REPLAY_NONE || w < r->watermark_ms) return 0; /* never backwards */
+    int rc = 0;
     /* Held events first: every client then meets its events and its
      * deadlines in time order. */
-    rc = release_upto(r, w, err);
+    if (w != REPLAY_NONE) rc = release_upto(r, w, err);
+    if (!rc) rc = processor_commit(r->proc, NULL, 0, err);
     if (rc) return rc;
+    if (w == REPLAY_NONE || w < r->watermark_ms) return 0; /* never backwards */
     r->watermark_ms = w;
     /* The timer index is read from committed state, so commit between
      * rounds; a round returns 1 while a woken client has a later deadline
@@ -170,13 +197,11 @@ int replay_settle(replay_t *r, int64_t floor_ms, churn_err_t *err) {
 
 int replay_finish(replay_t *r, int64_t floor_ms, churn_err_t *err) {
     int rc = replay_settle(r, floor_ms, err);
-    if (rc) return rc;
-    rc = processor_commit(r->proc, NULL, 0, err);
+    /* What is left is later than the watermark: apply it in order; the
+     * engine brings each client's own deadlines up to its events. */
     if (!rc) rc = release_upto(r, INT64_MAX, err);
-    if (rc) return rc;
-    /* What the released events changed; their own deadlines up to their
-     * times fired as they were applied. */
-    return processor_commit(r->proc, NULL, 0, err);
+    if (!rc) rc = processor_commit(r->proc, NULL, 0, err);
+    return rc;
 }
 
 int replay_mkdtemp(const char *prefix, char *path, size_t n, churn_err_t *err) {
@@ -409,12 +434,12 @@ static void print_summary(const replay_stats_t *st, const replay_t *r,
             " duplicates, %" PRIu64 " ignored, %" PRIu64 " invalid; %" PRIu64
             " alerts; watermark %s\n",
             st->n_read, c->applied, c->duplicate, c->ignored,
-            st->n_invalid + c->invalid, st->n_alerts, wm);
-    if (r->lateness_ms > 0)
+            st->n_invalid, st->n_alerts, wm);
+    if (r->lateness_ms > 0 || c->late > 0)
         fprintf(stderr,
-                "  reordering within %" PRId64 " ms: %" PRIu64 " held and "
-                "applied in event-time order, %" PRIu64 " late (applied on "
-                "arrival)\n", r->lateness_ms, c->held, c->late);
+                "  lateness %" PRId64 " ms: %" PRIu64 " held and applied in "
+                "event-time order, %" PRIu64 " late (behind the watermark, "
+                "applied on arrival)\n", r->lateness_ms, c->held, c->late);
     for (size_t i = 0; i < n_bad; i++)
         fprintf(stderr, "  line %" PRIu64 ": %s: %s\n", bad[i].line,
                 event_reason_name(bad[i].why), bad[i].detail);
@@ -484,7 +509,6 @@ int cmd_replay(int argc, char **argv) {
         goto state_error;
     }
     have_r = 1;
-    r.ecfg = &cfg.event;
 
     replay_stats_t st = {0};
     bad_line_t bad[REPLAY_LIST_INVALID];

@@ -596,7 +596,6 @@ typedef struct run_ctx {
     const engine_opts_t *opts;
     size_t cache_clients;
     int64_t lateness_ms;
-    const event_config_t *ecfg;
     const char *state_base; /* a temporary directory: one subdirectory per case */
     unsigned seq;
 } run_ctx_t;
@@ -612,7 +611,6 @@ static int run_case(run_ctx_t *c, const tcase_t *tc, got_list_t *g, churn_err_t 
     replay_t r;
     rc = replay_init(&r, store, c->rs, c->cache_clients, c->opts, c->lateness_ms);
     if (rc) churn_err_set(err, rc, "out of memory");
-    r.ecfg = c->ecfg;
     /* Tests are small: fire timers after every event, as a daemon whose
      * batches hold one event each would. */
     for (size_t i = 0; !rc && i < tc->n_events; i++) {
@@ -772,7 +770,7 @@ static void test_file(const char *path, const config_t *cfg, const char *state_b
     engine_opts_t eopts = {.dedup_window_ms = cfg->dedup_window_ms,
                            .dedup_max_ids = (unsigned)cfg->dedup_max_ids};
     run_ctx_t rc = {.rs = rs, .opts = &eopts, .cache_clients = (size_t)cfg->cache_clients,
-                    .lateness_ms = f.lateness_ms, .ecfg = f.ecfg, .state_base = state_base, .seq = *seq};
+                    .lateness_ms = f.lateness_ms, .state_base = state_base, .seq = *seq};
     for (size_t i = 0; i < f.n_cases; i++) {
         tcase_t *tc = &f.cases[i];
         got_list_t g = {0};

@@ -21,7 +21,8 @@ echo "== starting churnd on its embedded broker (log: churnd's stderr below is k
 # DEMO_WRAP runs churnd under a tool, e.g. DEMO_WRAP="valgrind
 # --leak-check=full --error-exitcode=9" (the demo then fails on any report).
 ${DEMO_WRAP:-} "$churnd" run --embedded-broker --set "state.dir=$work/state" \
-    --set rules.dir=rules --set batch.max_wait=5ms >"$work/out" 2>"$work/churnd.log" &
+    --set rules.dir=rules --set batch.max_wait=5ms --set time.idle_timeout=1s \
+    >"$work/out" 2>"$work/churnd.log" &
 pid=$!
 bs=""
 i=0
@@ -48,6 +49,22 @@ keyed "$data/helpdesk.jsonl" | kcat -P -b "$bs" -t helpdesk.events -K "$tab"
 
 echo "== waiting until churnd has committed every event"
 "$kt" wait-caught-up -b "$bs" -g churnd -t crm.events,helpdesk.events -T 60
+# Events wait in the reorder buffer until the watermark passes them. The
+# sample stream is from March 2026: once both topics have been quiet for
+# time.idle_timeout (1s here) the watermark follows the wall clock, every
+# held event is applied in time order and the silences since then fire as
+# timers. churnd logs "settled" when nothing is left to do.
+echo "== waiting until churnd has applied every event and fired every due timer"
+i=0
+until grep -q 'msg=settled' "$work/churnd.log"; do
+    i=$((i + 1))
+    if [ $i -gt 600 ] || ! kill -0 "$pid" 2>/dev/null; then
+        echo "churnd did not settle within 60 s:" >&2
+        cat "$work/churnd.log" >&2
+        exit 1
+    fi
+    sleep 0.1
+done
 
 echo "== alerts published on churn.alerts"
 "$kt" alerts -b "$bs" -t churn.alerts -T 30

@@ -10,11 +10,13 @@
  * passed fires, in deadline order. No wall clock is read, so the same input
  * always gives the same alerts, whatever the chunk size.
  *
- * With a lateness above zero the driver holds events in the daemon's
- * reorder buffer and applies them in event-time order as the watermark
- * passes them, so input shuffled within the lateness gives the alerts of
- * the sorted input. The end of the input is the end of the stream:
- * replay_finish applies whatever is still held.
+ * Like the daemon, the driver holds each event until the watermark passes
+ * it and applies held events in event-time order (equal times in
+ * processor_event_order), so input shuffled within the lateness gives the
+ * alerts of the sorted input, in the daemon's order. Replay holds them in
+ * memory (a run never stops between two commits it would have to resume
+ * from). The end of the input is the end of the stream: replay_finish
+ * applies whatever is still held.
  */
 #ifndef CHURND_CLI_H
 #define CHURND_CLI_H
@@ -40,10 +42,17 @@ int cmd_replay(int argc, char **argv);
 /* What happened to the events given to the driver. */
 typedef struct replay_counts {
     uint64_t applied, duplicate, ignored;
-    uint64_t held;     /* kept in the reorder buffer on arrival */
+    uint64_t held;     /* waited for the watermark (every event in time) */
     uint64_t late;     /* behind the released watermark: applied at once */
-    uint64_t invalid;  /* held, but no longer parsed on release */
 } replay_counts_t;
+
+/* An event waiting for the watermark, owned by the driver. */
+typedef struct replay_held {
+    int64_t ts_ms;
+    uint64_t order;    /* processor_event_order */
+    uint64_t seq;      /* arrival, for events equal in both */
+    event_t ev;
+} replay_held_t;
 
 typedef struct replay {
     processor_t *proc;
@@ -53,12 +62,10 @@ typedef struct replay {
     int64_t max_ts_ms;       /* largest event time seen, or REPLAY_NONE */
     int64_t watermark_ms;    /* timers fired up to here, or REPLAY_NONE */
     int64_t released_ms;     /* held events applied up to here */
-    const event_config_t *ecfg; /* parses held events again on release;
-                                   NULL: the default envelope */
-    event_config_t default_ecfg;
+    replay_held_t *held;     /* a min-heap on (ts, order, seq) */
+    size_t n_held, cap_held;
+    uint64_t seq;
     replay_counts_t counts;
-    churn_err_t *err;        /* during a release: where errors go */
-    buf_t raw;
 } replay_t;
 
 #define REPLAY_HELD 3 /* replay_event: held for reordering */
@@ -70,14 +77,16 @@ int replay_init(replay_t *r, store_t *store, const ruleset_t *rs,
                 int64_t lateness_ms);
 void replay_close(replay_t *r);
 
-/* Apply one parsed event (input partition 0), or hold it for reordering.
- * Returns an engine_result (APPLIED, DUPLICATE, IGNORED), REPLAY_HELD, or
- * a negative CHURN_E* with err: a state error, fatal. Alerts are appended
- * to r->out. raw/len are the bytes ev was parsed from (with r->ecfg);
- * replay_event serialises ev's JSON instead when it must hold it. */
-int replay_event(replay_t *r, const event_t *ev, churn_err_t *err);
-int replay_event_raw(replay_t *r, const event_t *ev, const char *raw,
-                     size_t len, churn_err_t *err);
+/* Take one parsed event (input partition 0): hold it (REPLAY_HELD; ev is
+ * moved into the driver and left empty), or apply it at once when it is
+ * behind the released watermark. Returns REPLAY_HELD, an engine_result
+ * (APPLIED, DUPLICATE, IGNORED), or a negative CHURN_E* with err: a state
+ * error, fatal. Alerts are appended to r->out. raw/len are the bytes ev
+ * was parsed from (only read for an event without id); replay_event
+ * serialises ev's JSON instead. The caller still event_clear()s ev. */
+int replay_event(replay_t *r, event_t *ev, churn_err_t *err);
+int replay_event_raw(replay_t *r, event_t *ev, const char *raw, size_t len,
+                     churn_err_t *err);
 
 /* End of a chunk: commit what the events changed, then fire every timer
  * due at or before the watermark, max(largest event time - lateness,

@@ -100,6 +100,9 @@ event_reason_t event_parse(const event_config_t *cfg, const char *buf,
                            size_t len, event_t *ev, char *detail,
                            size_t detail_size);
 void event_clear(event_t *ev);
+/* Move a parsed event to dst (its pointers into its own buffers follow);
+ * src then holds nothing to release. */
+void event_move(event_t *dst, event_t *src);
 
 /* Look up a dotted path from the root ("data.amount"), through objects only
  * and case-sensitively. NULL when missing, when a segment is empty, or when

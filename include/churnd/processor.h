@@ -72,6 +72,12 @@ typedef struct held_event {
     int64_t ts_ms;     /* its event time, as parsed on arrival */
 } held_event_t;
 
+/* Where an event goes among events of the same time: a hash of its
+ * client and id (of payload when it has no id), never its arrival. The
+ * daemon's buffer and replay's order events by (time, this). */
+uint64_t processor_event_order(const event_t *ev, const void *payload,
+                               size_t len);
+
 /* Hold h (ev is its parse) in state partition part until
  * processor_release passes ev's time. Returns ENGINE_IGNORED for a type
  * no rule uses (nothing held), 0 when held, or CHURN_ENOMEM with err.
@@ -91,6 +97,11 @@ typedef int (*processor_held_fn)(void *arg, uint32_t part,
 int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
                       size_t limit, processor_held_fn fn, void *arg,
                       size_t *n_released, churn_err_t *err);
+
+/* Does partition part hold any event (committed)? 0 with *held set, or
+ * a negative CHURN_E* with err. */
+int processor_has_held(processor_t *p, uint32_t part, int *held,
+                       churn_err_t *err);
 
 /* Next offsets to store with the batch. */
 typedef struct processor_offset {

@@ -79,10 +79,22 @@ static void test_demo_stream_alerts_and_dead_letters(void **state) {
 
     th_msgs_t raw = {0};
     th_alert_t *a = NULL;
-    size_t n = read_alerts(&e, &a, &raw);
-    for (size_t i = 0; i < n; i++)
+    size_t n_all = read_alerts(&e, &a, &raw);
+    /* Once every partition is idle the watermark follows the wall clock:
+     * the stories' silences after the stream's last event (2026-03-25)
+     * then fire too (aftercare, decision maker, order decline). Those are
+     * right, but depend on today's date; the stream's own alerts are the
+     * ones up to its end, and nothing after it may be event-triggered. */
+    const char *horizon = "2026-03-25T09:00:00Z";
+    size_t n = 0;
+    for (size_t i = 0; i < n_all; i++) {
         fprintf(stderr, "alert: %s %s %s %s %s\n", a[i].rule, a[i].client,
                 a[i].status, a[i].at, a[i].alert_id);
+        if (strcmp(a[i].at, horizon) <= 0)
+            a[n++] = a[i];
+        else
+            assert_null(strstr(raw.v[i].value, "\"event_id\""));
+    }
     /* GLOBEX-002: postponed, then cancelled (the duplicate delivery of the
      * cancellation counts once), then a held meeting resolves it. */
     assert_int_equal(th_alerts_count(a, n, "meetings_postponed", "GLOBEX-002",

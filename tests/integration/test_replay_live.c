@@ -405,7 +405,9 @@ static void check_case(live_ctx_t *x, const stream_case_t *c) {
     set_from_file(&x->want, replay_out, cut);
     size_t n_rules = rule_histogram(&x->want, c->name);
 
-    if (th_env_wait_caught_up(e, WAIT_MS) != 0) {
+    /* Events past the watermark stay held (idle_timeout is 24h here), so
+     * the daemon never settles: wait for the consumer lag alone. */
+    if (th_env_wait_consumed(e, WAIT_MS) != 0) {
         th_env_dump_log(e);
         fail_msg("%s: churnd did not commit every event within %d ms", c->name, WAIT_MS);
     }

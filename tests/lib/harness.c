@@ -334,6 +334,26 @@ int64_t th_group_lag_with(rd_kafka_t *rk, const char *const *topics,
     return lag;
 }
 
+int64_t th_topics_end(const char *bootstrap, const char *const *topics,
+                      size_t n_topics) {
+    rd_kafka_t *rk = new_client(RD_KAFKA_CONSUMER, bootstrap, NULL);
+    if (!rk) return -1;
+    int64_t sum = 0;
+    for (size_t t = 0; t < n_topics && sum >= 0; t++) {
+        int np = topic_partitions(rk, topics[t], 5000);
+        if (np <= 0) sum = -1;
+        for (int i = 0; sum >= 0 && i < np; i++) {
+            int64_t lo = 0, hi = 0;
+            if (rd_kafka_query_watermark_offsets(rk, topics[t], i, &lo, &hi, 5000))
+                sum = -1;
+            else
+                sum += hi;
+        }
+    }
+    rd_kafka_destroy(rk);
+    return sum;
+}
+
 rd_kafka_t *th_group_client(const char *bootstrap, const char *group) {
     return new_client(RD_KAFKA_CONSUMER, bootstrap, group);
 }
@@ -441,6 +461,25 @@ int th_log_wait(const char *log_path, const char *needle, int timeout_ms) {
     int64_t deadline = th_now_ms() + timeout_ms;
     while (th_now_ms() < deadline) {
         if (th_file_count(log_path, needle) > 0) return 0;
+        th_pause_ms(20);
+    }
+    return -1;
+}
+
+long th_file_size(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 ? (long)st.st_size : 0;
+}
+
+int th_log_wait_from(const char *log_path, long from, const char *needle,
+                     int timeout_ms) {
+    int64_t deadline = th_now_ms() + timeout_ms;
+    while (th_now_ms() < deadline) {
+        char *s = th_read_file(log_path);
+        long n = s ? (long)strlen(s) : 0;
+        int found = s && n >= from && strstr(s + from, needle) != NULL;
+        free(s);
+        if (found) return 0;
         th_pause_ms(20);
     }
     return -1;

@@ -96,6 +96,15 @@ int th_proc_signal(th_proc_t *p, int sig);
 int th_proc_wait(th_proc_t *p, int timeout_ms);
 /* Wait until the process log contains needle; 0 or -1. */
 int th_log_wait(const char *log_path, const char *needle, int timeout_ms);
+/* The same, looking only past the first `from` bytes of the log. */
+int th_log_wait_from(const char *log_path, long from, const char *needle,
+                     int timeout_ms);
+/* Size of a file in bytes (0 when it does not exist). */
+long th_file_size(const char *path);
+/* Sum of the high watermarks of every partition of the topics; -1 on
+ * error. */
+int64_t th_topics_end(const char *bootstrap, const char *const *topics,
+                      size_t n_topics);
 /* Count occurrences of needle in a file. */
 int th_file_count(const char *path, const char *needle);
 
@@ -116,6 +125,8 @@ typedef struct th_env {
     char cfg[512], log[512], state[512];
     rd_kafka_t *producer;
     th_proc_t daemon;
+    long log_from;      /* where the running daemon's own log starts */
+    int n_inputs;       /* input topics the daemon consumes: crm[, helpdesk] */
 } th_env_t;
 
 /* Start a broker, create the four topics (partitions each), write a
@@ -137,7 +148,13 @@ int th_env_stop_daemon(th_env_t *e, int timeout_ms);
 /* Produce one event JSON to the topic, keyed by key. */
 int th_env_send(th_env_t *e, const char *topic, const char *key,
                 const char *json);
+/* Wait until the daemon has consumed everything produced so far AND
+ * settled: every event applied (none left in its reorder buffer) and
+ * every timer the watermark passed fired. It logs "settled" with its
+ * consumer position then; lag alone is 0 while events are still held. */
 int th_env_wait_caught_up(th_env_t *e, int timeout_ms);
+/* Only the consumer lag (events may still be held). */
+int th_env_wait_consumed(th_env_t *e, int timeout_ms);
 /* Dump the daemon log to stderr (on failure). */
 void th_env_dump_log(const th_env_t *e);
 
