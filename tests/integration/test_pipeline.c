@@ -260,6 +260,74 @@ static void test_duplicate_event_ids_count_once(void **state) {
     th_env_teardown(&e);
 }
 
+/* The helpdesk topic runs ahead of the CRM topic: a client's survey of
+ * 03-03 arrives before its postponements of 03-01 and 03-02. Rules must
+ * see them in event time, so the postponement alert (03-02) carries the
+ * risk of the postponements alone, not that of the detractor alert that
+ * only comes a day later. */
+static void send_ord(th_env_t *e, const char *topic, const char *id,
+                     const char *type, const char *ts, const char *data) {
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"id\":\"%s\",\"type\":\"%s\",\"client_id\":\"ORD-1\","
+             "\"ts\":\"%s\",\"data\":%s}", id, type, ts, data);
+    assert_int_equal(th_env_send(e, topic, "ORD-1", json), 0);
+}
+
+static void test_topics_meet_in_event_time_order(void **state) {
+    (void)state;
+    th_env_t e;
+    /* Partitions never go idle here: the quiet CRM topic holds the
+     * watermark, as a slow topic of a live pipeline would. */
+    assert_int_equal(th_env_setup(&e, 1, rules_dir, NULL,
+                                  "time:\n  idle_timeout: 1h\n"), 0);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    send_ord(&e, e.helpdesk, "s1", "survey.nps", "2026-03-03T10:00:00Z", "{\"score\":2}");
+    assert_int_equal(th_env_wait_consumed(&e, WAIT_MS), 0);
+    send_ord(&e, e.crm, "p1", "meeting.postponed", "2026-03-01T10:00:00Z",
+             "{\"meeting_id\":\"M1\"}");
+    send_ord(&e, e.crm, "p2", "meeting.postponed", "2026-03-02T10:00:00Z",
+             "{\"meeting_id\":\"M2\"}");
+    /* CRM reaches 03-04: the watermark passes the survey too. */
+    send_ord(&e, e.crm, "o1", "order.placed", "2026-03-04T10:00:00Z",
+             "{\"order_id\":\"O1\",\"amount\":10}");
+    assert_int_equal(th_env_wait_consumed(&e, WAIT_MS), 0);
+    th_msgs_t raw = {0};
+    th_alert_t *a = NULL;
+    size_t n = 0;
+    int64_t deadline = th_now_ms() + WAIT_MS;
+    for (;;) {
+        n = read_alerts(&e, &a, &raw);
+        if (n >= 2 || th_now_ms() > deadline) break;
+        free(a);
+        th_msgs_free(&raw);
+        th_pause_ms(50);
+    }
+    assert_int_equal(th_alerts_count(a, n, "detractor", "ORD-1", "firing",
+                                     "2026-03-03T10:00:00Z"), 1);
+    double risk = -1;
+    for (size_t i = 0; i < n; i++) {
+        if (strcmp(a[i].rule, "meetings_postponed") || strcmp(a[i].status, "firing"))
+            continue;
+        assert_string_equal(a[i].at, "2026-03-02T10:00:00Z");
+        cJSON *j = cJSON_Parse(raw.v[i].value);
+        assert_non_null(j);
+        const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "risk");
+        assert_true(cJSON_IsNumber(r));
+        risk = r->valuedouble;
+        cJSON_Delete(j);
+    }
+    /* meetings_postponed weighs 20; with the detractor (30) already
+     * counted, as arrival order would have it, it would be 50. */
+    if (risk != 20) th_env_dump_log(&e);
+    assert_true(risk == 20);
+    assert_int_equal(n, 2);
+    free(a);
+    th_msgs_free(&raw);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
 /* A CRM whose events look different is mapped by configuration alone:
  * another client path, another time field holding epoch milliseconds, and
  * a type map onto churnd's catalog. */
@@ -306,6 +374,7 @@ int main(void) {
         cmocka_unit_test(test_demo_stream_alerts_and_dead_letters),
         cmocka_unit_test(test_every_malformed_kind_is_a_dead_letter),
         cmocka_unit_test(test_duplicate_event_ids_count_once),
+        cmocka_unit_test(test_topics_meet_in_event_time_order),
         cmocka_unit_test(test_configured_envelope_paths_and_type_map),
     };
     return cmocka_run_group_tests_name("integration_pipeline", tests, NULL, NULL);
