@@ -519,6 +519,25 @@ static int run_one(const ruleset_t *rs, cstate_t *st, const due_t *d,
     return 0;
 }
 
+/* repeat: after a long silence (an old expectation expiring only now, a
+ * late event, a replay across a gap) every missed period would be an alert
+ * of its own: millions for `repeat: 1d` across centuries, all held in
+ * memory at once. As with every's catch-up, only the last this many
+ * periods up to now are sent; the older ones are skipped. */
+#define REPEAT_MAX_CATCHUP 100
+
+/* The due repeat d (last notified at *last) when more than
+ * REPEAT_MAX_CATCHUP periods are due by now_ms: move *last on by whole
+ * periods so that exactly that many remain, and return 1. */
+static int skip_old_repeats(int64_t *last, int64_t period, int64_t now_ms) {
+    if (*last >= now_ms) return 0;
+    uint64_t n = ((uint64_t)now_ms - (uint64_t)*last) / (uint64_t)period;
+    if (n <= REPEAT_MAX_CATCHUP) return 0;
+    /* At most now_ms - *last: no overflow. */
+    *last += (int64_t)((n - REPEAT_MAX_CATCHUP) * (uint64_t)period);
+    return 1;
+}
+
 /* Fire every deadline <= now_ms, earliest first. Each step consumes a
  * deadline (marks an expectation expired, moves a tick or a repeat on, or
  * leaves the pending state), so the loop ends. */
@@ -528,6 +547,16 @@ static int run_due(const ruleset_t *rs, cstate_t *st, int64_t now_ms,
     for (;;) {
         due_t d = next_due(rs, st);
         if (d.t > now_ms || d.t == INT64_MAX) return 0;
+        /* Checked here rather than up front: an incident or a firing may
+         * start within this very loop, far before now_ms. */
+        if (d.kind == DUE_REPEAT &&
+            skip_old_repeats(&st->rules[d.i].last_notified_ms,
+                             rs->rules[d.i].repeat_ms, now_ms))
+            continue;
+        if (d.kind == DUE_INC_REPEAT &&
+            skip_old_repeats(&st->rules[d.i].inc[d.j].last_notified_ms,
+                             rs->rules[d.i].repeat_ms, now_ms))
+            continue;
         size_t before = out->n_alerts;
         int rc = run_one(rs, st, &d, out);
         if (!rc && out->n_alerts > before) {

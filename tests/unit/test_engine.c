@@ -834,6 +834,56 @@ static void test_every_huge_period(void **state) {
     ruleset_free(rs);
 }
 
+/* repeat: across a long jump of event time sends at most the last 100
+ * missed repeats of a firing and of each incident. Before, every period
+ * was an alert: an expectation opened by an event of 1000-01-01 and
+ * expiring at the next event sent one per day up to then (3 million,
+ * found by tests/fuzz/fuzz_rules.c as a hang). */
+static void test_repeat_catch_up_bounded(void **state) {
+    (void)state;
+    ruleset_t *rs = load_text("features:\n"
+                              "  c:\n    after: ticket.opened\n"
+                              "    expect: ticket.replied\n"
+                              "    match: data.ticket_id\n    within: 1d\n"
+                              "rules:\n"
+                              "  r:\n    on: order.placed\n    repeat: 1d\n"
+                              "  u:\n    on: expired(c)\n    repeat: 1d\n");
+    cstate_t *st = cstate_new(C, strlen(C));
+    assert_int_equal(step(rs, st, C, "e1", "order.placed", "2026-01-01T00:00:00Z",
+                          NULL),
+                     ENGINE_APPLIED);
+    assert_non_null(strstr(got, "\"status\": \"firing\""));
+    /* A year later: 365 periods due, the last 100 sent, numbered 1..100. */
+    engine_out_t out;
+    engine_out_init(&out);
+    assert_int_equal(engine_on_time(rs, &opts, st, ts("2027-01-01T00:00:00Z"), &out), 0);
+    assert_int_equal(out.n_alerts, 100);
+    assert_int_equal(out.alerts[0].repeat, 1);
+    assert_true(out.alerts[0].at_ms == ts("2026-09-24T00:00:00Z"));
+    assert_int_equal(out.alerts[99].repeat, 100);
+    assert_true(out.alerts[99].at_ms == ts("2027-01-01T00:00:00Z"));
+    engine_out_reset(&out);
+    /* A ticket of 1990 arrives late; its incident fires at its deadline and
+     * then repeats only the last 100 days before now. */
+    assert_int_equal(step(rs, st, C, "e2", "ticket.opened", "1990-01-01T00:00:00Z",
+                          "{\"ticket_id\": \"T1\"}"),
+                     ENGINE_APPLIED);
+    assert_int_equal(engine_on_time(rs, &opts, st, ts("2027-01-01T00:00:00Z"), &out), 0);
+    assert_int_equal(out.n_alerts, 101);
+    assert_string_equal(out.alerts[0].alert_id, "u/ACME-001/T1/1990-01-02T00:00:00Z");
+    assert_int_equal(out.alerts[0].repeat, 0);
+    assert_true(out.alerts[0].at_ms == ts("1990-01-02T00:00:00Z"));
+    for (size_t i = 1; i < out.n_alerts; i++) {
+        assert_string_equal(out.alerts[i].rule, "u");
+        assert_int_equal(out.alerts[i].repeat, i);
+    }
+    assert_true(out.alerts[100].at_ms == ts("2027-01-01T00:00:00Z"));
+    engine_out_free(&out);
+    st = reload(st);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
 /* ---- The shipped pack (rules/): every rule fires, near misses do not ---- */
 
 /* Alerts of one rule in got. */
@@ -1226,6 +1276,7 @@ int main(void) {
         cmocka_unit_test(test_pack_meetings_and_detractor),
         cmocka_unit_test(test_pack_state_all_kinds),
         cmocka_unit_test(test_every_huge_period),
+        cmocka_unit_test(test_repeat_catch_up_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
