@@ -31,7 +31,7 @@ CORE_FILES := daemon/common.c daemon/timeutil.c daemon/event.c \
                          daemon/engine.c daemon/cstate.c daemon/alert.c daemon/watermark.c daemon/processor.c)
 
 .PHONY: all deps demo check check-run check-asan unit integration check-core clean tools \
-        fuzz bench
+        fuzz bench check-valgrind
 
 all: $(BUILD)/churnd
 
@@ -55,6 +55,12 @@ SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer
 check-asan: deps
 	@$(MAKE) --no-print-directory BUILD=build-asan OPT=-O1 \
 	    EXTRA_CFLAGS="$(SAN_FLAGS)" EXTRA_LDFLAGS="$(SAN_FLAGS)" check-run
+
+# The integration suite with the daemon under valgrind's memcheck
+# (scripts/valgrind-churnd.sh); slow, so not part of `make check`.
+check-valgrind: deps
+	@$(MAKE) --no-print-directory all tools $(INT_BINS)
+	@CHURND_TEST_VALGRIND=1 scripts/run-tests.sh $(BUILD) integration
 
 unit: $(UNIT_BINS)
 	@scripts/run-tests.sh $(BUILD) unit
