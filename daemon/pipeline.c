@@ -232,7 +232,10 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
     ev.partition = m->partition;
     ev.offset = m->offset;
     wm_observe(&d->wm, ev.topic, m->partition, ev.ts_ms, daemon_wall_ms());
-    if (ev.ts_ms > d->released_wm) {
+    /* Behind what was released is late; at its very edge is not (events
+     * of one second often share a time). */
+    if (ev.ts_ms >= d->released_wm) {
+        if (ev.ts_ms == d->released_wm) d->held_at_edge = 1;
         held_event_t h = {o.topic, m->partition, m->offset, m->key,
                           m->key_len, m->payload, m->len, ev.ts_ms};
         churn_err_t err = {0};
@@ -347,7 +350,8 @@ int pipeline_fire_timers(daemon_t *d) {
         return 0;
     int64_t w = wm_compute(&d->wm, daemon_wall_ms());
     if (w == WM_NONE) return 0;
-    if (w > d->released_wm || d->release_more) {
+    if (w > d->released_wm || d->release_more || d->held_at_edge) {
+        d->held_at_edge = 0;
         /* Release up to where the previous, cut-short round aimed at
          * least; never move released_wm backwards. */
         if (w < d->released_wm) w = d->released_wm;

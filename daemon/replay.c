@@ -131,7 +131,7 @@ static int apply(replay_t *r, const event_t *ev, churn_err_t *err) {
 int replay_event_raw(replay_t *r, event_t *ev, const char *raw, size_t len,
                      churn_err_t *err) {
     if (ev->ts_ms > r->max_ts_ms) r->max_ts_ms = ev->ts_ms;
-    if (ev->ts_ms <= r->released_ms) {
+    if (ev->ts_ms < r->released_ms) { /* at the edge is not late */
         r->counts.late++;
         return apply(r, ev, err);
     }

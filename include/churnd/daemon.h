@@ -103,6 +103,7 @@ typedef struct daemon {
     int timers_more;        /* the last timer batch was cut short */
     int64_t released_wm;    /* held events applied up to here */
     int release_more;       /* the last release batch was cut short */
+    int held_at_edge;       /* an event held at exactly released_wm */
     int64_t settled_position; /* consumer position last logged "settled" */
 
     /* the batch */
