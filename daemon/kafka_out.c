@@ -113,9 +113,12 @@ static void on_retry_timer(uv_timer_t *t) {
         }
     }
     if (failed) {
-        d->retry_backoff_ms = d->retry_backoff_ms * 2 > RETRY_BACKOFF_MAX_MS
-                                  ? RETRY_BACKOFF_MAX_MS
-                                  : d->retry_backoff_ms * 2;
+        /* 0 until a first delivery succeeds: start from the base step, or
+         * the back-off never grows (a missing topic was retried every
+         * 250 ms forever). */
+        uint64_t cur = d->retry_backoff_ms ? d->retry_backoff_ms : RETRY_BACKOFF_MS;
+        d->retry_backoff_ms = cur * 2 > RETRY_BACKOFF_MAX_MS ? RETRY_BACKOFF_MAX_MS
+                                                             : cur * 2;
     }
     if (d->retry_head) arm_retry(d);
 }
