@@ -42,7 +42,11 @@ static void on_assign(daemon_t *d, rd_kafka_topic_partition_list_t *parts) {
             LF_INT("partition", p->partition),
             LF_STR("from", rc == 0 ? "stored offset" : "auto.offset.reset"),
             LF_INT("offset", rc == 0 ? next : p->offset));
-        rd_kafka_topic_partition_list_add(d->assigned, p->topic, p->partition);
+        /* Where consumption starts: until a first message is consumed,
+         * the consumer's position is unknown, and this is what says
+         * whether the partition is caught up (pipeline.c). */
+        rd_kafka_topic_partition_list_add(d->assigned, p->topic, p->partition)
+            ->offset = p->offset;
     }
 }
 

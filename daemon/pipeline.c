@@ -402,6 +402,18 @@ int pipeline_fire_timers(daemon_t *d) {
     return 1;
 }
 
+/* The next offset to read of the i-th assigned partition: the consumer's
+ * position, or, before anything was consumed since the assignment (the
+ * position is unknown then), the offset consumption started from; < 0
+ * when that is a logical one (beginning or end of the log). Without the
+ * fallback, a daemon restarted with nothing new to read never saw its
+ * partitions caught up, so held events and timers waited for new input. */
+static int64_t next_offset(const daemon_t *d,
+                           const rd_kafka_topic_partition_list_t *pos, int i) {
+    if (pos->elems[i].offset >= 0) return pos->elems[i].offset;
+    return d->assigned->elems[i].offset;
+}
+
 /* Which assigned partitions have nothing left to read (for idleness). */
 static void update_caught_up(daemon_t *d) {
     if (!d->assigned || !d->consumer) return;
@@ -414,7 +426,8 @@ static void update_caught_up(daemon_t *d) {
             if (rd_kafka_get_watermark_offsets(d->consumer, p->topic,
                                                p->partition, &lo, &hi))
                 continue;
-            int caught = p->offset >= 0 ? p->offset >= hi : hi <= lo;
+            int64_t next = next_offset(d, pos, i);
+            int caught = next >= 0 ? next >= hi : hi <= lo;
             wm_set_caught_up(&d->wm, p->topic, p->partition, caught);
         }
     }
@@ -432,7 +445,7 @@ static int64_t caught_up_position(daemon_t *d) {
     if (rd_kafka_position(d->consumer, pos) != RD_KAFKA_RESP_ERR_NO_ERROR)
         sum = -1;
     for (int i = 0; sum >= 0 && i < pos->cnt; i++)
-        if (pos->elems[i].offset >= 0) sum += pos->elems[i].offset;
+        if (next_offset(d, pos, i) >= 0) sum += next_offset(d, pos, i);
     rd_kafka_topic_partition_list_destroy(pos);
     return sum;
 }
