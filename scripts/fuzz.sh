@@ -105,8 +105,13 @@ for t in $targets; do
         -artifact_prefix="$arts/" -print_final_stats=1
     [ -f "tests/fuzz/$t.dict" ] && set -- "$@" -dict="tests/fuzz/$t.dict"
     before=$(ls "$corpus" | wc -l)
+    # Scratch files of the target (fuzz_rules writes its input there): a
+    # crash skips the target's own clean-up, so keep them here, not in /tmp.
+    scratch=$out/tmp/$t
+    rm -rf "$scratch"
+    mkdir -p "$scratch"
     start=$(date +%s)
-    UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    TMPDIR=$scratch UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
         "$out/fuzz_$t" "$@" "$corpus" >"$log" 2>&1
     rc=$?
     took=$(($(date +%s) - start))
