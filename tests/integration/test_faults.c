@@ -677,6 +677,24 @@ static void test_malformed_flood_all_dead_lettered(void **state) {
     th_env_teardown(&e);
 }
 
+/* Each test's wall time on stderr: the file must stay well within the
+ * time make check gives it. */
+static int64_t t_start;
+
+static int timer_start(void **state) {
+    (void)state;
+    t_start = th_now_ms();
+    return 0;
+}
+
+static int timer_report(void **state) {
+    (void)state;
+    fprintf(stderr, "took %lld ms\n", (long long)(th_now_ms() - t_start));
+    return 0;
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, timer_start, timer_report)
+
 int main(void) {
     if (!getcwd(repo, sizeof(repo))) return 1;
     snprintf(rules_basic, sizeof(rules_basic), "%s/tests/data/rules-basic", repo);
@@ -685,12 +703,12 @@ int main(void) {
     const char *only = getenv("CHURND_TEST_FILTER"); /* e.g. "*storm*" */
     if (only && *only) cmocka_set_test_filter(only);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_produce_errors_hold_the_commit),
-        cmocka_unit_test(test_missing_alerts_topic_waits_for_it),
-        cmocka_unit_test(test_broker_down_at_start),
-        cmocka_unit_test(test_full_state_disk_stops_with_exit_2),
-        cmocka_unit_test(test_reload_storm_keeps_the_last_good_set),
-        cmocka_unit_test(test_malformed_flood_all_dead_lettered),
+        T(test_produce_errors_hold_the_commit),
+        T(test_missing_alerts_topic_waits_for_it),
+        T(test_broker_down_at_start),
+        T(test_full_state_disk_stops_with_exit_2),
+        T(test_reload_storm_keeps_the_last_good_set),
+        T(test_malformed_flood_all_dead_lettered),
     };
     return cmocka_run_group_tests_name("integration_faults", tests, NULL, NULL);
 }
