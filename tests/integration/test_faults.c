@@ -361,6 +361,36 @@ static void test_missing_alerts_topic_waits_for_it(void **state) {
     th_env_teardown(&e);
 }
 
+/* ---- 2b. restarted at the end of its input ---- */
+
+/* Stopped with events still held (partitions never idle: an hour of
+ * idle_timeout), restarted with nothing new to read: the restarted churnd
+ * must see its partitions caught up from the offsets it resumes at, let
+ * them go idle and release what is held. Before the fix it never did:
+ * the consumer's position is unknown until a message is consumed. */
+static void test_restart_at_end_releases_held_events(void **state) {
+    (void)state;
+    th_env_t e;
+    setup(&e, 2, rules_basic, NO_DEDUP "time:\n  idle_timeout: 1h\n");
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    send_range(&e, 0, n_stream);
+    if (th_env_wait_consumed(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("churnd did not consume the stream");
+    }
+    /* the stream's last event (an incident's start) is beyond the
+     * watermark: held, so at least one incident is not out yet */
+    size_t before = th_env_count_alerts(&e, NULL, NULL, NULL, NULL);
+    assert_true(before < N_STREAK);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    cfg_replace(&e, "idle_timeout: 1h", "idle_timeout: 1s");
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    must_settle(&e, "restarted with nothing new to read");
+    verify_exact(&e, NULL);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
 /* ---- 3. no broker at start ---- */
 
 /* churnd starts while the broker is down: it neither exits nor gives up;
@@ -705,6 +735,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         T(test_produce_errors_hold_the_commit),
         T(test_missing_alerts_topic_waits_for_it),
+        T(test_restart_at_end_releases_held_events),
         T(test_broker_down_at_start),
         T(test_full_state_disk_stops_with_exit_2),
         T(test_reload_storm_keeps_the_last_good_set),
