@@ -10,6 +10,7 @@
  *   churnd version
  */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,11 @@ static int cmd_run(int argc, char **argv) {
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
+    /* A reload request (systemd's ExecReload, an operator) that comes
+     * before the loop has its SIGHUP handler would kill the process: there
+     * are no rules to reload yet, so ignore it until then (uv_signal_start
+     * replaces this disposition). */
+    signal(SIGHUP, SIG_IGN);
     const char *path = NULL;
     int embedded = 0;
     int c;
