@@ -427,7 +427,12 @@ static void update_caught_up(daemon_t *d) {
                                                p->partition, &lo, &hi))
                 continue;
             int64_t next = next_offset(d, pos, i);
-            int caught = next >= 0 ? next >= hi : hi <= lo;
+            /* Before the first fetch response the cached offsets are
+             * RD_KAFKA_OFFSET_INVALID: unknown is not caught up (else a
+             * backlog would count as idle and the watermark would jump to
+             * the wall clock, making the whole backlog late). */
+            int caught = hi < 0 || lo < 0 ? 0
+                         : next >= 0 ? next >= hi : hi <= lo;
             wm_set_caught_up(&d->wm, p->topic, p->partition, caught);
         }
     }
