@@ -461,7 +461,7 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
         int64_t v = cstate_next_tick_after(st, p->rules, pos);
         if (v < l.v[i].v_ms) l.v[i].v_ms = v;
     }
-    if (p->opts.lookahead_ticks && rc >= 0)
+    if (p->opts.lookahead_ticks && rc >= 0 && l.n > 1)
         qsort(l.v, l.n, sizeof(*l.v), due_cmp);
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
         cstate_t *st = NULL;
