@@ -75,6 +75,7 @@ cstate_t *cstate_new(const char *client_id, size_t len) {
     st->indexed_wake = INT64_MAX;
     st->dd_max_ts = INT64_MIN;
     st->dd_min_ts = INT64_MIN;
+    st->quiet_ms = INT64_MIN;
     return st;
 }
 
@@ -196,6 +197,7 @@ int cstate_dedup_add(cstate_t *st, uint64_t id_hash, int64_t ts_ms,
 
 int cstate_bind(cstate_t *st, const ruleset_t *rs) {
     if (st->bound && st->bound_hash == rs->hash) return 0;
+    st->quiet_ms = INT64_MIN; /* known under another rule set */
     feat_slot_t *nf = calloc(rs->n_features ? rs->n_features : 1, sizeof(*nf));
     rule_state_t *nr = calloc(rs->n_rules ? rs->n_rules : 1, sizeof(*nr));
     if (!nf || !nr) {
@@ -280,6 +282,36 @@ int64_t cstate_next_wake(const cstate_t *st, const ruleset_t *rs) {
         if (!s || !ops) continue;
         int64_t due = ops->next_wake(d, s);
         if (due < next) next = due;
+    }
+    /* Ticks before quiet_ms change nothing: no need to wake for them (no
+     * other deadline comes before it, engine.c look_ahead). */
+    if (aligned && st->quiet_ms != INT64_MIN && next < st->quiet_ms)
+        next = st->quiet_ms;
+    return next;
+}
+
+int64_t cstate_next_tick_after(const cstate_t *st, const ruleset_t *rs,
+                               int64_t pos_ms) {
+    if (!rs) return INT64_MAX;
+    int aligned = st->bound && st->bound_hash == rs->hash;
+    int64_t next = INT64_MAX;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const rule_def_t *r = &rs->rules[i];
+        const rule_state_t *s = NULL;
+        if (aligned) {
+            s = &st->rules[i];
+        } else { /* as decoded: by id, as cstate_next_wake */
+            for (size_t j = 0; j < st->n_rules && !s; j++)
+                if (st->rules[j].id == r->id) s = &st->rules[j];
+        }
+        if (!s || !r->every_ms || s->tick_ms == INT64_MIN) continue;
+        int64_t p = pos_ms > s->tick_ms ? pos_ms : s->tick_ms;
+        /* The last multiple of every_ms at or before p, then the next. */
+        int64_t q = p / r->every_ms;
+        if (p % r->every_ms != 0 && p < 0) q--;
+        if (q > INT64_MAX / r->every_ms - 1) continue;
+        int64_t t = (q + 1) * r->every_ms;
+        if (t < next) next = t;
     }
     return next;
 }

@@ -397,13 +397,14 @@ static int64_t floor_to(int64_t t, int64_t step) {
 /* Schedule `every` rules the state has no tick for yet, from now_ms.
  * every: accepts any duration up to INT64_MAX ms, so the catch-up span
  * saturates and the distance to the last tick is taken unsigned. */
-static void schedule_ticks(const ruleset_t *rs, cstate_t *st, int64_t now_ms) {
+static void schedule_ticks(const ruleset_t *rs, cstate_t *st, int64_t now_ms,
+                           int schedule_new) {
     for (size_t i = 0; i < rs->n_rules; i++) {
         const rule_def_t *r = &rs->rules[i];
         rule_state_t *s = &st->rules[i];
         if (!r->every_ms) continue;
         if (s->tick_ms == INT64_MIN) {
-            s->tick_ms = floor_to(now_ms, r->every_ms);
+            if (schedule_new) s->tick_ms = floor_to(now_ms, r->every_ms);
             continue;
         }
         int64_t span = r->every_ms > INT64_MAX / EVERY_MAX_CATCHUP
@@ -438,7 +439,7 @@ static int64_t plus(int64_t a, int64_t b) { return a > INT64_MAX - b ? INT64_MAX
 
 /* The earliest deadline of the state; ties: expectations, then rules in
  * rule-set order, each in the order for, repeat, incident repeats, tick. */
-static due_t next_due(const ruleset_t *rs, const cstate_t *st) {
+static due_t next_due_of(const ruleset_t *rs, const cstate_t *st, int ticks) {
     due_t best = {INT64_MAX, 0, 0, 0};
     for (size_t i = 0; i < rs->n_features; i++) {
         const feat_state_t *s = &st->feats[i].s;
@@ -455,10 +456,14 @@ static due_t next_due(const ruleset_t *rs, const cstate_t *st) {
             consider(&best, plus(s->last_notified_ms, r->repeat_ms), DUE_REPEAT, i, 0);
         for (uint32_t j = 0; r->repeat_ms && j < s->n_inc; j++)
             consider(&best, plus(s->inc[j].last_notified_ms, r->repeat_ms), DUE_INC_REPEAT, i, j);
-        if (r->every_ms && s->tick_ms != INT64_MIN)
+        if (ticks && r->every_ms && s->tick_ms != INT64_MIN)
             consider(&best, plus(s->tick_ms, r->every_ms), DUE_TICK, i, 0);
     }
     return best;
+}
+
+static due_t next_due(const ruleset_t *rs, const cstate_t *st) {
+    return next_due_of(rs, st, 1);
 }
 
 static int run_one(const ruleset_t *rs, cstate_t *st, const due_t *d,
@@ -538,15 +543,79 @@ static int skip_old_repeats(int64_t *last, int64_t period, int64_t now_ms) {
     return 1;
 }
 
+/* Ticks before st->quiet_ms and at or before now_ms are done: they were
+ * shown to change nothing (look_ahead), and nothing changed since. */
+static void skip_quiet_ticks(const ruleset_t *rs, cstate_t *st, int64_t now_ms) {
+    if (st->quiet_ms == INT64_MIN) return;
+    int64_t lim = now_ms < st->quiet_ms ? now_ms : st->quiet_ms - 1;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const rule_def_t *r = &rs->rules[i];
+        rule_state_t *s = &st->rules[i];
+        if (!r->every_ms || s->tick_ms == INT64_MIN) continue;
+        int64_t f = floor_to(lim, r->every_ms);
+        if (f > s->tick_ms) s->tick_ms = f;
+    }
+}
+
+/* Would rule ri's tick at t_ms change anything? Its evaluation there, as
+ * run_one does it, leaves the status as it is exactly when it holds for a
+ * pending or firing rule and does not hold for an inactive one; then no
+ * alert is emitted either. Pure: the state is only read. */
+static int tick_changes(const ruleset_t *rs, cstate_t *st, size_t ri,
+                        int64_t t_ms) {
+    const rule_def_t *r = &rs->rules[ri];
+    eng_t g = {rs, st};
+    expr_ctx_t cx;
+    ctx_init(&cx, &g, NULL, t_ms);
+    int holds = !r->when || expr_eval_bool(r->when, &cx);
+    return st->rules[ri].status == RULE_INACTIVE ? holds : !holds;
+}
+
+/* After a wake-up: find how far, at most n ticks of each `every` rule
+ * ahead, nothing can happen. Up to the earliest deadline that is not a
+ * tick (an expectation, a `for`, a repeat, a feature's own wake), the
+ * state does not change unless a tick changes it, and until then each tick
+ * sees the same state at its own time; so every tick before the first one
+ * that would change something is a no-op, and quiet_ms is that first one
+ * (or the earliest deadline, or the first tick not looked at). The runtime
+ * indexes the client there instead of at the next tick. */
+static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
+    st->quiet_ms = INT64_MIN;
+    int64_t h = next_due_of(rs, st, 0).t;
+    for (size_t i = 0; i < rs->n_features; i++) {
+        const feature_def_t *d = &rs->features[i];
+        const feature_ops_t *ops = feature_ops(d->kind);
+        if (!ops) continue;
+        int64_t w = ops->next_wake(d, &st->feats[i].s);
+        if (w < h) h = w;
+    }
+    int64_t first = INT64_MAX;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const rule_def_t *r = &rs->rules[i];
+        const rule_state_t *s = &st->rules[i];
+        if (!r->every_ms || s->tick_ms == INT64_MIN) continue;
+        int64_t t = plus(s->tick_ms, r->every_ms);
+        if (t < first) first = t;
+        for (unsigned k = 0; k < n && t < h && t != INT64_MAX; k++) {
+            if (tick_changes(rs, st, i, t)) break;
+            t = plus(t, r->every_ms);
+        }
+        if (t < h) h = t;
+    }
+    if (first != INT64_MAX && h > first && h != INT64_MAX) st->quiet_ms = h;
+}
+
 /* Fire every deadline <= now_ms, earliest first. Each step consumes a
  * deadline (marks an expectation expired, moves a tick or a repeat on, or
  * leaves the pending state), so the loop ends. */
 static int run_due(const ruleset_t *rs, cstate_t *st, int64_t now_ms,
-                   engine_out_t *out) {
-    schedule_ticks(rs, st, now_ms);
+                   int schedule_new, engine_out_t *out) {
+    schedule_ticks(rs, st, now_ms, schedule_new);
+    skip_quiet_ticks(rs, st, now_ms);
     for (;;) {
         due_t d = next_due(rs, st);
         if (d.t > now_ms || d.t == INT64_MAX) return 0;
+        st->quiet_ms = INT64_MIN; /* this deadline may change the state */
         /* Checked here rather than up front: an incident or a firing may
          * start within this very loop, far before now_ms. */
         if (d.kind == DUE_REPEAT &&
@@ -571,6 +640,12 @@ static int run_due(const ruleset_t *rs, cstate_t *st, int64_t now_ms,
 
 int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
                     cstate_t *st, const event_t *ev, engine_out_t *out) {
+    return engine_on_event_settled(rs, opts, st, ev, INT64_MIN, out);
+}
+
+int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
+                            cstate_t *st, const event_t *ev,
+                            int64_t settled_ms, engine_out_t *out) {
     if (!ruleset_uses_type(rs, ev->type)) return ENGINE_IGNORED;
     uint64_t idh = 0;
     int dedup = ev->id && opts && opts->dedup_max_ids > 0 && opts->dedup_window_ms > 0;
@@ -579,7 +654,14 @@ int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
         if (cstate_dedup_seen(st, idh)) return ENGINE_DUPLICATE;
     }
     int rc = cstate_bind(st, rs);
-    if (!rc) rc = run_due(rs, st, ev->ts_ms, out);
+    /* A late event: the runtime fired every deadline up to settled_ms
+     * already, except the ticks look_ahead let it skip (no-ops, no
+     * alerts). Mark those done first, as they were for the clients it did
+     * wake; a rule not scheduled yet starts from the event, as ever. */
+    if (!rc && opts && opts->lookahead_ticks && settled_ms > ev->ts_ms)
+        rc = run_due(rs, st, settled_ms, 0, out);
+    if (!rc) rc = run_due(rs, st, ev->ts_ms, 1, out);
+    st->quiet_ms = INT64_MIN; /* the event changes the state */
     if (!rc && dedup) rc = cstate_dedup_add(st, idh, ev->ts_ms, opts);
     if (rc) return rc;
 
@@ -607,12 +689,17 @@ int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
     }
     if (out->n_alerts > before && (rc = eval_alert_rules(rs, st, before, &cx, ev, out)))
         return rc;
+    /* Index the client past its quiet ticks now rather than at the next
+     * one: saves a wake-up (a state rewrite) per event. */
+    if (opts && opts->lookahead_ticks) look_ahead(rs, st, opts->lookahead_ticks);
     return ENGINE_APPLIED;
 }
 
 int engine_on_time(const ruleset_t *rs, const engine_opts_t *opts,
                    cstate_t *st, int64_t now_ms, engine_out_t *out) {
-    (void)opts;
     int rc = cstate_bind(st, rs);
-    return rc ? rc : run_due(rs, st, now_ms, out);
+    if (!rc) rc = run_due(rs, st, now_ms, 1, out);
+    if (!rc && opts && opts->lookahead_ticks)
+        look_ahead(rs, st, opts->lookahead_ticks);
+    return rc;
 }

@@ -11,6 +11,67 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Client -> time, open addressing; keys are copied. */
+typedef struct vpos_slot {
+    char *client; /* NULL: empty */
+    size_t len;
+    uint64_t hash;
+    int64_t pos_ms;
+} vpos_slot_t;
+
+typedef struct vpos_map {
+    vpos_slot_t *v;
+    size_t n, cap; /* cap: 0 or a power of two */
+} vpos_map_t;
+
+static vpos_slot_t *vpos_find(vpos_map_t *m, const char *c, size_t len,
+                              uint64_t h) {
+    size_t mask = m->cap - 1;
+    for (size_t i = h & mask;; i = (i + 1) & mask) {
+        vpos_slot_t *s = &m->v[i];
+        if (!s->client ||
+            (s->hash == h && s->len == len && memcmp(s->client, c, len) == 0))
+            return s;
+    }
+}
+
+static int64_t vpos_get(vpos_map_t *m, const char *c, size_t len) {
+    if (!m->n) return INT64_MIN;
+    vpos_slot_t *s = vpos_find(m, c, len, churn_hash64(c, len, 0));
+    return s->client ? s->pos_ms : INT64_MIN;
+}
+
+static int vpos_set(vpos_map_t *m, const char *c, size_t len, int64_t pos) {
+    if ((m->n + 1) * 2 > m->cap) {
+        size_t cap = m->cap ? m->cap * 2 : 1024;
+        vpos_slot_t *v = calloc(cap, sizeof(*v));
+        if (!v) return CHURN_ENOMEM;
+        vpos_map_t nm = {v, m->n, cap};
+        for (size_t i = 0; i < m->cap; i++)
+            if (m->v[i].client)
+                *vpos_find(&nm, m->v[i].client, m->v[i].len, m->v[i].hash) = m->v[i];
+        free(m->v);
+        *m = nm;
+    }
+    uint64_t h = churn_hash64(c, len, 0);
+    vpos_slot_t *s = vpos_find(m, c, len, h);
+    if (!s->client) {
+        char *k = malloc(len + 1);
+        if (!k) return CHURN_ENOMEM;
+        memcpy(k, c, len);
+        *s = (vpos_slot_t){k, len, h, pos};
+        m->n++;
+    }
+    s->pos_ms = pos;
+    return 0;
+}
+
+static void vpos_clear(vpos_map_t *m) {
+    for (size_t i = 0; i < m->cap; i++) free(m->v[i].client);
+    free(m->v);
+    *m = (vpos_map_t){0};
+}
+
 struct processor {
     store_t *store;          /* borrowed */
     cache_t *cache;
@@ -19,6 +80,20 @@ struct processor {
     engine_opts_t opts;
     buf_t enc;
     buf_t tag;
+    /* Per partition number: every timer due at or before this time has
+     * fired (the last processor_fire_timers round that left nothing due);
+     * INT64_MIN: none. In memory only: what engine_on_event_settled needs
+     * for opts.lookahead_ticks, which only a fresh replay turns on. */
+    int64_t *settled;
+    /* Per partition number: no timer-index entry lies before this time
+     * (INT64_MIN: unknown), so scans start there rather than stepping over
+     * the deleted entries of every earlier round. Lowered by any entry put
+     * before it; raised past a round that left nothing due. */
+    int64_t *scan_from;
+    size_t n_settled;
+    /* During one timer round sequence with lookahead: how far each client
+     * woken (really or virtually) in it has got, in its own time. */
+    vpos_map_t vpos;
 };
 
 static void free_state(void *p) { cstate_free(p); }
@@ -46,7 +121,45 @@ void processor_free(processor_t *p) {
     if (p->wb) store_batch_free(p->wb);
     buf_free(&p->enc);
     buf_free(&p->tag);
+    free(p->settled);
+    free(p->scan_from);
+    vpos_clear(&p->vpos);
     free(p);
+}
+
+static int64_t settled_of(const processor_t *p, uint32_t part) {
+    return part < p->n_settled ? p->settled[part] : INT64_MIN;
+}
+
+/* Note that every timer of part due by upto_ms has fired. A failed
+ * allocation only loses the note: it is needed for lookahead alone. */
+static int64_t scan_from_of(const processor_t *p, uint32_t part) {
+    return part < p->n_settled ? p->scan_from[part] : INT64_MIN;
+}
+
+static int grow_parts(processor_t *p, uint32_t part) {
+    if (part < p->n_settled) return 0;
+    size_t n = (size_t)part + 1;
+    int64_t *v = realloc(p->settled, n * sizeof(*v));
+    if (!v) return CHURN_ENOMEM;
+    p->settled = v;
+    int64_t *f = realloc(p->scan_from, n * sizeof(*f));
+    if (!f) return CHURN_ENOMEM;
+    p->scan_from = f;
+    for (size_t i = p->n_settled; i < n; i++) v[i] = f[i] = INT64_MIN;
+    p->n_settled = n;
+    return 0;
+}
+
+static int note_settled(processor_t *p, uint32_t part, int64_t upto_ms) {
+    if (grow_parts(p, part)) return CHURN_ENOMEM;
+    if (p->opts.lookahead_ticks && upto_ms > p->settled[part])
+        p->settled[part] = upto_ms;
+    /* Every entry at or before upto_ms is gone (deleted in the batch at
+     * hand, which the next scan follows): the next one starts after. */
+    if (upto_ms != INT64_MAX && upto_ms + 1 > p->scan_from[part])
+        p->scan_from[part] = upto_ms + 1;
+    return 0;
 }
 
 void processor_set_rules(processor_t *p, const ruleset_t *rs) { p->rules = rs; }
@@ -90,7 +203,11 @@ static void reindex(processor_t *p, uint32_t part, cstate_t *st,
     int64_t old = cstate_indexed_wake(st);
     if (next == old) return;
     if (old != INT64_MAX) store_batch_del_timer(p->wb, part, old, client, len);
-    if (next != INT64_MAX) store_batch_put_timer(p->wb, part, next, client, len);
+    if (next != INT64_MAX) {
+        store_batch_put_timer(p->wb, part, next, client, len);
+        if (part < p->n_settled && next < p->scan_from[part])
+            p->scan_from[part] = next;
+    }
     cstate_set_indexed_wake(st, next);
 }
 
@@ -100,7 +217,8 @@ int processor_event(processor_t *p, uint32_t part, const event_t *ev,
     cstate_t *st = NULL;
     int rc = client_state(p, part, ev->client_id, ev->client_len, &st, err);
     if (rc) return rc;
-    rc = engine_on_event(p->rules, &p->opts, st, ev, out);
+    rc = engine_on_event_settled(p->rules, &p->opts, st, ev,
+                                 settled_of(p, part), out);
     if (rc < 0) return churn_err_set(err, rc, "out of memory in the engine");
     if (rc == ENGINE_APPLIED) {
         if (cache_mark_dirty(p->cache, part, ev->client_id, ev->client_len))
@@ -277,7 +395,20 @@ typedef struct due {
     int64_t due_ms;
     char *client;
     size_t len;
+    int64_t v_ms; /* with lookahead: when the client would be woken */
 } due_t;
+
+/* The index's order: due time, then client bytes (RocksDB's bytewise
+ * order); by v_ms, the time the client would be woken without lookahead. */
+static int due_cmp(const void *a, const void *b) {
+    const due_t *x = a, *y = b;
+    if (x->v_ms != y->v_ms) return x->v_ms < y->v_ms ? -1 : 1;
+    size_t n = x->len < y->len ? x->len : y->len;
+    int c = memcmp(x->client, y->client, n);
+    if (c) return c;
+    if (x->len != y->len) return x->len < y->len ? -1 : 1;
+    return x->due_ms < y->due_ms ? -1 : x->due_ms > y->due_ms;
+}
 
 typedef struct due_list {
     due_t *v;
@@ -300,7 +431,7 @@ static int collect_due(void *arg, uint32_t part, int64_t due_ms,
     if (!c) return CHURN_ENOMEM;
     memcpy(c, client, len);
     c[len] = '\0';
-    l->v[l->n++] = (due_t){due_ms, c, len};
+    l->v[l->n++] = (due_t){due_ms, c, len, due_ms};
     return 0;
 }
 
@@ -309,9 +440,29 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
                           churn_err_t *err) {
     due_list_t l = {.limit = limit};
     *n_fired = 0;
-    int rc = store_scan_timers(p->store, part, upto_ms, limit ? limit + 1 : 0,
-                               collect_due, &l, err);
+    int rc = store_scan_timers_from(p->store, part, scan_from_of(p, part),
+                                    upto_ms, limit ? limit + 1 : 0,
+                                    collect_due, &l, err);
     int more = limit && l.n >= limit;
+    /* With lookahead a client's entry may lie past ticks it skips (no-ops).
+     * Without, it would have been woken at each, one per round (a client
+     * is fired up to its own deadline only), and the rounds decide the
+     * order of the alerts. So each round wakes every client at the time it
+     * would have been woken, virtually (nothing to do) before its entry.
+     * Only replay turns lookahead on, with no limit. */
+    int64_t settled = settled_of(p, part);
+    for (size_t i = 0; p->opts.lookahead_ticks && rc >= 0 && i < l.n; i++) {
+        cstate_t *st = NULL;
+        rc = client_state(p, part, l.v[i].client, l.v[i].len, &st, err);
+        if (rc) break;
+        if (cstate_indexed_wake(st) != l.v[i].due_ms) continue;
+        int64_t pos = vpos_get(&p->vpos, l.v[i].client, l.v[i].len);
+        if (settled > pos) pos = settled;
+        int64_t v = cstate_next_tick_after(st, p->rules, pos);
+        if (v < l.v[i].v_ms) l.v[i].v_ms = v;
+    }
+    if (p->opts.lookahead_ticks && rc >= 0 && l.n > 1)
+        qsort(l.v, l.n, sizeof(*l.v), due_cmp);
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
         cstate_t *st = NULL;
         rc = client_state(p, part, l.v[i].client, l.v[i].len, &st, err);
@@ -321,6 +472,17 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
             store_batch_del_timer(p->wb, part, l.v[i].due_ms, l.v[i].client,
                                   l.v[i].len);
             continue;
+        }
+        if (p->opts.lookahead_ticks) {
+            int64_t at = l.v[i].v_ms;
+            if (vpos_set(&p->vpos, l.v[i].client, l.v[i].len, at)) {
+                rc = churn_err_set(err, CHURN_ENOMEM, "out of memory");
+                break;
+            }
+            if (at < l.v[i].due_ms) { /* a skipped tick: a no-op */
+                more = 1;
+                continue;
+            }
         }
         /* Fire this client up to its own deadline only: a later deadline
          * of the same client is re-indexed and fired in global deadline
@@ -351,6 +513,11 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
     for (size_t i = 0; i < l.n; i++) free(l.v[i].client);
     free(l.v);
     if (rc < 0) return rc;
+    if (!more) {
+        vpos_clear(&p->vpos);
+        if (note_settled(p, part, upto_ms))
+            return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    }
     return more;
 }
 
@@ -383,6 +550,7 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
 
 void processor_drop_partition(processor_t *p, uint32_t part) {
     cache_drop_partition(p->cache, part);
+    if (part < p->n_settled) p->settled[part] = p->scan_from[part] = INT64_MIN;
 }
 
 size_t processor_dirty(const processor_t *p) {

@@ -709,32 +709,46 @@ static int timed_each(void *arg, const uint8_t *k, size_t kn, const char *v,
 }
 
 static int scan_timed(store_t *s, timed_scan_t *t, char tag, uint32_t part,
-                      int64_t upto_ms) {
-    uint8_t lo[PREFIX_LEN], hi[PREFIX_LEN + 8];
+                      int64_t from_ms, int64_t upto_ms) {
+    uint8_t lo[PREFIX_LEN + 8], hi[PREFIX_LEN + 8];
     lo[0] = hi[0] = (uint8_t)tag;
     put_u32be(lo + 1, part);
     put_u32be(hi + 1, part);
+    /* From the partition's start, or from from_ms: the deleted entries
+     * before it (a queue's tombstones) are then not stepped over. */
+    size_t lo_n = PREFIX_LEN;
+    if (from_ms != INT64_MIN) {
+        put_u64be(lo + PREFIX_LEN, (uint64_t)from_ms ^ DUE_FLIP);
+        lo_n += 8;
+    }
     put_u64be(hi + PREFIX_LEN, (uint64_t)upto_ms ^ DUE_FLIP);
     /* Every key at upto_ms has hi as a prefix: bound just above them. */
     size_t hi_n = sizeof(hi);
     if (prefix_successor(hi, &hi_n)) return 0;
     /* With upto_ms = INT64_MAX the bound is the next partition's prefix;
      * prefix_same_as_start keeps the scan inside this one either way. */
-    int rc = scan_range(s, lo, sizeof(lo), hi, hi_n, 1, timed_each, t, t->err);
+    int rc = scan_range(s, lo, lo_n, hi, hi_n, 1, timed_each, t, t->err);
     return rc > 0 ? 0 : rc;
 }
 
 int store_scan_timers(store_t *s, uint32_t part, int64_t upto_ms,
                       size_t limit, store_timer_fn fn, void *arg,
                       churn_err_t *err) {
+    return store_scan_timers_from(s, part, INT64_MIN, upto_ms, limit, fn,
+                                  arg, err);
+}
+
+int store_scan_timers_from(store_t *s, uint32_t part, int64_t from_ms,
+                           int64_t upto_ms, size_t limit, store_timer_fn fn,
+                           void *arg, churn_err_t *err) {
     timed_scan_t t = {s, "timer", fn, NULL, arg, limit, 0, err};
-    return scan_timed(s, &t, 'T', part, upto_ms);
+    return scan_timed(s, &t, 'T', part, from_ms, upto_ms);
 }
 
 int store_scan_held(store_t *s, uint32_t part, int64_t upto_ms, size_t limit,
                     store_held_fn fn, void *arg, churn_err_t *err) {
     timed_scan_t t = {s, "held event", NULL, fn, arg, limit, 0, err};
-    return scan_timed(s, &t, 'B', part, upto_ms);
+    return scan_timed(s, &t, 'B', part, INT64_MIN, upto_ms);
 }
 
 typedef struct client_scan {

@@ -77,6 +77,12 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
 
 /* Earliest pending deadline of this client under rs, or INT64_MAX. */
 int64_t cstate_next_wake(const cstate_t *st, const ruleset_t *rs);
+/* The first `every` tick of the state after pos_ms and after each rule's
+ * last tick done, or INT64_MAX (no rule scheduled).
+ * With lookahead_ticks the runtime uses it to wake clients in the order it
+ * would without (processor.c). */
+int64_t cstate_next_tick_after(const cstate_t *st, const ruleset_t *rs,
+                               int64_t pos_ms);
 /* The wake time the runtime last indexed for this client (persisted in the
  * state so the old index entry can be deleted); INT64_MAX when none. */
 int64_t cstate_indexed_wake(const cstate_t *st);
@@ -129,6 +135,12 @@ int alert_format_json(const alert_t *a, int64_t emitted_at_ms, buf_t *out);
 typedef struct engine_opts {
     int64_t dedup_window_ms; /* event ids remembered per client this long */
     unsigned dedup_max_ids;  /* ... and at most this many */
+    /* After a timer wake-up, look this many `every` ticks ahead and skip
+     * waking the client for those that provably change nothing (0: off).
+     * Exact only when the runtime passes, with each event, the time up to
+     * which it has fired every due timer (engine_on_event_settled) and the
+     * rule set never changes under it: `churnd replay` on a fresh state. */
+    unsigned lookahead_ticks;
 } engine_opts_t;
 
 enum engine_result {
@@ -142,6 +154,14 @@ enum engine_result {
  * fail). Alerts are appended to out. */
 int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
                     cstate_t *st, const event_t *ev, engine_out_t *out);
+
+/* engine_on_event for a runtime that has fired every deadline due at or
+ * before settled_ms (INT64_MIN: none known): an event behind it (late)
+ * first brings the state to settled_ms as those timers would have, so the
+ * ticks skipped by lookahead_ticks are seen as done, as they were. */
+int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
+                            cstate_t *st, const event_t *ev,
+                            int64_t settled_ms, engine_out_t *out);
 
 /* Event time has reached now_ms for this client: fire every deadline of its
  * state that is <= now_ms, in deadline order. Returns 0 or CHURN_ENOMEM. */

@@ -146,6 +146,12 @@ struct cstate {
     char *client_id;        /* owned, NUL-terminated */
     size_t client_len;
     int64_t indexed_wake;
+    /* Every tick of every `every` rule before quiet_ms is known to change
+     * nothing under the state as it is (engine.c, look_ahead), so the
+     * client need not be woken for them. INT64_MIN: nothing known. Only a
+     * hint: kept in memory, never persisted, dropped at any change; a
+     * state without it evaluates those ticks and gets the same result. */
+    int64_t quiet_ms;
     /* Dedup ring: hashes of recent event ids with their event times, in
      * arrival order. */
     uint64_t *dd_ids;

@@ -98,6 +98,12 @@ int store_scan_timers(store_t *s, uint32_t part, int64_t upto_ms,
                       size_t limit, store_timer_fn fn, void *arg,
                       churn_err_t *err);
 
+/* The same for the timers with from_ms <= due <= upto_ms: a caller that
+ * knows no entry lies before from_ms skips the deleted ones there. */
+int store_scan_timers_from(store_t *s, uint32_t part, int64_t from_ms,
+                           int64_t upto_ms, size_t limit, store_timer_fn fn,
+                           void *arg, churn_err_t *err);
+
 /* Call fn for each held event of partition part with ts <= upto_ms, in
  * (ts, tag) order, at most limit entries (0: no limit); fn as above. */
 typedef int (*store_held_fn)(void *arg, uint32_t part, int64_t ts_ms,

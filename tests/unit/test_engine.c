@@ -25,7 +25,7 @@ static const char *data_dir(void) {
 }
 
 static event_config_t cfg;
-static engine_opts_t opts = {7 * 86400000LL, 1000};
+static engine_opts_t opts = {7 * 86400000LL, 1000, 0};
 
 static int setup(void **state) {
     (void)state;
