@@ -128,19 +128,11 @@ static void note_offset(daemon_t *d, const rd_kafka_message_t *m) {
     if (m->offset + 1 > tp->offset || tp->offset < 0) tp->offset = m->offset + 1;
 }
 
-/* Where a message came from, for its dead letter. */
-typedef struct origin {
-    const char *topic;
-    int32_t partition;
-    int64_t offset;
-    const void *key;
-    size_t key_len;
-    const void *payload;
-    size_t len;
-    const rd_kafka_message_t *msg; /* headers and timestamp; NULL once held */
-} origin_t;
-
-static void dead_letter(daemon_t *d, const origin_t *o, event_reason_t why,
+/* o: the message as it arrived (its bytes, key and origin); msg: the
+ * Kafka message for its headers and timestamp, NULL for a held event
+ * (they were not kept). */
+static void dead_letter(daemon_t *d, const held_event_t *o,
+                        const rd_kafka_message_t *msg, event_reason_t why,
                         const char *detail) {
     d->stats.n_invalid[why]++;
     LOG(LOG_WARN, "events", "invalid event sent to the dead-letter topic",
@@ -151,8 +143,8 @@ static void dead_letter(daemon_t *d, const origin_t *o, event_reason_t why,
     rd_kafka_headers_t *h = NULL;
     rd_kafka_headers_t *orig = NULL;
     /* Keep the original headers, then add where and why. */
-    if (o->msg &&
-        rd_kafka_message_headers(o->msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR &&
+    if (msg &&
+        rd_kafka_message_headers(msg, &orig) == RD_KAFKA_RESP_ERR_NO_ERROR &&
         orig)
         h = rd_kafka_headers_copy(orig);
     else
@@ -164,9 +156,9 @@ static void dead_letter(daemon_t *d, const origin_t *o, event_reason_t why,
     rd_kafka_header_add(h, "churnd.partition", -1, num, -1);
     snprintf(num, sizeof(num), "%" PRId64, o->offset);
     rd_kafka_header_add(h, "churnd.offset", -1, num, -1);
-    if (o->msg) {
+    if (msg) {
         rd_kafka_timestamp_type_t tstype;
-        int64_t ts = rd_kafka_message_timestamp(o->msg, &tstype);
+        int64_t ts = rd_kafka_message_timestamp(msg, &tstype);
         if (ts >= 0) {
             snprintf(num, sizeof(num), "%" PRId64, ts);
             rd_kafka_header_add(h, "churnd.timestamp", -1, num, -1);
@@ -220,15 +212,15 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
     event_t ev;
     d->stats.n_consumed++;
     note_offset(d, m);
-    origin_t o = {rd_kafka_topic_name(m->rkt), m->partition, m->offset,
-                  m->key, m->key_len, m->payload, m->len, m};
+    held_event_t h = {rd_kafka_topic_name(m->rkt), m->partition, m->offset,
+                      m->key, m->key_len, m->payload, m->len, 0};
     event_reason_t why = event_parse(&d->cfg->event, m->payload, m->len, &ev,
                                      detail, sizeof(detail));
     if (why != EVENT_OK) {
-        dead_letter(d, &o, why, detail);
+        dead_letter(d, &h, m, why, detail);
         return;
     }
-    ev.topic = o.topic;
+    ev.topic = h.topic;
     ev.partition = m->partition;
     ev.offset = m->offset;
     wm_observe(&d->wm, ev.topic, m->partition, ev.ts_ms, daemon_wall_ms());
@@ -236,8 +228,7 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
      * of one second often share a time). */
     if (ev.ts_ms >= d->released_wm) {
         if (ev.ts_ms == d->released_wm) d->held_at_edge = 1;
-        held_event_t h = {o.topic, m->partition, m->offset, m->key,
-                          m->key_len, m->payload, m->len, ev.ts_ms};
+        h.ts_ms = ev.ts_ms;
         churn_err_t err = {0};
         int rc = processor_hold(d->proc, (uint32_t)m->partition, &h, &ev, &err);
         event_clear(&ev);
@@ -252,7 +243,7 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
     d->stats.n_late++;
     LOG(LOG_WARN, "events", "late event applied on arrival: its time is "
         "behind the released watermark (raise time.allowed_lateness?)",
-        LF_STR("client", ev.client_id), LF_STR("topic", o.topic),
+        LF_STR("client", ev.client_id), LF_STR("topic", h.topic),
         LF_INT("partition", m->partition), LF_INT("offset", m->offset),
         LF_INT("ts", ev.ts_ms), LF_INT("watermark", d->released_wm));
     apply_event(d, (uint32_t)m->partition, &ev);
@@ -269,9 +260,7 @@ static int release_one(void *arg, uint32_t part, const held_event_t *h) {
     if (why != EVENT_OK) {
         /* Valid when it arrived: only a changed envelope config can do
          * this. Its original headers were not kept. */
-        origin_t o = {h->topic, h->partition, h->offset, h->key, h->key_len,
-                      h->payload, h->len, NULL};
-        dead_letter(d, &o, why, detail);
+        dead_letter(d, h, NULL, why, detail);
         return 0;
     }
     ev.topic = h->topic;
@@ -449,8 +438,10 @@ static int64_t caught_up_position(daemon_t *d) {
         rd_kafka_topic_partition_list_copy(d->assigned);
     if (rd_kafka_position(d->consumer, pos) != RD_KAFKA_RESP_ERR_NO_ERROR)
         sum = -1;
-    for (int i = 0; sum >= 0 && i < pos->cnt; i++)
-        if (next_offset(d, pos, i) >= 0) sum += next_offset(d, pos, i);
+    for (int i = 0; sum >= 0 && i < pos->cnt; i++) {
+        int64_t next = next_offset(d, pos, i);
+        if (next >= 0) sum += next;
+    }
     rd_kafka_topic_partition_list_destroy(pos);
     return sum;
 }
