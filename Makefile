@@ -5,13 +5,13 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := rdkafka rocksdb libuv libcjson yaml-0.1
+PKGS    := rdkafka rocksdb libuv libcjson yaml-0.1 libsystemd
 OPT     ?= -O2
 CFLAGS  ?= $(OPT) -g
 CFLAGS  += -std=c11 -Wall -Wextra -Werror -Werror=unused-result \
            -D_GNU_SOURCE -Iinclude -MMD -MP $(EXTRA_CFLAGS)
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
-PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lm -lpthread
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lhttp_parser -lm -lpthread
 CMOCKA_LIBS = $(shell pkg-config --libs cmocka)
 LDFLAGS += $(EXTRA_LDFLAGS)
 

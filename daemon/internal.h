@@ -71,4 +71,8 @@ void pipeline_set_rules(daemon_t *d);
 void pipeline_revoke(daemon_t *d,
                      const rd_kafka_topic_partition_list_t *parts);
 
+/* metrics.c: the Prometheus text exposition of the daemon's figures,
+ * appended to out. 0 or CHURN_ENOMEM. */
+int metrics_render(daemon_t *d, buf_t *out);
+
 #endif
