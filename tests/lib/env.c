@@ -63,7 +63,7 @@ int th_env_setup_inputs(th_env_t *e, int partitions, const char *rules_dir,
              "%s"
              "shutdown:\n"
              "  timeout: 20s\n"
-             "%s%s",
+             "%s%s%s",
              e->broker.bootstrap, inputs, e->group, e->alerts,
              e->dlq, rules_dir, e->state,
              batch_yaml ? batch_yaml : "  max_events: 200\n  max_wait: 5ms\n",
@@ -71,6 +71,10 @@ int th_env_setup_inputs(th_env_t *e, int partitions, const char *rules_dir,
               * (and the held events) back after a second, not 30. */
              extra_yaml && strstr(extra_yaml, "time:") ? ""
                                                         : "time:\n  idle_timeout: 1s\n",
+             /* Tests run daemons side by side: each HTTP listener takes
+              * a free port (the daemon logs which one). */
+             extra_yaml && strstr(extra_yaml, "http:") ? ""
+                                                        : "http:\n  listen: \"127.0.0.1:0\"\n",
              extra_yaml ? extra_yaml : "");
     if (th_write_file(e->cfg, text) != 0) return -1;
     e->producer = th_producer_new(e->broker.bootstrap);
