@@ -168,6 +168,16 @@ static const opt_t opts[] = {
           "Longest a SIGTERM drain may take before exiting with code 4"),
     O_STR("http.listen", CHK_ADDR, http_listen, "127.0.0.1:9464",
           "HOST:PORT of /metrics, /healthz, /readyz, /clients, /rules"),
+    O_NUM("http.request_timeout", OPT_DURATION, int64_t, http_timeout_ms,
+          "10s", 100, 3600 * SEC,
+          "An HTTP connection that has not sent a whole request this long after "
+          "connecting or after its last response is closed"),
+    O_NUM("http.max_connections", OPT_INT, int64_t, http_max_conns, "256", 1,
+          65536, "Open HTTP connections at most; more are answered 503 and closed"),
+    O_NUM("http.stall_timeout", OPT_DURATION, int64_t, http_stall_ms, "30s",
+          0, INT64_MAX,
+          "/readyz fails while a batch has waited this long for its alerts to be "
+          "acknowledged (0: never)"),
     O_ENUM("log.level", log_level_t, log_level, log_levels, "info",
            "Least severe log level written to stderr"),
     O_ENUM("log.format", log_format_t, log_format, log_formats, "logfmt",

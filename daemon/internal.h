@@ -30,6 +30,11 @@ void daemon_fatal(daemon_t *d, int code, const char *component,
  * close RocksDB and let the loop end. */
 void daemon_close(daemon_t *d);
 int64_t daemon_wall_ms(void);
+/* Reload rules.dir (SIGHUP and POST /-/reload). 0: the new set runs now;
+ * 1: it is valid and takes over once the batch being acknowledged commits;
+ * CHURN_EINVAL: rejected, the old set keeps running and d->reload_errs
+ * holds every error. */
+int daemon_reload_rules(daemon_t *d);
 /* librdkafka log lines into our log module. */
 void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
                   const char *buf);
@@ -70,6 +75,12 @@ void pipeline_set_rules(daemon_t *d);
 /* Partitions were revoked: forget their uncommitted messages and cache. */
 void pipeline_revoke(daemon_t *d,
                      const rd_kafka_topic_partition_list_t *parts);
+
+/* http.c: the HTTP listener on http.listen (routes in http.c's header
+ * comment). http_start logs the bound address; http_stop closes the
+ * listener and every connection (memory freed in the close callbacks). */
+int http_start(daemon_t *d, churn_err_t *err);
+void http_stop(daemon_t *d);
 
 /* metrics.c: the Prometheus text exposition of the daemon's figures,
  * appended to out. 0 or CHURN_ENOMEM. */

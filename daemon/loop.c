@@ -150,6 +150,7 @@ static void release_all(daemon_t *d, int clean) {
     if (d->closed) return;
     d->closed = 1;
     stop_handles(d);
+    http_stop(d);
     /* A clean close leaves the group (revoking through the rebalance
      * callback) and flushes the producer; a fatal one does neither. */
     kin_destroy(d, clean);
@@ -164,6 +165,7 @@ static void release_all(daemon_t *d, int clean) {
     if (d->rules) ruleset_free(d->rules);
     if (d->rules_next) ruleset_free(d->rules_next);
     d->rules = d->rules_next = NULL;
+    churn_errs_free(&d->reload_errs);
     broker_stop(d);
     print_summary(d);
 }
@@ -228,20 +230,19 @@ static void log_rule_errors(const churn_errs_t *errs) {
             LF_STR("error", churn_err_str(&errs->v[i], line, sizeof(line))));
 }
 
-static void reload_rules(daemon_t *d) {
-    churn_errs_t errs;
-    churn_errs_init(&errs);
+int daemon_reload_rules(daemon_t *d) {
+    churn_errs_free(&d->reload_errs);
+    churn_errs_init(&d->reload_errs);
+    d->reload_at_ms = daemon_wall_ms();
     ruleset_t *rs = NULL;
-    int rc = ruleset_load_dir(d->cfg->rules_dir, &rs, &errs);
+    int rc = ruleset_load_dir(d->cfg->rules_dir, &rs, &d->reload_errs);
     if (rc != 0) {
-        log_rule_errors(&errs);
+        log_rule_errors(&d->reload_errs);
         LOG(LOG_ERROR, "rules", "reload rejected; the previous rule set keeps running",
-            LF_STR("dir", d->cfg->rules_dir), LF_INT("errors", errs.n));
+            LF_STR("dir", d->cfg->rules_dir), LF_INT("errors", d->reload_errs.n));
         d->stats.n_reloads_failed++;
-        churn_errs_free(&errs);
-        return;
+        return CHURN_EINVAL;
     }
-    churn_errs_free(&errs);
     d->stats.n_reloads_ok++;
     LOG(LOG_INFO, "rules", "reloaded", LF_STR("dir", d->cfg->rules_dir),
         LF_INT("rules", ruleset_n_rules(rs)), LF_STR("hash", ruleset_hash(rs)));
@@ -250,18 +251,21 @@ static void reload_rules(daemon_t *d) {
     if (d->rules_next) ruleset_free(d->rules_next);
     if (d->phase == PHASE_AWAITING) {
         d->rules_next = rs;
-    } else {
-        ruleset_free(d->rules);
-        d->rules = rs;
-        d->rules_next = NULL;
-        pipeline_set_rules(d);
+        d->rules_next_loaded_ms = d->reload_at_ms;
+        return 1;
     }
+    ruleset_free(d->rules);
+    d->rules = rs;
+    d->rules_next = NULL;
+    d->rules_loaded_ms = d->reload_at_ms;
+    pipeline_set_rules(d);
+    return 0;
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
     daemon_t *d = s->data;
     if (signum == SIGHUP)
-        reload_rules(d);
+        (void)daemon_reload_rules(d); /* the outcome is logged */
     else
         begin_drain(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
@@ -282,6 +286,7 @@ static int load_rules_at_start(daemon_t *d) {
         LOG(LOG_FATAL, "rules", "cannot start: the rules directory is invalid",
             LF_STR("dir", d->cfg->rules_dir), LF_INT("errors", errs.n));
     } else {
+        d->rules_loaded_ms = daemon_wall_ms();
         LOG(LOG_INFO, "rules", "loaded", LF_STR("dir", d->cfg->rules_dir),
             LF_INT("rules", ruleset_n_rules(d->rules)),
             LF_INT("features", ruleset_n_features(d->rules)),
@@ -325,6 +330,12 @@ int daemon_run(config_t *cfg, int embedded_broker) {
         start_signal(&d, &d.sig_int, SIGINT) ||
         start_signal(&d, &d.sig_hup, SIGHUP)) {
         LOG0(LOG_FATAL, "daemon", "cannot install signal handlers");
+        code = EXIT_USAGE;
+    } else if (http_start(&d, &err) != 0) {
+        /* Before everything else, so /healthz answers as soon as the loop
+         * runs and /readyz says what start-up is still waiting for. */
+        LOG(LOG_FATAL, "http", "cannot listen", LF_STR("listen", cfg->http_listen),
+            LF_STR("error", err.msg));
         code = EXIT_USAGE;
     } else if (embedded_broker && broker_start(&d, &err) != 0) {
         LOG(LOG_FATAL, "broker", "cannot start the embedded broker",

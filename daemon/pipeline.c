@@ -520,6 +520,7 @@ void pipeline_commit(daemon_t *d) {
         ruleset_free(d->rules);
         d->rules = d->rules_next;
         d->rules_next = NULL;
+        d->rules_loaded_ms = d->rules_next_loaded_ms;
         pipeline_set_rules(d);
     }
     if (d->stopping) {

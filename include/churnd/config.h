@@ -69,6 +69,9 @@ typedef struct config {
     /* process */
     int64_t shutdown_timeout_ms;   /* shutdown.timeout */
     char *http_listen;             /* http.listen, "127.0.0.1:9464" */
+    int64_t http_timeout_ms;       /* http.request_timeout */
+    int64_t http_max_conns;        /* http.max_connections */
+    int64_t http_stall_ms;         /* http.stall_timeout (/readyz) */
     log_level_t log_level;         /* log.level */
     log_format_t log_format;       /* log.format */
 

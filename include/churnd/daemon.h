@@ -90,6 +90,10 @@ typedef struct daemon {
     /* rules and state */
     ruleset_t *rules;
     ruleset_t *rules_next;  /* a reload waiting for the batch to commit */
+    int64_t rules_loaded_ms;      /* wall clock: when rules was read */
+    int64_t rules_next_loaded_ms; /* ... and rules_next */
+    int64_t reload_at_ms;   /* wall clock of the last reload attempt, 0: none */
+    churn_errs_t reload_errs; /* why it was rejected (empty: it was not) */
     engine_opts_t engine_opts;
     store_t *store;
     processor_t *proc;      /* states, engine, timer index, commits */
@@ -132,6 +136,8 @@ typedef struct daemon {
     int close_scheduled;    /* no more processing: closing is under way */
     int close_clean;        /* leave the group and flush (drain), or not (fatal) */
     int closed;
+
+    struct http_server *http; /* /metrics, /healthz, ... (http.c) */
 
     daemon_stats_t stats;
 } daemon_t;

@@ -505,6 +505,9 @@ static void test_every_option_has_a_working_env_variable(void **state) {
         {"time.idle_timeout", "CHURND_TIME_IDLE_TIMEOUT=1m"},
         {"shutdown.timeout", "CHURND_SHUTDOWN_TIMEOUT=1h"},
         {"http.listen", "CHURND_HTTP_LISTEN=0.0.0.0:80"},
+        {"http.request_timeout", "CHURND_HTTP_REQUEST_TIMEOUT=1s"},
+        {"http.max_connections", "CHURND_HTTP_MAX_CONNECTIONS=3"},
+        {"http.stall_timeout", "CHURND_HTTP_STALL_TIMEOUT=0s"},
         {"log.level", "CHURND_LOG_LEVEL=error"},
         {"log.format", "CHURND_LOG_FORMAT=json"},
         {"embedded.partitions", "CHURND_EMBEDDED_PARTITIONS=1"},
@@ -546,6 +549,9 @@ static void test_every_option_has_a_working_env_variable(void **state) {
     assert_int_equal(c.idle_timeout_ms, 60000);
     assert_int_equal(c.shutdown_timeout_ms, 3600000);
     assert_string_equal(c.http_listen, "0.0.0.0:80");
+    assert_int_equal(c.http_timeout_ms, 1000);
+    assert_int_equal(c.http_max_conns, 3);
+    assert_int_equal(c.http_stall_ms, 0);
     assert_int_equal(c.log_level, LOG_ERROR);
     assert_int_equal(c.log_format, LOG_FMT_JSON);
     assert_int_equal(c.embedded_partitions, 1);
