@@ -834,12 +834,15 @@ static void reject(http_server_t *srv) {
     }
     uv_tcp_init(srv->loop, t);
     if (uv_accept((uv_stream_t *)&srv->listener, (uv_stream_t *)t) == 0) {
-        static const char msg[] =
-            "HTTP/1.1 503 Service Unavailable\r\n"
-            "Content-Type: application/json\r\nContent-Length: 45\r\n"
-            "Connection: close\r\n\r\n"
-            "{\"error\": \"too many open HTTP connections\"}\n";
-        uv_buf_t b = uv_buf_init((char *)msg, sizeof(msg) - 1);
+        static const char body[] = "{\"error\": \"too many open HTTP connections\"}\n";
+        char msg[256];
+        int n = snprintf(msg, sizeof(msg),
+                         "HTTP/1.1 503 Service Unavailable\r\n"
+                         "Content-Type: " CT_JSON "\r\n"
+                         "Content-Length: %zu\r\n"
+                         "Connection: close\r\n\r\n%s",
+                         sizeof(body) - 1, body);
+        uv_buf_t b = uv_buf_init(msg, (unsigned)n);
         (void)uv_try_write((uv_stream_t *)t, &b, 1);
     }
     LOG(LOG_WARN, "http", "connection refused: http.max_connections reached",
