@@ -5,8 +5,10 @@
  * by a valid reload, kept by a broken one), /clients/{id} (percent-encoded
  * ids, 404, 400), errors (404, 405, garbage, header and body limits),
  * slow connections that must not block anyone and are closed after
- * http.request_timeout, the connection cap, and /metrics accepted by
- * `promtool check metrics`.
+ * http.request_timeout, the connection cap, /readyz naming a batch stalled
+ * on Produce errors (and a reload meanwhile answered 202, taking over
+ * once the batch commits), and /metrics accepted by `promtool check
+ * metrics`.
  *
  * One daemon serves every test (started in the group setup, drained in the
  * group teardown, which checks its exit status), so the file stays fast.
@@ -19,16 +21,20 @@
 #include <stdlib.h>
 #include <string.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 #include <cmocka.h>
 
 #include "../lib/harness.h"
 #include "../lib/http_client.h"
 
 #define WAIT_MS 60000
+#define API_PRODUCE 0 /* Kafka protocol ApiKey of Produce requests */
 #define REQ_MS 10000
 #define SLOW_CONNS 200
 #define MAX_CONNS 250
@@ -109,7 +115,8 @@ static int setup(void **state) {
         "http:\n"
         "  listen: \"127.0.0.1:0\"\n"
         "  request_timeout: 2s\n"
-        "  max_connections: 250\n";
+        "  max_connections: 250\n"
+        "  stall_timeout: 1s\n";
     if (th_env_setup(&env, 2, rules_dir, NULL, extra) != 0) return -1;
     /* No broker: the daemon cannot join its group, so /readyz must say
      * that no partition is assigned, while /healthz answers. */
@@ -511,6 +518,73 @@ static void test_slow_connections(void **state) {
     th_http_resp_free(&r);
 }
 
+/* /readyz fails "progress" while a batch waits longer than
+ * http.stall_timeout (1 s here) for its alert to be acknowledged, and
+ * recovers once it is. */
+static void test_readyz_reports_a_stalled_batch(void **state) {
+    (void)state;
+    /* Stopped, so the event is on the broker before Produce starts
+     * failing (the errors hit every producer of the cluster). */
+    assert_int_equal(th_proc_signal(&env.daemon, SIGSTOP), 0);
+    send_nps("STALL-1", "st1", 1, "2026-06-04T10:00:00Z");
+    assert_int_equal(th_flush(env.producer, REQ_MS), 0);
+    static rd_kafka_resp_err_t errs[4000];
+    for (size_t i = 0; i < 4000; i++)
+        errs[i] = i % 2 ? RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS
+                        : RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED;
+    rd_kafka_mock_push_request_errors_array(env.broker.mock, API_PRODUCE, 4000,
+                                            errs);
+    assert_int_equal(th_proc_signal(&env.daemon, SIGCONT), 0);
+
+    int64_t deadline = th_now_ms() + WAIT_MS;
+    th_http_resp_t r;
+    int stalled = 0;
+    while (!stalled && th_now_ms() < deadline) {
+        req("GET", "/readyz", NULL, &r);
+        if (r.status == 503) {
+            cJSON *o = json_of(&r);
+            const cJSON *f = cJSON_GetObjectItem(o, "failed");
+            stalled = cJSON_GetArraySize(f) == 1 &&
+                      !strcmp(cJSON_GetArrayItem(f, 0)->valuestring, "progress");
+            if (stalled) fprintf(stderr, "stalled: %s", r.body);
+            cJSON_Delete(o);
+        }
+        th_http_resp_free(&r);
+        if (!stalled) th_pause_ms(100);
+    }
+    if (!stalled) {
+        rd_kafka_mock_clear_request_errors(env.broker.mock, API_PRODUCE);
+        dump_and_fail("/readyz never reported the stalled batch");
+    }
+    /* a reload now is valid but waits for that batch: 202, pending */
+    req("POST", "/-/reload", NULL, &r);
+    if (r.status != 202) fail_msg("reload while awaiting: %d %s", r.status, r.body);
+    cJSON *o = json_of(&r);
+    assert_true(cJSON_IsFalse(cJSON_GetObjectItem(o, "active")));
+    cJSON_Delete(o);
+    th_http_resp_free(&r);
+    req("GET", "/rules", NULL, &r);
+    o = json_of(&r);
+    assert_true(cJSON_IsObject(cJSON_GetObjectItem(o, "pending")));
+    cJSON_Delete(o);
+    th_http_resp_free(&r);
+
+    rd_kafka_mock_clear_request_errors(env.broker.mock, API_PRODUCE);
+    int st;
+    deadline = th_now_ms() + WAIT_MS;
+    while ((st = ready_status()) != 200 && th_now_ms() < deadline) th_pause_ms(100);
+    if (st != 200) dump_and_fail("/readyz did not recover after the acknowledgement");
+    if (th_env_wait_caught_up(&env, WAIT_MS) != 0) dump_and_fail("not caught up");
+    /* the batch committed: the pending set took over */
+    req("GET", "/rules", NULL, &r);
+    o = json_of(&r);
+    assert_true(cJSON_IsNull(cJSON_GetObjectItem(o, "pending")));
+    assert_int_equal(
+        cJSON_GetObjectItem(cJSON_GetObjectItem(o, "reloads"), "ok")->valueint, 2);
+    cJSON_Delete(o);
+    th_http_resp_free(&r);
+}
+
 static void test_metrics_pass_promtool(void **state) {
     (void)state;
     th_http_resp_t r;
@@ -545,6 +619,7 @@ int main(void) {
         cmocka_unit_test(test_client_state),
         cmocka_unit_test(test_errors_and_limits),
         cmocka_unit_test(test_slow_connections),
+        cmocka_unit_test(test_readyz_reports_a_stalled_batch),
         cmocka_unit_test(test_metrics_pass_promtool),
     };
     return cmocka_run_group_tests_name("integration_http", tests, setup, teardown);
