@@ -194,6 +194,7 @@ void kin_pump(daemon_t *d) {
             daemon_fatal(d, EXIT_KAFKA, "consumer", "out of memory");
             break;
         }
+        if (d->n_msgs == 1) d->stats.batch_start_ns = uv_hrtime();
         if (d->n_msgs == 1 && !d->batch_timer_armed) {
             d->batch_timer_armed = 1;
             uv_timer_start(&d->batch_timer, on_batch_timer,

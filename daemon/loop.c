@@ -238,11 +238,14 @@ static void reload_rules(daemon_t *d) {
         LOG(LOG_ERROR, "rules", "reload rejected; the previous rule set keeps running",
             LF_STR("dir", d->cfg->rules_dir), LF_INT("errors", errs.n));
         d->stats.n_reloads_failed++;
+        d->stats.reload_failed = 1;
         churn_errs_free(&errs);
         return;
     }
     churn_errs_free(&errs);
     d->stats.n_reloads_ok++;
+    d->stats.reload_failed = 0;
+    d->stats.reload_ok_ms = daemon_wall_ms();
     LOG(LOG_INFO, "rules", "reloaded", LF_STR("dir", d->cfg->rules_dir),
         LF_INT("rules", ruleset_n_rules(rs)), LF_STR("hash", ruleset_hash(rs)));
     /* A batch being acknowledged was evaluated under the old set; it
@@ -282,6 +285,7 @@ static int load_rules_at_start(daemon_t *d) {
         LOG(LOG_FATAL, "rules", "cannot start: the rules directory is invalid",
             LF_STR("dir", d->cfg->rules_dir), LF_INT("errors", errs.n));
     } else {
+        d->stats.reload_ok_ms = daemon_wall_ms();
         LOG(LOG_INFO, "rules", "loaded", LF_STR("dir", d->cfg->rules_dir),
             LF_INT("rules", ruleset_n_rules(d->rules)),
             LF_INT("features", ruleset_n_features(d->rules)),
@@ -301,8 +305,9 @@ int daemon_run(config_t *cfg, int embedded_broker) {
     d.loop = &loop;
     d.engine_opts.dedup_window_ms = cfg->dedup_window_ms;
     d.engine_opts.dedup_max_ids = (unsigned)cfg->dedup_max_ids;
-    if (uv_loop_init(&loop) != 0) {
+    if (metrics_init(&d) != 0 || uv_loop_init(&loop) != 0) {
         LOG0(LOG_FATAL, "daemon", "cannot create the event loop");
+        metrics_free(&d);
         return EXIT_USAGE;
     }
     uv_timer_init(&loop, &d.batch_timer);
@@ -369,5 +374,6 @@ int daemon_run(config_t *cfg, int embedded_broker) {
     }
     if (uv_loop_close(&loop) != 0)
         LOG0(LOG_WARN, "daemon", "event loop closed with handles still open");
+    metrics_free(&d);
     return d.exit_code;
 }

@@ -94,6 +94,7 @@ struct processor {
     /* During one timer round sequence with lookahead: how far each client
      * woken (really or virtually) in it has got, in its own time. */
     vpos_map_t vpos;
+    uint64_t n_hits, n_misses, n_new; /* processor_get_stats */
 };
 
 static void free_state(void *p) { cstate_free(p); }
@@ -169,9 +170,11 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
                         size_t len, cstate_t **out, churn_err_t *err) {
     cstate_t *st = cache_get(p->cache, part, client, len);
     if (st) {
+        p->n_hits++;
         *out = st;
         return 0;
     }
+    p->n_misses++;
     int rc = store_get_client(p->store, part, client, len, &p->enc, err);
     if (rc == 0) {
         churn_err_t derr = {0};
@@ -183,6 +186,7 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
                                  "client %.*s: stored state cannot be decoded: %s",
                                  (int)len, client, derr.msg);
     } else if (rc == CHURN_ENOTFOUND) {
+        p->n_new++;
         st = cstate_new(client, len);
     } else {
         return rc;
@@ -555,4 +559,15 @@ void processor_drop_partition(processor_t *p, uint32_t part) {
 
 size_t processor_dirty(const processor_t *p) {
     return cache_dirty_count(p->cache);
+}
+
+void processor_get_stats(const processor_t *p, processor_stats_t *st) {
+    *st = (processor_stats_t){
+        .cached_clients = cache_size(p->cache),
+        .cache_capacity = cache_capacity(p->cache),
+        .cache_bytes = cache_memory_bytes(p->cache),
+        .cache_hits = p->n_hits,
+        .cache_misses = p->n_misses,
+        .new_clients = p->n_new,
+    };
 }
