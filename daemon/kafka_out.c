@@ -179,7 +179,8 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
     const char *topic = rd_kafka_topic_name(m->rkt);
     d->stats.n_produce_retries++;
     LOG(LOG_WARN, "producer", "delivery failed; the batch waits and it is sent again",
-        LF_STR("topic", topic), LF_STR("error", rd_kafka_err2str(m->err)));
+        LF_STR("topic", topic), LF_INT("partition", m->partition),
+        LF_STR("error", rd_kafka_err2str(m->err)));
     if (d->close_scheduled) return;
     rd_kafka_headers_t *h = NULL;
     (void)rd_kafka_message_headers(m, &h);

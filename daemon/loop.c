@@ -51,6 +51,9 @@ rd_kafka_conf_t *kafka_conf_from_config(const config_t *cfg,
                                         churn_err_t *err) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     for (size_t i = 0; i < cfg->n_kafka; i++) {
+        /* No log line may carry a secret, whoever wrote it: librdkafka's
+         * own errors and logs included. */
+        if (config_is_secret(cfg->kafka[i].key)) log_add_secret(cfg->kafka[i].val);
         if (kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].val, err)) {
             rd_kafka_conf_destroy(conf);
             return NULL;
@@ -236,7 +239,9 @@ static void reload_rules(daemon_t *d) {
     if (rc != 0) {
         log_rule_errors(&errs);
         LOG(LOG_ERROR, "rules", "reload rejected; the previous rule set keeps running",
-            LF_STR("dir", d->cfg->rules_dir), LF_INT("errors", errs.n));
+            LF_STR("result", "failed"), LF_STR("dir", d->cfg->rules_dir),
+            LF_INT("errors", errs.n),
+            LF_STR("hash", d->rules ? ruleset_hash(d->rules) : ""));
         d->stats.n_reloads_failed++;
         d->stats.reload_failed = 1;
         churn_errs_free(&errs);
@@ -246,7 +251,8 @@ static void reload_rules(daemon_t *d) {
     d->stats.n_reloads_ok++;
     d->stats.reload_failed = 0;
     d->stats.reload_ok_ms = daemon_wall_ms();
-    LOG(LOG_INFO, "rules", "reloaded", LF_STR("dir", d->cfg->rules_dir),
+    LOG(LOG_INFO, "rules", "reloaded", LF_STR("result", "ok"),
+        LF_STR("dir", d->cfg->rules_dir),
         LF_INT("rules", ruleset_n_rules(rs)), LF_STR("hash", ruleset_hash(rs)));
     /* A batch being acknowledged was evaluated under the old set; it
      * commits first, then the new set takes over (pipeline_commit). */

@@ -497,6 +497,7 @@ static void note_settled(daemon_t *d) {
 
 static void on_wm_timer(uv_timer_t *t) {
     daemon_t *d = t->data;
+    log_flush_suppressed(); /* sum up floods that stopped */
     if (d->phase != PHASE_COLLECTING || d->n_msgs > 0 || d->close_scheduled)
         return;
     update_caught_up(d);
@@ -535,7 +536,8 @@ void pipeline_commit(daemon_t *d) {
         rd_kafka_resp_err_t e = rd_kafka_commit(d->consumer, offs, 1);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
             LOG(LOG_WARN, "consumer", "group offset commit refused",
-                LF_STR("error", rd_kafka_err2str(e)));
+                LF_STR("error", rd_kafka_err2str(e)),
+                LF_INT("partitions", offs->cnt));
         rd_kafka_topic_partition_list_destroy(offs);
         d->batch_offsets = rd_kafka_topic_partition_list_new(16);
     }
