@@ -470,6 +470,11 @@ static int render_state(daemon_t *d, buf_t *b) {
                          "Client states read from RocksDB or created.",
                          ps.cache_misses);
         if (!rc)
+            rc = gauge(b, "churnd_timers_pending",
+                       "Clients with a pending deadline (expectation, for: or "
+                       "every:) in the timer index of the assigned "
+                       "partitions.", (double)ps.pending_timers);
+        if (!rc)
             rc = counter(b, "churnd_clients_new_total",
                          "Clients with no stored state, seen for the first "
                          "time by this state directory.", ps.new_clients);

@@ -93,9 +93,16 @@ static int part_still_assigned(daemon_t *d, int32_t part,
 
 void pipeline_assign(daemon_t *d, const rd_kafka_topic_partition_list_t *parts) {
     int64_t now = daemon_wall_ms();
-    for (int i = 0; i < parts->cnt; i++)
+    for (int i = 0; i < parts->cnt; i++) {
         if (wm_assign(&d->wm, parts->elems[i].topic, parts->elems[i].partition, now))
             daemon_fatal(d, EXIT_STATE, "daemon", "out of memory");
+        /* for churnd_timers_pending: one scan of the partition's keys */
+        churn_err_t err = {0};
+        if (d->proc &&
+            processor_count_timers(d->proc, (uint32_t)parts->elems[i].partition,
+                                   &err) < 0)
+            daemon_fatal(d, EXIT_STATE, "state", err.msg);
+    }
 }
 
 void pipeline_revoke(daemon_t *d, const rd_kafka_topic_partition_list_t *parts) {

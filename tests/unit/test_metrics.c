@@ -149,8 +149,7 @@ static void feed(world_t *w, const char *topic, int64_t wall_ms,
     event_clear(&ev);
 }
 
-static void test_figures_of_a_working_daemon(void **state) {
-    (void)state;
+static world_t *world_open(const char *rules, const char *state_name) {
     world_t *w = calloc(1, sizeof(*w));
     assert_non_null(w);
     daemon_t *d = &w->d;
@@ -158,12 +157,11 @@ static void test_figures_of_a_working_daemon(void **state) {
     assert_int_equal(config_init(&w->cfg, &err), 0);
     d->cfg = &w->cfg;
     assert_int_equal(metrics_init(d), 0);
-
     churn_errs_t errs;
     churn_errs_init(&errs);
-    assert_int_equal(ruleset_load_dir("tests/data/rules-basic", &d->rules, &errs), 0);
+    assert_int_equal(ruleset_load_dir(rules, &d->rules, &errs), 0);
     churn_errs_free(&errs);
-    snprintf(w->state, sizeof(w->state), "%s/state", tmp);
+    snprintf(w->state, sizeof(w->state), "%s/%s", tmp, state_name);
     store_opts_t so = {.dir = w->state, .mode = STORE_READ_WRITE};
     assert_int_equal(store_open(&so, &d->store, &err), 0);
     d->engine_opts.dedup_window_ms = w->cfg.dedup_window_ms;
@@ -175,6 +173,26 @@ static void test_figures_of_a_working_daemon(void **state) {
     wm_init(&d->wm, 0, 30000);
     assert_int_equal(wm_assign(&d->wm, "crm.events", 0, 1000), 0);
     assert_int_equal(wm_assign(&d->wm, "helpdesk.events", 0, 1000), 0);
+    return w;
+}
+
+static void world_close(world_t *w) {
+    daemon_t *d = &w->d;
+    engine_out_free(&d->out);
+    processor_free(d->proc);
+    store_close(d->store);
+    ruleset_free(d->rules);
+    wm_free(&d->wm);
+    metrics_free(d);
+    config_free(&w->cfg);
+    free(w);
+}
+
+static void test_figures_of_a_working_daemon(void **state) {
+    (void)state;
+    world_t *w = world_open("tests/data/rules-basic", "state");
+    daemon_t *d = &w->d;
+    churn_err_t err = {0};
 
     feed(w, "crm.events", 2000,
          "{\"id\":\"e1\",\"type\":\"survey.nps\",\"client_id\":\"ACME\","
@@ -253,15 +271,52 @@ static void test_figures_of_a_working_daemon(void **state) {
              ruleset_hash(d->rules));
     has_line(s, info);
     free(s);
+    world_close(w);
+}
 
-    engine_out_free(&d->out);
-    processor_free(d->proc);
-    store_close(d->store);
-    ruleset_free(d->rules);
-    wm_free(&d->wm);
-    metrics_free(d);
-    config_free(&w->cfg);
-    free(w);
+/* churnd_timers_pending follows the timer index as deadlines come and go,
+ * and a partition's count is read back from the store on assignment. */
+static void test_pending_timers_follow_the_index(void **state) {
+    (void)state;
+    world_t *w = world_open("tests/data/daemon-timers", "state-timers");
+    daemon_t *d = &w->d;
+    churn_err_t err = {0};
+    feed(w, "crm.events", 2000,
+         "{\"id\":\"a1\",\"type\":\"meeting.postponed\",\"client_id\":\"A\","
+         "\"ts\":\"2026-03-01T10:00:00Z\"}");
+    feed(w, "crm.events", 2000,
+         "{\"id\":\"b1\",\"type\":\"meeting.postponed\",\"client_id\":\"B\","
+         "\"ts\":\"2026-03-01T10:00:00Z\"}");
+    char *s = render(d);
+    has_line(s, "churnd_timers_pending 2");
+    free(s);
+    feed(w, "crm.events", 2000, /* A's for: no longer runs */
+         "{\"id\":\"a2\",\"type\":\"meeting.held\",\"client_id\":\"A\","
+         "\"ts\":\"2026-03-01T10:10:00Z\"}");
+    assert_int_equal(processor_commit(d->proc, NULL, 0, &err), 0);
+    s = render(d);
+    has_line(s, "churnd_timers_pending 1");
+    free(s);
+    /* another processor over the same state: 0 until it counts */
+    processor_t *p2 = processor_new(d->store, 10, &d->engine_opts);
+    assert_non_null(p2);
+    processor_t *p1 = d->proc;
+    d->proc = p2;
+    s = render(d);
+    has_line(s, "churnd_timers_pending 0");
+    free(s);
+    assert_int_equal(processor_count_timers(p2, 0, &err), 0);
+    assert_int_equal(processor_count_timers(p2, 7, &err), 0); /* empty */
+    s = render(d);
+    has_line(s, "churnd_timers_pending 1");
+    free(s);
+    processor_drop_partition(p2, 0); /* revoked */
+    s = render(d);
+    has_line(s, "churnd_timers_pending 0");
+    free(s);
+    processor_free(p2);
+    d->proc = p1;
+    world_close(w);
 }
 
 static void test_held_event_times_are_kept_by_origin(void **state) {
@@ -308,6 +363,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_starting_daemon_renders_valid_text),
         cmocka_unit_test(test_figures_of_a_working_daemon),
+        cmocka_unit_test(test_pending_timers_follow_the_index),
         cmocka_unit_test(test_held_event_times_are_kept_by_origin),
     };
     int rc = cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
