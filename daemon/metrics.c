@@ -429,7 +429,7 @@ static int render_state(daemon_t *d, buf_t *b) {
             {"churnd_rocksdb_sst_bytes", "Size of every SST file, obsolete "
              "ones not yet deleted included (rocksdb.total-sst-files-size).",
              offsetof(store_stats_t, total_sst_bytes)},
-            {"churnd_rocksdb_delayed_write_rate_bytes", "Rate RocksDB slows "
+            {"churnd_rocksdb_delayed_write_rate_bytes_per_second", "Rate RocksDB slows "
              "writes to, bytes per second; 0 when not slowed "
              "(rocksdb.actual-delayed-write-rate).",
              offsetof(store_stats_t, delayed_write_rate)},
