@@ -311,7 +311,12 @@ int daemon_run(config_t *cfg, int embedded_broker) {
     d.loop = &loop;
     d.engine_opts.dedup_window_ms = cfg->dedup_window_ms;
     d.engine_opts.dedup_max_ids = (unsigned)cfg->dedup_max_ids;
-    if (metrics_init(&d) != 0 || uv_loop_init(&loop) != 0) {
+    if (metrics_init(&d) != 0) {
+        LOG0(LOG_FATAL, "daemon", "out of memory");
+        metrics_free(&d);
+        return EXIT_USAGE;
+    }
+    if (uv_loop_init(&loop) != 0) {
         LOG0(LOG_FATAL, "daemon", "cannot create the event loop");
         metrics_free(&d);
         return EXIT_USAGE;
