@@ -8,6 +8,12 @@
 
 #include "churnd/daemon.h"
 
+/* The version `churnd version` prints and churnd_build_info carries
+ * (a build may set it with -DCHURND_VERSION=...). */
+#ifndef CHURND_VERSION
+#define CHURND_VERSION "0.1.0"
+#endif
+
 /* Exit codes of `churnd run`. */
 enum {
     EXIT_OK = 0,
@@ -56,6 +62,11 @@ int kout_start(daemon_t *d, churn_err_t *err);
 int kout_produce(daemon_t *d, const char *topic, const void *key,
                  size_t key_len, const void *val, size_t val_len,
                  rd_kafka_headers_t *hdrs);
+/* The same for an alert whose triggering event entered Kafka at origin_ms
+ * (wall clock; < 0 unknown): its acknowledgement is timed from there. */
+int kout_produce_timed(daemon_t *d, const char *topic, const void *key,
+                       size_t key_len, const void *val, size_t val_len,
+                       rd_kafka_headers_t *hdrs, int64_t origin_ms);
 void kout_destroy(daemon_t *d, int flush_ms);
 
 /* pipeline.c */
@@ -83,7 +94,30 @@ int http_start(daemon_t *d, churn_err_t *err);
 void http_stop(daemon_t *d);
 
 /* metrics.c: the Prometheus text exposition of the daemon's figures,
- * appended to out. 0 or CHURN_ENOMEM. */
+ * appended to out. 0 or CHURN_ENOMEM. Safe on a daemon still starting
+ * (no consumer, store or rules yet) and on one where metrics_init failed
+ * or was never called. */
 int metrics_render(daemon_t *d, buf_t *out);
+/* Allocate what the labelled figures need (d->cfg set): 0 or
+ * CHURN_ENOMEM. metrics_free releases it; both are idempotent. */
+int metrics_init(daemon_t *d);
+void metrics_free(daemon_t *d);
+/* Count one consumed message of topic (an input topic). */
+void metrics_note_consumed(daemon_t *d, const char *topic);
+/* Count one published alert by rule, severity and status. */
+void metrics_note_alert(daemon_t *d, const alert_t *a);
+/* Remember when a held event entered Kafka (wall ms), keyed by where it
+ * came from, so the alerts it causes on release can be timed; take it
+ * back (and forget it) on release: -1 when not known (evicted by a newer
+ * one in its slot, or held before a restart). */
+void metrics_note_arrival(daemon_t *d, const char *topic, int32_t partition,
+                          int64_t offset, int64_t kafka_ms);
+int64_t metrics_take_arrival(daemon_t *d, const char *topic,
+                             int32_t partition, int64_t offset);
+/* When a consumed message entered Kafka (its timestamp), or now when it
+ * has none or one ahead of our clock. */
+int64_t metrics_msg_time_ms(const rd_kafka_message_t *m, int64_t now_ms);
+/* Seconds between two uv_hrtime() readings. */
+double metrics_seconds(uint64_t from_ns, uint64_t to_ns);
 
 #endif

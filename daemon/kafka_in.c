@@ -55,10 +55,37 @@ static void list_remove(rd_kafka_topic_partition_list_t *l, const char *topic,
     (void)rd_kafka_topic_partition_list_del(l, topic, partition);
 }
 
+/* "crm.events[0,1],helpdesk.events[0]" (truncated with "..."): which
+ * partitions one rebalance moved, for its log line. */
+static void parts_text(const rd_kafka_topic_partition_list_t *l, char *out,
+                       size_t size) {
+    size_t n = 0;
+    out[0] = '\0';
+    for (int i = 0; i < l->cnt && n < size; i++) {
+        const char *t = l->elems[i].topic;
+        int same = i > 0 && !strcmp(l->elems[i - 1].topic, t);
+        int r = same ? snprintf(out + n, size - n, ",%d", (int)l->elems[i].partition)
+                     : snprintf(out + n, size - n, "%s%s[%d", i ? "]," : "", t,
+                                (int)l->elems[i].partition);
+        if (r < 0) break;
+        n += (size_t)r;
+    }
+    if (n < size && l->cnt) n += (size_t)snprintf(out + n, size - n, "]");
+    if (n >= size && size > 4) memcpy(out + size - 4, "...", 4);
+}
+
 static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque) {
     daemon_t *d = opaque;
     int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
+    char moved[512];
+    parts_text(parts, moved, sizeof(moved));
+    LOG(LOG_INFO, "consumer", "rebalance",
+        LF_STR("event", err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS ? "assign"
+                                                                   : "revoke"),
+        LF_STR("protocol", rd_kafka_rebalance_protocol(rk)),
+        LF_INT("count", parts->cnt), LF_STR("partitions", moved),
+        LF_INT("assigned_before", d->assigned ? d->assigned->cnt : 0));
     rd_kafka_error_t *e = NULL;
     rd_kafka_resp_err_t re = RD_KAFKA_RESP_ERR_NO_ERROR;
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
@@ -87,11 +114,11 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
     if (e) {
         LOG(LOG_ERROR, "consumer", "assignment failed",
-            LF_STR("error", rd_kafka_error_string(e)));
+            LF_STR("error", rd_kafka_error_string(e)), LF_STR("partitions", moved));
         rd_kafka_error_destroy(e);
     } else if (re) {
         LOG(LOG_ERROR, "consumer", "assignment failed",
-            LF_STR("error", rd_kafka_err2str(re)));
+            LF_STR("error", rd_kafka_err2str(re)), LF_STR("partitions", moved));
     }
 }
 
@@ -185,6 +212,7 @@ void kin_pump(daemon_t *d) {
                 LOG(LOG_WARN, "consumer", "consume error",
                     LF_STR("topic", m->rkt ? rd_kafka_topic_name(m->rkt) : ""),
                     LF_INT("partition", m->partition),
+                    LF_INT("offset", m->offset),
                     LF_STR("error", rd_kafka_message_errstr(m)));
             rd_kafka_message_destroy(m);
             continue;
@@ -194,6 +222,7 @@ void kin_pump(daemon_t *d) {
             daemon_fatal(d, EXIT_KAFKA, "consumer", "out of memory");
             break;
         }
+        if (d->n_msgs == 1) d->stats.batch_start_ns = uv_hrtime();
         if (d->n_msgs == 1 && !d->batch_timer_armed) {
             d->batch_timer_armed = 1;
             uv_timer_start(&d->batch_timer, on_batch_timer,

@@ -8,6 +8,7 @@
  * is how losing the broker pauses consumption rather than losing alerts.
  */
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -25,6 +26,7 @@ struct pending_msg {
     void *val;
     size_t val_len;
     rd_kafka_headers_t *hdrs; /* owned, NULL when none */
+    int64_t origin_ms;        /* kout_produce_timed's, -1 none */
 };
 
 static void pending_free(pending_msg_t *p) {
@@ -39,9 +41,11 @@ static void pending_free(pending_msg_t *p) {
 static pending_msg_t *pending_new(const char *topic, const void *key,
                                   size_t key_len, const void *val,
                                   size_t val_len,
-                                  const rd_kafka_headers_t *hdrs) {
+                                  const rd_kafka_headers_t *hdrs,
+                                  int64_t origin_ms) {
     pending_msg_t *p = calloc(1, sizeof(*p));
     if (!p) return NULL;
+    p->origin_ms = origin_ms;
     p->topic = strdup(topic);
     p->key = key_len ? malloc(key_len) : NULL;
     p->val = val_len ? malloc(val_len) : NULL;
@@ -61,13 +65,15 @@ static pending_msg_t *pending_new(const char *topic, const void *key,
  * 1 when it should be retried later (hdrs still ours), <0 fatal. */
 static int produce_once(daemon_t *d, const char *topic, const void *key,
                         size_t key_len, const void *val, size_t val_len,
-                        rd_kafka_headers_t *hdrs) {
+                        rd_kafka_headers_t *hdrs, int64_t origin_ms) {
+    /* The origin rides along as the message's opaque, back to dr_msg_cb. */
     rd_kafka_resp_err_t e = rd_kafka_producev(
         d->producer, RD_KAFKA_V_TOPIC(topic),
         RD_KAFKA_V_KEY((void *)key, key_len),
         RD_KAFKA_V_VALUE((void *)val, val_len),
         RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-        RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_END);
+        RD_KAFKA_V_HEADERS(hdrs),
+        RD_KAFKA_V_OPAQUE((void *)(intptr_t)origin_ms), RD_KAFKA_V_END);
     if (e == RD_KAFKA_RESP_ERR_NO_ERROR) return 0;
     if (e == RD_KAFKA_RESP_ERR__FATAL) return -1;
     LOG(LOG_WARN, "producer", "produce refused; will retry",
@@ -98,7 +104,7 @@ static void on_retry_timer(uv_timer_t *t) {
         }
         rd_kafka_headers_t *h = p->hdrs;
         int rc = produce_once(d, p->topic, p->key, p->key_len, p->val,
-                              p->val_len, h);
+                              p->val_len, h, p->origin_ms);
         if (rc == 0) {
             p->hdrs = NULL; /* librdkafka owns them now */
             pending_free(p);
@@ -126,8 +132,15 @@ static void on_retry_timer(uv_timer_t *t) {
 int kout_produce(daemon_t *d, const char *topic, const void *key,
                  size_t key_len, const void *val, size_t val_len,
                  rd_kafka_headers_t *hdrs) {
+    return kout_produce_timed(d, topic, key, key_len, val, val_len, hdrs, -1);
+}
+
+int kout_produce_timed(daemon_t *d, const char *topic, const void *key,
+                       size_t key_len, const void *val, size_t val_len,
+                       rd_kafka_headers_t *hdrs, int64_t origin_ms) {
     d->inflight++;
-    int rc = produce_once(d, topic, key, key_len, val, val_len, hdrs);
+    int rc = produce_once(d, topic, key, key_len, val, val_len, hdrs,
+                          origin_ms);
     if (rc == 0) return 0;
     if (rc < 0) {
         if (hdrs) rd_kafka_headers_destroy(hdrs);
@@ -135,7 +148,8 @@ int kout_produce(daemon_t *d, const char *topic, const void *key,
                      "the idempotent producer hit a fatal error");
         return CHURN_EKAFKA;
     }
-    pending_msg_t *p = pending_new(topic, key, key_len, val, val_len, NULL);
+    pending_msg_t *p = pending_new(topic, key, key_len, val, val_len, NULL,
+                                   origin_ms);
     if (!p) {
         if (hdrs) rd_kafka_headers_destroy(hdrs);
         daemon_fatal(d, EXIT_KAFKA, "producer", "out of memory");
@@ -152,20 +166,26 @@ static void dr_msg_cb(rd_kafka_t *rk, const rd_kafka_message_t *m,
                       void *opaque) {
     (void)rk;
     daemon_t *d = opaque;
+    int64_t origin_ms = (int64_t)(intptr_t)m->_private;
     if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         if (d->inflight > 0) d->inflight--;
         d->retry_backoff_ms = RETRY_BACKOFF_MS;
+        if (origin_ms > 0) {
+            int64_t ms = daemon_wall_ms() - origin_ms;
+            prom_hist_observe(&d->stats.h_alert, ms > 0 ? ms / 1000.0 : 0.0);
+        }
         return;
     }
     const char *topic = rd_kafka_topic_name(m->rkt);
     d->stats.n_produce_retries++;
     LOG(LOG_WARN, "producer", "delivery failed; the batch waits and it is sent again",
-        LF_STR("topic", topic), LF_STR("error", rd_kafka_err2str(m->err)));
+        LF_STR("topic", topic), LF_INT("partition", m->partition),
+        LF_STR("error", rd_kafka_err2str(m->err)));
     if (d->close_scheduled) return;
     rd_kafka_headers_t *h = NULL;
     (void)rd_kafka_message_headers(m, &h);
     pending_msg_t *p = pending_new(topic, m->key, m->key_len, m->payload,
-                                   m->len, h);
+                                   m->len, h, origin_ms);
     if (!p) {
         daemon_fatal(d, EXIT_KAFKA, "producer", "out of memory");
         return;

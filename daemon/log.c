@@ -48,7 +48,17 @@ typedef struct rl_slot {
     int64_t last_ms;     /* when tokens were last refilled */
     int64_t tokens;      /* milli-tokens, 0 .. burst * RL_UNIT */
     uint64_t suppressed; /* lines dropped since the last one emitted */
+    /* What was dropped, copied on the first drop (truncated), for the
+     * summary line log_flush_suppressed writes once the flood is over. */
+    int level;
+    char component[32];
+    char msg[128];
 } rl_slot_t;
+
+/* Secret values (log_add_secret) never written: replaced in the message
+ * and string fields of every line. Owned copies, kept for the process's
+ * life. */
+#define SECRETS_MAX 32
 
 static atomic_int g_min_level = LOG_INFO;
 static atomic_int g_format = LOG_FMT_LOGFMT;
@@ -57,6 +67,12 @@ static _Atomic(log_clock_fn) g_clock; /* NULL: the real clocks */
 
 static pthread_mutex_t g_rl_mu = PTHREAD_MUTEX_INITIALIZER;
 static rl_slot_t g_rl[RL_SLOTS];
+
+static pthread_mutex_t g_sec_mu = PTHREAD_MUTEX_INITIALIZER;
+static char *g_secrets[SECRETS_MAX];
+static atomic_int g_n_secrets;
+
+static const char REDACTED[] = "<redacted>";
 
 static const char *const level_names[] = {"debug", "info", "warn", "error",
                                           "fatal"};
@@ -134,7 +150,8 @@ static uint64_t msg_key(const char *component, const char *msg) {
 }
 
 /* 1: emit (with *suppressed lines dropped before it), 0: drop. */
-static int rl_admit(uint64_t key, uint64_t *suppressed) {
+static int rl_admit(uint64_t key, log_level_t lvl, const char *component,
+                    const char *msg, uint64_t *suppressed) {
     *suppressed = 0;
     unsigned burst = atomic_load(&g_burst);
     if (burst == 0) return 1;
@@ -165,7 +182,11 @@ static int rl_admit(uint64_t key, uint64_t *suppressed) {
         s->suppressed = 0;
         ok = 1;
     } else {
-        s->suppressed++;
+        if (s->suppressed++ == 0) {
+            s->level = (int)lvl;
+            snprintf(s->component, sizeof(s->component), "%s", component);
+            snprintf(s->msg, sizeof(s->msg), "%s", msg);
+        }
         ok = 0;
     }
     pthread_mutex_unlock(&g_rl_mu);
@@ -350,16 +371,90 @@ static void write_line(const uint8_t *p, size_t n) {
     }
 }
 
-void log_emit(log_level_t lvl, const char *component, const char *msg,
-              const log_field_t *fields, size_t n_fields) {
-    if ((int)lvl < LOG_DEBUG) lvl = LOG_DEBUG;
-    if ((int)lvl > LOG_FATAL) lvl = LOG_FATAL;
-    if (!log_enabled(lvl)) return;
-    if (!component) component = "";
-    if (!msg) msg = "";
-    uint64_t suppressed = 0;
-    if (lvl != LOG_FATAL && !rl_admit(msg_key(component, msg), &suppressed))
-        return;
+/* ---- secrets ------------------------------------------------------------ */
+
+static void add_secret(const char *value);
+
+/* The whole value, and each piece of a structured one ("k1=v1 k2=v2",
+ * "a,b": sasl.oauthbearer.config, for one): librdkafka's errors quote
+ * the piece they reject, not the whole. Pieces under 4 bytes are left
+ * alone, lest every "id" of every line be hidden. */
+void log_add_secret(const char *value) {
+    if (!value || !*value) return;
+    add_secret(value);
+    const char *p = value;
+    while (*p) {
+        size_t n = strcspn(p, " \t\n,;");
+        if (n > 0) {
+            const char *eq = memchr(p, '=', n);
+            const char *v = eq ? eq + 1 : p;
+            size_t vn = n - (size_t)(v - p);
+            char piece[1024];
+            if (vn >= 4 && vn < sizeof(piece)) {
+                memcpy(piece, v, vn);
+                piece[vn] = '\0';
+                add_secret(piece);
+            }
+        }
+        p += n;
+        while (*p && strchr(" \t\n,;", *p)) p++;
+    }
+}
+
+static void add_secret(const char *value) {
+    pthread_mutex_lock(&g_sec_mu);
+    int n = atomic_load(&g_n_secrets), known = 0;
+    for (int i = 0; i < n && !known; i++) known = !strcmp(g_secrets[i], value);
+    if (!known && n < SECRETS_MAX) {
+        g_secrets[n] = strdup(value);
+        if (g_secrets[n]) atomic_store(&g_n_secrets, n + 1);
+    }
+    pthread_mutex_unlock(&g_sec_mu);
+}
+
+void log_reset_secrets(void) {
+    pthread_mutex_lock(&g_sec_mu);
+    int n = atomic_load(&g_n_secrets);
+    for (int i = 0; i < n; i++) {
+        free(g_secrets[i]);
+        g_secrets[i] = NULL;
+    }
+    atomic_store(&g_n_secrets, 0);
+    pthread_mutex_unlock(&g_sec_mu);
+}
+
+/* Does s hold a secret? Called with g_sec_mu held. */
+static int has_secret(const char *s, int n) {
+    for (int i = 0; s && i < n; i++)
+        if (strstr(s, g_secrets[i])) return 1;
+    return 0;
+}
+
+/* s with every secret replaced, into out (NUL-terminated); the longest
+ * secret wins where two start at one place. g_sec_mu held. */
+static int scrub(const char *s, int n, buf_t *out) {
+    int rc = 0;
+    for (const char *p = s; !rc && *p;) {
+        size_t best = 0;
+        for (int i = 0; i < n; i++) {
+            size_t k = strlen(g_secrets[i]);
+            if (k > best && !strncmp(p, g_secrets[i], k)) best = k;
+        }
+        if (best) {
+            rc = buf_append(out, REDACTED, sizeof(REDACTED) - 1);
+            p += best;
+        } else {
+            rc = buf_putc(out, (uint8_t)*p++);
+        }
+    }
+    return rc ? rc : buf_putc(out, '\0');
+}
+
+/* ---- emitting ------------------------------------------------------------ */
+
+static void emit(log_level_t lvl, const char *component, const char *msg,
+                 const log_field_t *fields, size_t n_fields,
+                 uint64_t suppressed) {
     /* A fresh buffer per line: lines are events of note, not per-event
      * traffic, and a local buffer keeps log_emit safe from any thread. */
     buf_t b;
@@ -370,4 +465,85 @@ void log_emit(log_level_t lvl, const char *component, const char *msg,
                     fields, n_fields, suppressed) == 0)
         write_line(b.data, b.len);
     buf_free(&b);
+}
+
+/* emit, with the secrets taken out of the message and string fields
+ * first (before escaping, so a secret is found whatever the format). */
+static void emit_scrubbed(log_level_t lvl, const char *component,
+                          const char *msg, const log_field_t *fields,
+                          size_t n_fields, uint64_t suppressed) {
+    int n = atomic_load(&g_n_secrets);
+    if (n == 0) {
+        emit(lvl, component, msg, fields, n_fields, suppressed);
+        return;
+    }
+    pthread_mutex_lock(&g_sec_mu);
+    int dirty = has_secret(msg, n) || has_secret(component, n);
+    for (size_t i = 0; !dirty && i < n_fields; i++)
+        dirty = fields[i].type == LF_T_STR && has_secret(fields[i].s, n);
+    if (!dirty) {
+        pthread_mutex_unlock(&g_sec_mu);
+        emit(lvl, component, msg, fields, n_fields, suppressed);
+        return;
+    }
+    /* Rare: a copy of everything that needs it. */
+    log_field_t *f = calloc(n_fields ? n_fields : 1, sizeof(*f));
+    buf_t *texts = calloc(n_fields + 2, sizeof(*texts));
+    int rc = f && texts ? 0 : CHURN_ENOMEM;
+    for (size_t i = 0; !rc && i < n_fields + 2; i++) {
+        const char *s = i == 0 ? msg : i == 1 ? component : fields[i - 2].s;
+        buf_init(&texts[i]);
+        if (i >= 2) f[i - 2] = fields[i - 2];
+        if (i >= 2 && fields[i - 2].type != LF_T_STR) continue;
+        if (!s || !has_secret(s, n)) continue;
+        rc = scrub(s, n, &texts[i]);
+        if (rc) break;
+        if (i == 0) msg = (const char *)texts[i].data;
+        else if (i == 1) component = (const char *)texts[i].data;
+        else f[i - 2].s = (const char *)texts[i].data;
+    }
+    pthread_mutex_unlock(&g_sec_mu);
+    if (!rc) emit(lvl, component, msg, f, n_fields, suppressed);
+    /* out of memory: the line is lost rather than written with a secret */
+    for (size_t i = 0; texts && i < n_fields + 2; i++) buf_free(&texts[i]);
+    free(texts);
+    free(f);
+}
+
+void log_emit(log_level_t lvl, const char *component, const char *msg,
+              const log_field_t *fields, size_t n_fields) {
+    if ((int)lvl < LOG_DEBUG) lvl = LOG_DEBUG;
+    if ((int)lvl > LOG_FATAL) lvl = LOG_FATAL;
+    if (!log_enabled(lvl)) return;
+    if (!component) component = "";
+    if (!msg) msg = "";
+    uint64_t suppressed = 0;
+    if (lvl != LOG_FATAL &&
+        !rl_admit(msg_key(component, msg), lvl, component, msg, &suppressed))
+        return;
+    emit_scrubbed(lvl, component, msg, fields, n_fields, suppressed);
+}
+
+/* A summary for every message key with lines dropped and none tried for a
+ * second: without it, the count of a flood that stopped would only show
+ * on that message's next line, maybe never. Not rate-limited itself (one
+ * line per flooding key per quiet second at most). */
+void log_flush_suppressed(void) {
+    if (atomic_load(&g_burst) == 0) return;
+    int64_t now = clock_ms(CLOCK_MONOTONIC);
+    for (size_t i = 0; i < RL_SLOTS; i++) {
+        rl_slot_t copy;
+        pthread_mutex_lock(&g_rl_mu);
+        rl_slot_t *s = &g_rl[i];
+        int due = s->key && s->suppressed > 0 && now - s->last_ms >= 1000;
+        if (due) {
+            copy = *s;
+            s->suppressed = 0;
+        }
+        pthread_mutex_unlock(&g_rl_mu);
+        if (!due || !log_enabled((log_level_t)copy.level)) continue;
+        log_field_t f = LF_STR("message", copy.msg);
+        emit_scrubbed((log_level_t)copy.level, copy.component,
+                      "repeated lines suppressed", &f, 1, copy.suppressed);
+    }
 }

@@ -17,4 +17,7 @@ void log_set_clock(log_clock_fn fn);
 /* Forget every message key's budget and suppressed count. */
 void log_reset_rate_limit(void);
 
+/* Forget the secrets of log_add_secret. */
+void log_reset_secrets(void);
+
 #endif

@@ -51,6 +51,9 @@ rd_kafka_conf_t *kafka_conf_from_config(const config_t *cfg,
                                         churn_err_t *err) {
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     for (size_t i = 0; i < cfg->n_kafka; i++) {
+        /* No log line may carry a secret, whoever wrote it: librdkafka's
+         * own errors and logs included. */
+        if (config_is_secret(cfg->kafka[i].key)) log_add_secret(cfg->kafka[i].val);
         if (kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].val, err)) {
             rd_kafka_conf_destroy(conf);
             return NULL;
@@ -239,12 +242,18 @@ int daemon_reload_rules(daemon_t *d) {
     if (rc != 0) {
         log_rule_errors(&d->reload_errs);
         LOG(LOG_ERROR, "rules", "reload rejected; the previous rule set keeps running",
-            LF_STR("dir", d->cfg->rules_dir), LF_INT("errors", d->reload_errs.n));
+            LF_STR("result", "failed"), LF_STR("dir", d->cfg->rules_dir),
+            LF_INT("errors", d->reload_errs.n),
+            LF_STR("hash", d->rules ? ruleset_hash(d->rules) : ""));
         d->stats.n_reloads_failed++;
+        d->stats.reload_failed = 1;
         return CHURN_EINVAL;
     }
     d->stats.n_reloads_ok++;
-    LOG(LOG_INFO, "rules", "reloaded", LF_STR("dir", d->cfg->rules_dir),
+    d->stats.reload_failed = 0;
+    d->stats.reload_ok_ms = daemon_wall_ms();
+    LOG(LOG_INFO, "rules", "reloaded", LF_STR("result", "ok"),
+        LF_STR("dir", d->cfg->rules_dir),
         LF_INT("rules", ruleset_n_rules(rs)), LF_STR("hash", ruleset_hash(rs)));
     /* A batch being acknowledged was evaluated under the old set; it
      * commits first, then the new set takes over (pipeline_commit). */
@@ -287,6 +296,7 @@ static int load_rules_at_start(daemon_t *d) {
             LF_STR("dir", d->cfg->rules_dir), LF_INT("errors", errs.n));
     } else {
         d->rules_loaded_ms = daemon_wall_ms();
+        d->stats.reload_ok_ms = d->rules_loaded_ms;
         LOG(LOG_INFO, "rules", "loaded", LF_STR("dir", d->cfg->rules_dir),
             LF_INT("rules", ruleset_n_rules(d->rules)),
             LF_INT("features", ruleset_n_features(d->rules)),
@@ -306,8 +316,14 @@ int daemon_run(config_t *cfg, int embedded_broker) {
     d.loop = &loop;
     d.engine_opts.dedup_window_ms = cfg->dedup_window_ms;
     d.engine_opts.dedup_max_ids = (unsigned)cfg->dedup_max_ids;
+    if (metrics_init(&d) != 0) {
+        LOG0(LOG_FATAL, "daemon", "out of memory");
+        metrics_free(&d);
+        return EXIT_USAGE;
+    }
     if (uv_loop_init(&loop) != 0) {
         LOG0(LOG_FATAL, "daemon", "cannot create the event loop");
+        metrics_free(&d);
         return EXIT_USAGE;
     }
     uv_timer_init(&loop, &d.batch_timer);
@@ -380,5 +396,6 @@ int daemon_run(config_t *cfg, int embedded_broker) {
     }
     if (uv_loop_close(&loop) != 0)
         LOG0(LOG_WARN, "daemon", "event loop closed with handles still open");
+    metrics_free(&d);
     return d.exit_code;
 }

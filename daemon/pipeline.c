@@ -93,9 +93,16 @@ static int part_still_assigned(daemon_t *d, int32_t part,
 
 void pipeline_assign(daemon_t *d, const rd_kafka_topic_partition_list_t *parts) {
     int64_t now = daemon_wall_ms();
-    for (int i = 0; i < parts->cnt; i++)
+    for (int i = 0; i < parts->cnt; i++) {
         if (wm_assign(&d->wm, parts->elems[i].topic, parts->elems[i].partition, now))
             daemon_fatal(d, EXIT_STATE, "daemon", "out of memory");
+        /* for churnd_timers_pending: one scan of the partition's keys */
+        churn_err_t err = {0};
+        if (d->proc &&
+            processor_count_timers(d->proc, (uint32_t)parts->elems[i].partition,
+                                   &err) < 0)
+            daemon_fatal(d, EXIT_STATE, "state", err.msg);
+    }
 }
 
 void pipeline_revoke(daemon_t *d, const rd_kafka_topic_partition_list_t *parts) {
@@ -164,6 +171,7 @@ static void dead_letter(daemon_t *d, const held_event_t *o,
             rd_kafka_header_add(h, "churnd.timestamp", -1, num, -1);
         }
     }
+    d->stats.n_deadletters++;
     kout_produce(d, d->cfg->deadletter_topic, o->key, o->key_len, o->payload,
                  o->len, h);
 }
@@ -178,12 +186,15 @@ static void publish_alerts(daemon_t *d) {
             break;
         }
         d->stats.n_alerts++;
+        metrics_note_alert(d, a);
         LOG(LOG_INFO, "alerts", "alert", LF_STR("rule", a->rule),
             LF_STR("client", a->client_id),
             LF_STR("status", a->status == ALERT_FIRING ? "firing" : "resolved"),
+            LF_STR("severity", a->severity), LF_INT("repeat", a->repeat),
             LF_STR("alert_id", a->alert_id));
-        kout_produce(d, d->cfg->alerts_topic, a->client_id,
-                     strlen(a->client_id), d->enc.data, d->enc.len, NULL);
+        kout_produce_timed(d, d->cfg->alerts_topic, a->client_id,
+                           strlen(a->client_id), d->enc.data, d->enc.len,
+                           NULL, d->stats.alert_origin_ms);
     }
     engine_out_reset(&d->out);
 }
@@ -192,7 +203,9 @@ static void publish_alerts(daemon_t *d) {
  * daemon is closing). */
 static int apply_event(daemon_t *d, uint32_t part, const event_t *ev) {
     churn_err_t err = {0};
+    uint64_t t0 = uv_hrtime();
     int rc = processor_event(d->proc, part, ev, &d->out, &err);
+    prom_hist_observe(&d->stats.h_eval, metrics_seconds(t0, uv_hrtime()));
     if (rc < 0) {
         daemon_fatal(d, EXIT_STATE, "state", err.msg);
         return -1;
@@ -211,6 +224,7 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
     char detail[256];
     event_t ev;
     d->stats.n_consumed++;
+    metrics_note_consumed(d, rd_kafka_topic_name(m->rkt));
     note_offset(d, m);
     held_event_t h = {rd_kafka_topic_name(m->rkt), m->partition, m->offset,
                       m->key, m->key_len, m->payload, m->len, 0};
@@ -236,8 +250,11 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
             daemon_fatal(d, EXIT_STATE, "state", err.msg);
         else if (rc == ENGINE_IGNORED)
             d->stats.n_ignored++;
-        else
+        else {
             d->stats.n_held++;
+            metrics_note_arrival(d, h.topic, m->partition, m->offset,
+                                 metrics_msg_time_ms(m, daemon_wall_ms()));
+        }
         return;
     }
     d->stats.n_late++;
@@ -246,7 +263,9 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
         LF_STR("client", ev.client_id), LF_STR("topic", h.topic),
         LF_INT("partition", m->partition), LF_INT("offset", m->offset),
         LF_INT("ts", ev.ts_ms), LF_INT("watermark", d->released_wm));
+    d->stats.alert_origin_ms = metrics_msg_time_ms(m, daemon_wall_ms());
     apply_event(d, (uint32_t)m->partition, &ev);
+    d->stats.alert_origin_ms = -1;
     event_clear(&ev);
 }
 
@@ -267,7 +286,10 @@ static int release_one(void *arg, uint32_t part, const held_event_t *h) {
     ev.partition = h->partition;
     ev.offset = h->offset;
     d->stats.n_released++;
+    d->stats.alert_origin_ms =
+        metrics_take_arrival(d, h->topic, h->partition, h->offset);
     int rc = apply_event(d, part, &ev);
+    d->stats.alert_origin_ms = -1;
     event_clear(&ev);
     return rc < 0 ? CHURN_EINVAL : 0;
 }
@@ -339,6 +361,7 @@ int pipeline_fire_timers(daemon_t *d) {
         return 0;
     int64_t w = wm_compute(&d->wm, daemon_wall_ms());
     if (w == WM_NONE) return 0;
+    uint64_t t0 = uv_hrtime();
     if (w > d->released_wm || d->release_more || d->held_at_edge) {
         d->held_at_edge = 0;
         /* Release up to where the previous, cut-short round aimed at
@@ -348,6 +371,7 @@ int pipeline_fire_timers(daemon_t *d) {
         long n = release_held(d, w);
         if (n < 0) return 1;
         if (n > 0) {
+            d->stats.batch_start_ns = t0;
             d->stats.n_timer_batches++;
             LOG(LOG_DEBUG, "timers", "released held events", LF_INT("events", n),
                 LF_INT("watermark", w));
@@ -381,6 +405,8 @@ int pipeline_fire_timers(daemon_t *d) {
         d->last_fired_wm = w;
         return 0;
     }
+    d->stats.batch_start_ns = t0;
+    prom_hist_observe(&d->stats.h_timers, metrics_seconds(t0, uv_hrtime()));
     d->stats.n_timer_batches++;
     d->stats.n_timers_fired += fired;
     LOG(LOG_DEBUG, "timers", "fired", LF_INT("clients", fired),
@@ -478,6 +504,7 @@ static void note_settled(daemon_t *d) {
 
 static void on_wm_timer(uv_timer_t *t) {
     daemon_t *d = t->data;
+    log_flush_suppressed(); /* sum up floods that stopped */
     if (d->phase != PHASE_COLLECTING || d->n_msgs > 0 || d->close_scheduled)
         return;
     update_caught_up(d);
@@ -507,11 +534,17 @@ void pipeline_commit(daemon_t *d) {
         return;
     }
     d->stats.n_batches++;
+    if (d->stats.batch_start_ns) {
+        prom_hist_observe(&d->stats.h_batch,
+                          metrics_seconds(d->stats.batch_start_ns, uv_hrtime()));
+        d->stats.batch_start_ns = 0;
+    }
     if (offs->cnt > 0) {
         rd_kafka_resp_err_t e = rd_kafka_commit(d->consumer, offs, 1);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
             LOG(LOG_WARN, "consumer", "group offset commit refused",
-                LF_STR("error", rd_kafka_err2str(e)));
+                LF_STR("error", rd_kafka_err2str(e)),
+                LF_INT("partitions", offs->cnt));
         rd_kafka_topic_partition_list_destroy(offs);
         d->batch_offsets = rd_kafka_topic_partition_list_new(16);
     }

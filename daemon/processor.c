@@ -90,10 +90,14 @@ struct processor {
      * the deleted entries of every earlier round. Lowered by any entry put
      * before it; raised past a round that left nothing due. */
     int64_t *scan_from;
+    /* Per partition number: timer-index entries (clients with a pending
+     * deadline), counted by processor_count_timers and kept by reindex. */
+    int64_t *n_timers;
     size_t n_settled;
     /* During one timer round sequence with lookahead: how far each client
      * woken (really or virtually) in it has got, in its own time. */
     vpos_map_t vpos;
+    uint64_t n_hits, n_misses, n_new; /* processor_get_stats */
 };
 
 static void free_state(void *p) { cstate_free(p); }
@@ -123,6 +127,7 @@ void processor_free(processor_t *p) {
     buf_free(&p->tag);
     free(p->settled);
     free(p->scan_from);
+    free(p->n_timers);
     vpos_clear(&p->vpos);
     free(p);
 }
@@ -146,7 +151,13 @@ static int grow_parts(processor_t *p, uint32_t part) {
     int64_t *f = realloc(p->scan_from, n * sizeof(*f));
     if (!f) return CHURN_ENOMEM;
     p->scan_from = f;
-    for (size_t i = p->n_settled; i < n; i++) v[i] = f[i] = INT64_MIN;
+    int64_t *t = realloc(p->n_timers, n * sizeof(*t));
+    if (!t) return CHURN_ENOMEM;
+    p->n_timers = t;
+    for (size_t i = p->n_settled; i < n; i++) {
+        v[i] = f[i] = INT64_MIN;
+        t[i] = 0;
+    }
     p->n_settled = n;
     return 0;
 }
@@ -169,9 +180,11 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
                         size_t len, cstate_t **out, churn_err_t *err) {
     cstate_t *st = cache_get(p->cache, part, client, len);
     if (st) {
+        p->n_hits++;
         *out = st;
         return 0;
     }
+    p->n_misses++;
     int rc = store_get_client(p->store, part, client, len, &p->enc, err);
     if (rc == 0) {
         churn_err_t derr = {0};
@@ -183,6 +196,7 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
                                  "client %.*s: stored state cannot be decoded: %s",
                                  (int)len, client, derr.msg);
     } else if (rc == CHURN_ENOTFOUND) {
+        p->n_new++;
         st = cstate_new(client, len);
     } else {
         return rc;
@@ -202,6 +216,9 @@ static void reindex(processor_t *p, uint32_t part, cstate_t *st,
     int64_t next = cstate_next_wake(st, p->rules);
     int64_t old = cstate_indexed_wake(st);
     if (next == old) return;
+    /* The count is only a figure: a failed allocation leaves it behind. */
+    if ((old == INT64_MAX) != (next == INT64_MAX) && grow_parts(p, part) == 0)
+        p->n_timers[part] += old == INT64_MAX ? 1 : -1;
     if (old != INT64_MAX) store_batch_del_timer(p->wb, part, old, client, len);
     if (next != INT64_MAX) {
         store_batch_put_timer(p->wb, part, next, client, len);
@@ -471,6 +488,8 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
         if (cstate_indexed_wake(st) != l.v[i].due_ms) {
             store_batch_del_timer(p->wb, part, l.v[i].due_ms, l.v[i].client,
                                   l.v[i].len);
+            if (part < p->n_settled && p->n_timers[part] > 0)
+                p->n_timers[part]--; /* a stale entry, counted by the scan */
             continue;
         }
         if (p->opts.lookahead_ticks) {
@@ -550,9 +569,41 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
 
 void processor_drop_partition(processor_t *p, uint32_t part) {
     cache_drop_partition(p->cache, part);
-    if (part < p->n_settled) p->settled[part] = p->scan_from[part] = INT64_MIN;
+    if (part < p->n_settled) {
+        p->settled[part] = p->scan_from[part] = INT64_MIN;
+        p->n_timers[part] = 0;
+    }
+}
+
+static int count_one(void *arg, uint32_t part, int64_t due_ms,
+                     const char *client, size_t client_len) {
+    (void)part, (void)due_ms, (void)client, (void)client_len;
+    (*(int64_t *)arg)++;
+    return 0;
+}
+
+int processor_count_timers(processor_t *p, uint32_t part, churn_err_t *err) {
+    int64_t n = 0;
+    int rc = store_scan_timers(p->store, part, INT64_MAX, 0, count_one, &n, err);
+    if (rc < 0) return rc;
+    if (grow_parts(p, part)) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    p->n_timers[part] = n;
+    return 0;
 }
 
 size_t processor_dirty(const processor_t *p) {
     return cache_dirty_count(p->cache);
+}
+
+void processor_get_stats(const processor_t *p, processor_stats_t *st) {
+    *st = (processor_stats_t){
+        .cached_clients = cache_size(p->cache),
+        .cache_capacity = cache_capacity(p->cache),
+        .cache_bytes = cache_memory_bytes(p->cache),
+        .cache_hits = p->n_hits,
+        .cache_misses = p->n_misses,
+        .new_clients = p->n_new,
+    };
+    for (size_t i = 0; i < p->n_settled; i++)
+        st->pending_timers += (uint64_t)(p->n_timers[i] > 0 ? p->n_timers[i] : 0);
 }

@@ -32,6 +32,7 @@
 #include <ftw.h>
 #include <libgen.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -861,13 +862,27 @@ int store_catch_up(store_t *s, churn_err_t *err) {
 
 void store_get_stats(store_t *s, store_stats_t *st) {
     memset(st, 0, sizeof(*st));
-    uint64_t v = 0;
-    if (rocksdb_property_int(s->db, "rocksdb.estimate-num-keys", &v) == 0)
-        st->estimate_keys = v;
-    if (rocksdb_property_int(s->db, "rocksdb.cur-size-all-mem-tables", &v) == 0)
-        st->memtable_bytes = v;
-    if (rocksdb_property_int(s->db, "rocksdb.live-sst-files-size", &v) == 0)
-        st->live_sst_bytes = v;
+    if (!s || !s->db) return;
+    static const struct {
+        const char *name;
+        size_t off;
+    } props[] = {
+        {"rocksdb.estimate-num-keys", offsetof(store_stats_t, estimate_keys)},
+        {"rocksdb.cur-size-all-mem-tables", offsetof(store_stats_t, memtable_bytes)},
+        {"rocksdb.live-sst-files-size", offsetof(store_stats_t, live_sst_bytes)},
+        {"rocksdb.total-sst-files-size", offsetof(store_stats_t, total_sst_bytes)},
+        {"rocksdb.actual-delayed-write-rate",
+         offsetof(store_stats_t, delayed_write_rate)},
+        {"rocksdb.is-write-stopped", offsetof(store_stats_t, write_stopped)},
+        {"rocksdb.estimate-pending-compaction-bytes",
+         offsetof(store_stats_t, pending_compaction_bytes)},
+        {"rocksdb.background-errors", offsetof(store_stats_t, background_errors)},
+    };
+    for (size_t i = 0; i < CHURN_ARRAY_LEN(props); i++) {
+        uint64_t v = 0;
+        if (rocksdb_property_int(s->db, props[i].name, &v) == 0)
+            *(uint64_t *)((char *)st + props[i].off) = v;
+    }
     if (s->block_cache)
         st->block_cache_bytes = rocksdb_cache_get_usage(s->block_cache);
 }

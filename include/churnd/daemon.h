@@ -29,6 +29,7 @@
 #include "churnd/config.h"
 #include "churnd/engine.h"
 #include "churnd/processor.h"
+#include "churnd/prom.h"
 #include "churnd/store.h"
 #include "churnd/watermark.h"
 
@@ -45,7 +46,17 @@ typedef struct kqueue_watch {
     int poll_active;
 } kqueue_watch_t;
 
-/* Counters, exported as metrics later and printed on exit. */
+/* Alerts published for one (rule, severity): names copied, since a reload
+ * frees the rule set they came from. */
+typedef struct alert_tally {
+    char *rule;
+    char *severity;
+    uint64_t n_firing, n_resolved, n_repeat;
+} alert_tally_t;
+
+typedef struct metrics_arrivals metrics_arrivals_t;
+
+/* Counters, exported as metrics (metrics.c) and printed on exit. */
 typedef struct daemon_stats {
     uint64_t n_consumed;
     uint64_t n_invalid[EVENT__N];
@@ -62,6 +73,22 @@ typedef struct daemon_stats {
     uint64_t n_held;        /* reorder buffer: held back on arrival */
     uint64_t n_released;    /* ... and applied once the watermark passed */
     uint64_t n_late;        /* arrived behind the released watermark */
+    /* The rest is owned by metrics.c (metrics_init / metrics_free). */
+    uint64_t n_deadletters; /* dead letters produced */
+    uint64_t *n_consumed_topic; /* per cfg->input_topics entry, or NULL */
+    alert_tally_t *alert_tally;
+    size_t n_alert_tally, cap_alert_tally;
+    int64_t start_ms;       /* wall clock when the daemon started */
+    int64_t reload_ok_ms;   /* wall clock of the last successful (re)load */
+    int reload_failed;      /* the last reload was rejected */
+    uint64_t batch_start_ns;/* uv_hrtime() the batch in hand began; 0 none */
+    int64_t alert_origin_ms;/* when the event behind the alerts being
+                               published entered Kafka; -1 unknown */
+    prom_hist_t h_batch;    /* collect -> commit, seconds */
+    prom_hist_t h_eval;     /* processor_event per event, seconds */
+    prom_hist_t h_timers;   /* one timer round of processor_fire_timers */
+    prom_hist_t h_alert;    /* event in Kafka -> alert acknowledged */
+    metrics_arrivals_t *arrivals; /* held events' Kafka times, by origin */
 } daemon_stats_t;
 
 /* One consumed message kept until its batch is evaluated. */

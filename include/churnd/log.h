@@ -3,8 +3,8 @@
  * logfmt by default or JSON, with level, component, message and typed
  * fields. A message key that floods (bad input) is rate-limited: past the
  * budget its lines are dropped and the next line that gets through carries
- * "suppressed=N". Secrets never reach this module: callers log config keys
- * through config_is_secret() filtering.
+ * "suppressed=N". Configured secrets are registered with log_add_secret()
+ * and replaced by <redacted> in every line.
  */
 #ifndef CHURND_LOG_H
 #define CHURND_LOG_H
@@ -46,6 +46,20 @@ void log_set_rate_limit(unsigned burst_per_sec);
 
 void log_emit(log_level_t lvl, const char *component, const char *msg,
               const log_field_t *fields, size_t n_fields);
+
+/* Lines of a flooding message dropped by the rate limit are counted; the
+ * next line of that message that gets through carries suppressed=N. Call
+ * this periodically (the daemon does, every second) so a flood that
+ * stopped is summed up too, once its message was quiet for a second:
+ *   level=warn component=events msg="repeated lines suppressed"
+ *   message="invalid event sent to the dead-letter topic" suppressed=312 */
+void log_flush_suppressed(void);
+
+/* Never write this value: wherever it appears in a message or a string
+ * field it is replaced by <redacted>. For configured secrets (sasl.password
+ * and the like, see config_is_secret), so that no library error message
+ * or log line can carry one. Copied; empty values are ignored. */
+void log_add_secret(const char *value);
 
 #define LOG_FIELDS_(...) ((const log_field_t[]){LF_STR("", NULL), __VA_ARGS__})
 #define LOG_N_(...) (sizeof(LOG_FIELDS_(__VA_ARGS__)) / sizeof(log_field_t) - 1)

@@ -122,4 +122,24 @@ void processor_drop_partition(processor_t *p, uint32_t part);
 /* Clients changed since the last commit (for tests and metrics). */
 size_t processor_dirty(const processor_t *p);
 
+/* Figures for metrics: the hot-client cache and how client states were
+ * found (in the cache, loaded from the store, or new to this state). */
+typedef struct processor_stats {
+    size_t cached_clients;
+    size_t cache_capacity;
+    size_t cache_bytes;     /* the cache's own memory, states not included */
+    uint64_t cache_hits;
+    uint64_t cache_misses;  /* loaded from the store or created */
+    uint64_t new_clients;   /* no stored state: seen for the first time */
+    uint64_t pending_timers;/* timer-index entries of the partitions
+                               counted (processor_count_timers), kept up
+                               to date as states move their deadline */
+} processor_stats_t;
+void processor_get_stats(const processor_t *p, processor_stats_t *st);
+
+/* Count partition part's timer-index entries (one scan of its keys, for
+ * an assignment), so pending_timers covers it from then on. 0 or a
+ * negative CHURN_E* with err. Between commits only. */
+int processor_count_timers(processor_t *p, uint32_t part, churn_err_t *err);
+
 #endif

@@ -131,12 +131,22 @@ int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err);
  * Read-only: CHURN_EINVAL, the snapshot cannot move. */
 int store_catch_up(store_t *s, churn_err_t *err);
 
-/* RocksDB figures for metrics; unknown ones are left at 0. */
+/* RocksDB figures for metrics, from its properties (named beside each);
+ * unknown ones are left at 0. Cheap: in-memory figures, no I/O. s may be
+ * NULL (all 0). */
 typedef struct store_stats {
-    uint64_t estimate_keys;
-    uint64_t memtable_bytes;
-    uint64_t block_cache_bytes;
-    uint64_t live_sst_bytes;
+    uint64_t estimate_keys;     /* rocksdb.estimate-num-keys: every kind
+                                   of key ('C', 'T', 'O', 'B'), estimated */
+    uint64_t memtable_bytes;    /* rocksdb.cur-size-all-mem-tables */
+    uint64_t block_cache_bytes; /* the block cache's usage */
+    uint64_t live_sst_bytes;    /* rocksdb.live-sst-files-size */
+    uint64_t total_sst_bytes;   /* rocksdb.total-sst-files-size (with
+                                   files compaction has not deleted yet) */
+    uint64_t delayed_write_rate;/* rocksdb.actual-delayed-write-rate, bytes
+                                   per second; 0 when writes are not slowed */
+    uint64_t write_stopped;     /* rocksdb.is-write-stopped: 1 or 0 */
+    uint64_t pending_compaction_bytes; /* rocksdb.estimate-pending-compaction-bytes */
+    uint64_t background_errors; /* rocksdb.background-errors */
 } store_stats_t;
 void store_get_stats(store_t *s, store_stats_t *st);
 

@@ -309,6 +309,91 @@ static void test_json_suppressed_is_a_number(void **state) {
     free(out);
 }
 
+/* A flood that stops is summed up once it has been quiet for a second,
+ * even if its message never comes again; one that goes on carries the
+ * count on its next line instead, as before. */
+static void test_stopped_flood_is_summed_up(void **state) {
+    (void)state;
+    log_set_rate_limit(3);
+    capture_begin();
+    for (int i = 0; i < 10; i++)
+        LOG(LOG_WARN, "events", "invalid event sent to the dead-letter topic",
+            LF_STR("reason", "not_json"), LF_INT("offset", i));
+    LOG0(LOG_INFO, "daemon", "quiet key"); /* nothing suppressed: no summary */
+    log_flush_suppressed(); /* not quiet for a second yet */
+    g_now += 999;
+    log_flush_suppressed();
+    g_now += 1;
+    log_flush_suppressed();
+    log_flush_suppressed(); /* said once */
+    g_now += 5000;
+    log_flush_suppressed();
+    char *out = capture_end();
+    assert_string_equal(out,
+        "ts=2026-11-25T08:00:00.123Z level=warn component=events msg=\"invalid event sent to the dead-letter topic\" reason=not_json offset=0\n"
+        "ts=2026-11-25T08:00:00.123Z level=warn component=events msg=\"invalid event sent to the dead-letter topic\" reason=not_json offset=1\n"
+        "ts=2026-11-25T08:00:00.123Z level=warn component=events msg=\"invalid event sent to the dead-letter topic\" reason=not_json offset=2\n"
+        "ts=2026-11-25T08:00:00.123Z level=info component=daemon msg=\"quiet key\"\n"
+        "ts=2026-11-25T08:00:01.123Z level=warn component=events msg=\"repeated lines suppressed\" message=\"invalid event sent to the dead-letter topic\" suppressed=7\n");
+    free(out);
+    /* the next line of that message starts afresh: no suppressed= left */
+    capture_begin();
+    LOG(LOG_WARN, "events", "invalid event sent to the dead-letter topic",
+        LF_INT("offset", 10));
+    out = capture_end();
+    assert_int_equal(count(out, "suppressed"), 0);
+    free(out);
+}
+
+static void test_summary_respects_the_level_filter(void **state) {
+    (void)state;
+    log_set_rate_limit(1);
+    capture_begin();
+    LOG0(LOG_INFO, "c", "chatty");
+    LOG0(LOG_INFO, "c", "chatty");
+    log_setup(LOG_WARN, LOG_FMT_LOGFMT);
+    g_now += 2000;
+    log_flush_suppressed();
+    char *out = capture_end();
+    assert_int_equal(count(out, "suppressed"), 0);
+    free(out);
+}
+
+static void test_secrets_are_redacted_in_every_format(void **state) {
+    (void)state;
+    log_add_secret("hunter2");
+    log_add_secret("p\"a\\ss");
+    log_add_secret(""); /* ignored */
+    log_add_secret("principalClaimName=sub scope=verysecretscope");
+    capture_begin();
+    LOG(LOG_ERROR, "kafka", "bad password hunter2 given",
+        LF_STR("error", "auth with 'hunter2' and p\"a\\ss failed"),
+        LF_INT("n", 2), LF_STR("plain", "nothing here"), LF_STR("none", NULL));
+    LOG(LOG_WARN, "consumer", "kafka error",
+        LF_STR("reason", "Unrecognized sasl.oauthbearer.config beginning at: "
+                         "scope=verysecretscope"));
+    log_setup(LOG_INFO, LOG_FMT_JSON);
+    LOG(LOG_ERROR, "kafka", "x", LF_STR("error", "p\"a\\ss hunter2hunter2"));
+    char *out = capture_end();
+    assert_null(strstr(out, "hunter2"));
+    assert_null(strstr(out, "a\\\\ss")); /* escaped in either format */
+    assert_null(strstr(out, "verysecretscope"));
+    assert_non_null(strstr(out,
+        "level=error component=kafka msg=\"bad password <redacted> given\" "
+        "error=\"auth with '<redacted>' and <redacted> failed\" n=2 "
+        "plain=\"nothing here\" none=\"\"\n"));
+    assert_non_null(strstr(out, "beginning at: scope=<redacted>\""));
+    assert_non_null(strstr(out,
+        "\"error\":\"<redacted> <redacted><redacted>\"}\n"));
+    free(out);
+    log_reset_secrets();
+    capture_begin();
+    LOG0(LOG_INFO, "c", "hunter2");
+    out = capture_end();
+    assert_non_null(strstr(out, "\"msg\":\"hunter2\""));
+    free(out);
+}
+
 /* ---- whole lines under concurrent writers --------------------------- */
 
 #define N_THREADS 4
@@ -392,6 +477,12 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_fatal_is_never_dropped_and_zero_disables,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_json_suppressed_is_a_number, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_stopped_flood_is_summed_up, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_summary_respects_the_level_filter,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secrets_are_redacted_in_every_format,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_lines_never_interleave, setup,
                                         teardown),
     };
