@@ -129,6 +129,9 @@ static const opt_t opts[] = {
           0, INT64_MAX, "RocksDB block cache"),
     O_BOOL("state.sync", state_sync, "false",
            "fsync each committed batch: survives power loss, not only a crash"),
+    O_BOOL("state.ledger", state_ledger, "true",
+           "Keep each client's orders, contract events and alert firings for "
+           "churnd report"),
 
     O_NUM("batch.max_events", OPT_INT, int64_t, batch_max_events, "5000", 1,
           1000000, "Most events evaluated and committed as one micro-batch"),

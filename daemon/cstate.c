@@ -2,10 +2,10 @@
  * cstate.c - one client's state: recent event ids (dedup), feature
  * sections, rule sections, the indexed wake time; and its record format.
  *
- * Record format, version 2 (all integers LEB128 varints, s = zigzag,
+ * Record format, version 3 (all integers LEB128 varints, s = zigzag,
  * u64be = 8 bytes big-endian):
  *
- *   u8     version = 2
+ *   u8     version = 3
  *   svar   indexed_wake_ms              (INT64_MAX: none)
  *   svar   dedup newest event time
  *   var    n_dedup, then n x { u64be id_hash, svar ts_ms }
@@ -16,10 +16,12 @@
  *                              var n_incidents, then n x { bytes key,
  *                                var repeats, svar opened_ms,
  *                                svar fired_at_ms, svar last_notified_ms } }
+ *   ledger (ledger.c): the client's commercial history for `churnd report`
  *
+ * Version 2 is the same without the ledger (it decodes with an empty one).
  * Version 1 (before every:, repeat: and keyed incidents) is the same
  * without the fields after last_notified_ms; it still decodes (repeats 0,
- * no tick yet, no incidents) and is written back as version 2. Why a new
+ * no tick yet, no incidents) and is written back as version 3. Why a new
  * version rather than another section kind: rule sections are not length
  * prefixed, so v1 readers could not skip the new fields. A build that
  * reads only v1 refuses v2 records (rolling back past this change needs
@@ -55,7 +57,8 @@
 
 #include "churnd/timeutil.h"
 
-#define CSTATE_VERSION 2
+#define CSTATE_VERSION 3
+#define CSTATE_VERSION_2 2
 #define CSTATE_VERSION_1 1
 /* Defensive bounds on what a record may claim. */
 #define CSTATE_MAX_DEDUP (1u << 20)
@@ -76,6 +79,7 @@ cstate_t *cstate_new(const char *client_id, size_t len) {
     st->dd_max_ts = INT64_MIN;
     st->dd_min_ts = INT64_MIN;
     st->quiet_ms = INT64_MIN;
+    ledger_init(&st->ledger);
     return st;
 }
 
@@ -106,6 +110,7 @@ void cstate_free(cstate_t *st) {
     free(st->dd_ts);
     free_feats(st->feats, st->n_feats);
     free_rules(st->rules, st->n_rules);
+    ledger_clear(&st->ledger);
     free(st);
 }
 
@@ -362,6 +367,7 @@ int cstate_encode(const cstate_t *st, buf_t *out) {
             if (!rc) rc = buf_put_svarint(out, x->last_notified_ms);
         }
     }
+    if (!rc) rc = ledger_encode(&st->ledger, out);
     buf_free(&tmp);
     return rc;
 }
@@ -387,8 +393,8 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
     uint8_t ver;
     uint64_t n;
     if (reader_u8(&r, &ver)) return corrupt(st, err, "empty state record");
-    if (ver != CSTATE_VERSION && ver != CSTATE_VERSION_1)
-        return corrupt(st, err, "state record version %u; this build reads %u and %u",
+    if (ver != CSTATE_VERSION && ver != CSTATE_VERSION_2 && ver != CSTATE_VERSION_1)
+        return corrupt(st, err, "state record version %u; this build reads %u to %u",
                        ver, CSTATE_VERSION_1, CSTATE_VERSION);
     if (reader_svarint(&r, &st->indexed_wake) ||
         reader_svarint(&r, &st->dd_max_ts) || reader_varint(&r, &n))
@@ -521,6 +527,14 @@ int cstate_decode(const void *data, size_t len, const char *client_id,
                                (unsigned long long)i);
             x->repeats = (uint32_t)rep;
         }
+    }
+    if (ver == CSTATE_VERSION) {
+        int rc = ledger_decode(&r, &st->ledger);
+        if (rc == CHURN_ENOMEM) {
+            cstate_free(st);
+            return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        }
+        if (rc) return corrupt(st, err, "state record has a malformed ledger");
     }
     if (reader_left(&r) != 0)
         return corrupt(st, err, "state record has %zu unexpected trailing bytes",
@@ -669,6 +683,8 @@ int cstate_format_json(const cstate_t *st, const ruleset_t *rs, buf_t *out) {
             rc = buf_printf(out, "\"%s\"", t);
         }
     }
-    if (!rc) rc = buf_printf(out, ", \"recent_event_ids\": %zu}", st->dd_n);
+    if (!rc) rc = buf_printf(out, ", \"recent_event_ids\": %zu, \"history\": ", st->dd_n);
+    if (!rc) rc = ledger_format_json(&st->ledger, out);
+    if (!rc) rc = buf_putc(out, '}');
     return rc;
 }

@@ -215,6 +215,10 @@ static int emit_keyed(const ruleset_t *rs, cstate_t *st, size_t ri,
     }
     buf_free(&b);
     buf_free(&tmp);
+    /* The report's history: a new firing, not its repeats (for a keyed
+     * rule, each incident is a firing of its own). */
+    if (!rc && status == ALERT_FIRING && repeat == 0)
+        rc = ledger_on_firing(&st->ledger, r->name, at_ms);
     if (rc) {
         alert_clear(&a);
         return rc;
@@ -638,6 +642,12 @@ static int run_due(const ruleset_t *rs, cstate_t *st, int64_t now_ms,
     }
 }
 
+int engine_keeps_type(const ruleset_t *rs, const engine_opts_t *opts,
+                      const char *type) {
+    return (opts && opts->ledger && ledger_wants_type(type)) ||
+           ruleset_uses_type(rs, type);
+}
+
 int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
                     cstate_t *st, const event_t *ev, engine_out_t *out) {
     return engine_on_event_settled(rs, opts, st, ev, INT64_MIN, out);
@@ -646,7 +656,8 @@ int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
 int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
                             cstate_t *st, const event_t *ev,
                             int64_t settled_ms, engine_out_t *out) {
-    if (!ruleset_uses_type(rs, ev->type)) return ENGINE_IGNORED;
+    int led = opts && opts->ledger && ledger_wants_type(ev->type);
+    if (!led && !ruleset_uses_type(rs, ev->type)) return ENGINE_IGNORED;
     uint64_t idh = 0;
     int dedup = ev->id && opts && opts->dedup_max_ids > 0 && opts->dedup_window_ms > 0;
     if (dedup) {
@@ -663,6 +674,7 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
     if (!rc) rc = run_due(rs, st, ev->ts_ms, 1, out);
     st->quiet_ms = INT64_MIN; /* the event changes the state */
     if (!rc && dedup) rc = cstate_dedup_add(st, idh, ev->ts_ms, opts);
+    if (!rc && led) rc = ledger_on_event(&st->ledger, ev);
     if (rc) return rc;
 
     eng_t g = {rs, st};

@@ -316,6 +316,7 @@ int daemon_run(config_t *cfg, int embedded_broker) {
     d.loop = &loop;
     d.engine_opts.dedup_window_ms = cfg->dedup_window_ms;
     d.engine_opts.dedup_max_ids = (unsigned)cfg->dedup_max_ids;
+    d.engine_opts.ledger = cfg->state_ledger;
     if (metrics_init(&d) != 0) {
         LOG0(LOG_FATAL, "daemon", "out of memory");
         metrics_free(&d);

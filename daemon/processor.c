@@ -230,7 +230,7 @@ static void reindex(processor_t *p, uint32_t part, cstate_t *st,
 
 int processor_event(processor_t *p, uint32_t part, const event_t *ev,
                     engine_out_t *out, churn_err_t *err) {
-    if (!ruleset_uses_type(p->rules, ev->type)) return ENGINE_IGNORED;
+    if (!engine_keeps_type(p->rules, &p->opts, ev->type)) return ENGINE_IGNORED;
     cstate_t *st = NULL;
     int rc = client_state(p, part, ev->client_id, ev->client_len, &st, err);
     if (rc) return rc;
@@ -287,7 +287,7 @@ static int held_tag(buf_t *b, const held_event_t *h, const event_t *ev) {
 
 int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
                    const event_t *ev, churn_err_t *err) {
-    if (!ruleset_uses_type(p->rules, ev->type)) return ENGINE_IGNORED;
+    if (!engine_keeps_type(p->rules, &p->opts, ev->type)) return ENGINE_IGNORED;
     if (held_tag(&p->tag, h, ev) || held_encode(&p->enc, h))
         return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     store_batch_put_held(p->wb, part, ev->ts_ms, p->tag.data, p->tag.len,

@@ -480,7 +480,8 @@ int cmd_replay(int argc, char **argv) {
     int64_t lateness = a.lateness_ms >= 0 ? a.lateness_ms
                        : a.config ? cfg.allowed_lateness_ms : 0;
     engine_opts_t eopts = {.dedup_window_ms = cfg.dedup_window_ms,
-                           .dedup_max_ids = (unsigned)cfg.dedup_max_ids};
+                           .dedup_max_ids = (unsigned)cfg.dedup_max_ids,
+                           .ledger = cfg.state_ledger};
 
     churn_errs_t errs;
     churn_errs_init(&errs);

@@ -768,7 +768,8 @@ static void test_file(const char *path, const config_t *cfg, const char *state_b
     }
 
     engine_opts_t eopts = {.dedup_window_ms = cfg->dedup_window_ms,
-                           .dedup_max_ids = (unsigned)cfg->dedup_max_ids};
+                           .dedup_max_ids = (unsigned)cfg->dedup_max_ids,
+                           .ledger = cfg->state_ledger};
     run_ctx_t rc = {.rs = rs, .opts = &eopts, .cache_clients = (size_t)cfg->cache_clients,
                     .lateness_ms = f.lateness_ms, .state_base = state_base, .seq = *seq};
     for (size_t i = 0; i < f.n_cases; i++) {

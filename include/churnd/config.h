@@ -51,6 +51,7 @@ typedef struct config {
     int64_t cache_clients;         /* state.cache_clients */
     int64_t block_cache_bytes;     /* state.block_cache (size: "64MiB") */
     int state_sync;                /* state.sync */
+    int state_ledger;              /* state.ledger */
 
     /* micro-batches */
     int64_t batch_max_events;      /* batch.max_events */

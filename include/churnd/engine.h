@@ -141,7 +141,17 @@ typedef struct engine_opts {
      * which it has fired every due timer (engine_on_event_settled) and the
      * rule set never changes under it: `churnd replay` on a fresh state. */
     unsigned lookahead_ticks;
+    /* Keep each client's commercial ledger (ledger.h) for `churnd report`:
+     * orders and contract events are then applied even when no rule uses
+     * their type. Alert firings are recorded whatever this says. */
+    int ledger;
 } engine_opts_t;
+
+/* Does an event of this type reach the engine's state under rs and opts
+ * (a rule or feature uses it, or the ledger keeps it)? The runtime skips
+ * loading a state for the others. */
+int engine_keeps_type(const ruleset_t *rs, const engine_opts_t *opts,
+                      const char *type);
 
 enum engine_result {
     ENGINE_APPLIED = 0,    /* state may have changed: persist it */

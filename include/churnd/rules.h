@@ -16,6 +16,7 @@
 #include "churnd/engine.h"
 #include "churnd/expr.h"
 #include "churnd/features.h"
+#include "churnd/ledger.h"
 
 /* Limits on what one rules directory may declare. */
 #define RULES_MAX_FILES 256
@@ -170,6 +171,9 @@ struct cstate {
     size_t n_rules;
     int bound;
     uint64_t bound_hash;
+    /* Commercial history for `churnd report`, independent of the rule set
+     * (ledger.h); empty unless engine_opts.ledger is on or a rule fired. */
+    ledger_t ledger;
 };
 
 /* Align the state's sections with rs: keep the sections whose id rs has,

@@ -78,6 +78,7 @@ static void test_defaults_are_the_documented_ones(void **state) {
     assert_int_equal(c.cache_clients, 100000);
     assert_int_equal(c.block_cache_bytes, 64 * 1024 * 1024);
     assert_int_equal(c.state_sync, 0);
+    assert_int_equal(c.state_ledger, 1);
     assert_int_equal(c.batch_max_events, 5000);
     assert_int_equal(c.batch_max_ms, 10);
     assert_string_equal(c.event.id_path, "id");
@@ -490,6 +491,7 @@ static void test_every_option_has_a_working_env_variable(void **state) {
         {"state.cache_clients", "CHURND_STATE_CACHE_CLIENTS=7"},
         {"state.block_cache", "CHURND_STATE_BLOCK_CACHE=1GiB"},
         {"state.sync", "CHURND_STATE_SYNC=on"},
+        {"state.ledger", "CHURND_STATE_LEDGER=off"},
         {"batch.max_events", "CHURND_BATCH_MAX_EVENTS=1000000"},
         {"batch.max_wait", "CHURND_BATCH_MAX_WAIT=10s"},
         {"event.id_path", "CHURND_EVENT_ID_PATH=a.b"},
@@ -534,6 +536,7 @@ static void test_every_option_has_a_working_env_variable(void **state) {
     assert_int_equal(c.cache_clients, 7);
     assert_int_equal(c.block_cache_bytes, INT64_C(1) << 30);
     assert_int_equal(c.state_sync, 1);
+    assert_int_equal(c.state_ledger, 0);
     assert_int_equal(c.batch_max_events, 1000000);
     assert_int_equal(c.batch_max_ms, 10000);
     assert_string_equal(c.event.id_path, "a.b");

@@ -25,7 +25,7 @@ static const char *data_dir(void) {
 }
 
 static event_config_t cfg;
-static engine_opts_t opts = {7 * 86400000LL, 1000, 0};
+static engine_opts_t opts = {7 * 86400000LL, 1000, 0, 0};
 
 static int setup(void **state) {
     (void)state;
@@ -516,9 +516,9 @@ static void test_state_corrupt(void **state) {
     assert_non_null(strstr(err.msg, "trailing"));
     /* Versions this build does not know. */
     uint8_t v = rec[0];
-    rec[0] = 3;
+    rec[0] = 4;
     assert_int_equal(cstate_decode(rec, n, C, strlen(C), &back, &err), CHURN_ECORRUPT);
-    assert_string_equal(err.msg, "state record version 3; this build reads 1 and 2");
+    assert_string_equal(err.msg, "state record version 4; this build reads 1 to 3");
     rec[0] = 0;
     assert_int_equal(cstate_decode(rec, n, C, strlen(C), &back, &err), CHURN_ECORRUPT);
     rec[0] = v;
@@ -615,11 +615,18 @@ static void test_state_unknown_kind_kept(void **state) {
     churn_err_t err;
     assert_int_equal(cstate_decode(rec.data, rec.len, C, strlen(C), &st, &err), 0);
     assert_int_equal(cstate_encode(st, &again), 0);
-    /* A version-1 record is written back as version 2 (same sections, the
-     * rule fields v1 lacks added), and that round-trips byte for byte. */
-    assert_int_equal(again.data[0], 2);
-    assert_int_equal(again.len, rec.len);
+    /* A version-1 record is written back as version 3 (same sections, the
+     * rule fields v1 lacks added, an empty ledger after them), and that
+     * round-trips byte for byte. */
+    assert_int_equal(again.data[0], 3);
+    buf_t ledger;
+    buf_init(&ledger);
+    assert_int_equal(ledger_encode(&st->ledger, &ledger), 0);
+    assert_true(ledger_is_empty(&st->ledger));
+    assert_int_equal(again.len, rec.len + ledger.len);
     assert_memory_equal(again.data + 1, rec.data + 1, rec.len - 1);
+    assert_memory_equal(again.data + rec.len, ledger.data, ledger.len);
+    buf_free(&ledger);
     cstate_free(st);
     st = NULL;
     assert_int_equal(cstate_decode(again.data, again.len, C, strlen(C), &st, &err), 0);
@@ -671,7 +678,10 @@ static void test_state_json(void **state) {
         "\"postponements\": {\"kind\": \"streak\", \"state\": {\"count\": 0, \"last\": null}}}, "
         "\"rules\": {\"detractor\": {\"status\": \"inactive\"}, "
         "\"meetings_postponed\": {\"status\": \"inactive\"}}, "
-        "\"risk\": 0, \"next_wake\": null, \"recent_event_ids\": 0}");
+        "\"risk\": 0, \"next_wake\": null, \"recent_event_ids\": 0, "
+        "\"history\": {\"first_activity\": null, \"sales\": {\"days\": 0, \"orders\": 0, "
+        "\"amount\": 0.00, \"last_order_day\": null}, \"contracts\": [], "
+        "\"alerts_fired\": []}}");
     step(rs, st, C, "e1", "meeting.postponed", "2026-03-01T10:00:00Z", NULL);
     step(rs, st, C, "e2", "meeting.postponed", "2026-03-02T10:00:00Z", NULL);
     step(rs, st, C, "s1", "survey.nps", "2026-03-03T10:00:00Z", "{\"score\":8}");
@@ -691,13 +701,19 @@ static void test_state_json(void **state) {
         "\"meetings_postponed\": {\"status\": \"firing\", \"fired_at\": "
         "\"2026-03-02T10:00:00Z\", \"alert_id\": "
         "\"meetings_postponed/ACME-001/2026-03-02T10:00:00Z\"}}, "
-        "\"risk\": 20, \"next_wake\": null, \"recent_event_ids\": 3}");
+        "\"risk\": 20, \"next_wake\": null, \"recent_event_ids\": 3, "
+        "\"history\": {\"first_activity\": null, \"sales\": {\"days\": 0, \"orders\": 0, "
+        "\"amount\": 0.00, \"last_order_day\": null}, \"contracts\": [], "
+        "\"alerts_fired\": [{\"rule\": \"meetings_postponed\", \"at\": \"2026-03-02T10:00:00Z\"}]}}");
     buf_reset(&b);
     assert_int_equal(cstate_format_json(st, NULL, &b), 0);
     assert_int_equal(buf_putc(&b, 0), 0);
     assert_string_equal((const char *)b.data,
                         "{\"client_id\": \"ACME-001\", \"features\": {}, \"rules\": {}, "
-                        "\"risk\": 0, \"next_wake\": null, \"recent_event_ids\": 3}");
+                        "\"risk\": 0, \"next_wake\": null, \"recent_event_ids\": 3, "
+                        "\"history\": {\"first_activity\": null, \"sales\": {\"days\": 0, \"orders\": 0, "
+        "\"amount\": 0.00, \"last_order_day\": null}, \"contracts\": [], "
+        "\"alerts_fired\": [{\"rule\": \"meetings_postponed\", \"at\": \"2026-03-02T10:00:00Z\"}]}}");
     buf_free(&b);
     cstate_free(st);
     ruleset_free(rs);
