@@ -28,7 +28,8 @@ TLIB_OBJS := $(TLIB_SRCS:%.c=$(BUILD)/obj/%.o)
 # The pure core: no Kafka, RocksDB, libuv or clock in these files.
 CORE_FILES := daemon/common.c daemon/timeutil.c daemon/event.c \
               $(wildcard daemon/expr.c daemon/rules_load.c daemon/features.c \
-                         daemon/engine.c daemon/cstate.c daemon/alert.c daemon/watermark.c daemon/processor.c)
+                         daemon/engine.c daemon/cstate.c daemon/alert.c daemon/watermark.c daemon/processor.c \
+                         daemon/ledger.c daemon/report.c daemon/prom.c)
 
 .PHONY: all deps demo check check-run check-asan unit integration check-core clean tools \
         fuzz bench check-valgrind

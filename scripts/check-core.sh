@@ -6,7 +6,7 @@ set -u
 cd "$(dirname "$0")/.."
 files=${*:-$(ls daemon/common.c daemon/timeutil.c daemon/event.c daemon/expr.c daemon/watermark.c daemon/processor.c \
     daemon/rules_load.c daemon/features.c daemon/engine.c daemon/cstate.c \
-    daemon/alert.c 2>/dev/null)}
+    daemon/alert.c daemon/ledger.c daemon/report.c daemon/prom.c 2>/dev/null)}
 bad=0
 for f in $files; do
     [ -f "$f" ] || continue
