@@ -6,6 +6,8 @@
  *   churnd check RULES_DIR
  *   churnd test TEST_FILE...
  *   churnd replay -r RULES_DIR [--until TS] [--state DIR] [--lateness D] EVENTS|-
+ *   churnd state [-c FILE] [--state DIR] [-r RULES_DIR] [--json] CLIENT
+ *   churnd report --from D --to D [--margin M] [--lapse D] [--horizon D] [--json]
  *   churnd config [--markdown]
  *   churnd version
  */
@@ -46,6 +48,13 @@ static void usage(FILE *f) {
             "         [--chunk N] [-c FILE] EVENTS.jsonl|-\n"
             "        evaluate rules over a file of JSON events in event time,\n"
             "        without Kafka; prints the alerts as JSON lines\n"
+            "  state [-c FILE] [--state DIR] [-r RULES_DIR] [--json] CLIENT\n"
+            "        one client's features, open expectations, rules, risk and\n"
+            "        history, read from the state directory (safe while running)\n"
+            "  report --from DATE --to DATE [--margin M] [--lapse D] [--horizon D]\n"
+            "         [-c FILE] [--state DIR] [--json]\n"
+            "        the period's churn economics and the symptoms before each\n"
+            "        loss, read from the state directory\n"
             "  config [--markdown]\n"
             "        list every configuration option with its default\n"
             "  version\n"
@@ -169,6 +178,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "check")) return cmd_check(argc - 1, argv + 1);
     if (!strcmp(cmd, "test")) return cmd_test(argc - 1, argv + 1);
     if (!strcmp(cmd, "replay")) return cmd_replay(argc - 1, argv + 1);
+    if (!strcmp(cmd, "state")) return cmd_state(argc - 1, argv + 1);
+    if (!strcmp(cmd, "report")) return cmd_report(argc - 1, argv + 1);
     if (!strcmp(cmd, "config")) return cmd_config(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("churnd %s (librdkafka %s)\n", CHURND_VERSION, rd_kafka_version_str());

@@ -789,6 +789,41 @@ int store_scan_clients(store_t *s, uint32_t part, store_client_fn fn,
     return rc > 0 ? 0 : rc;
 }
 
+/* The partition of the first client key at or after the seek key. */
+static int first_part_each(void *arg, const uint8_t *k, size_t kn, const char *v,
+                           size_t vn) {
+    (void)v;
+    (void)vn;
+    int64_t *part = arg;
+    *part = kn >= PREFIX_LEN ? (int64_t)get_u32be(k + 1) : -1;
+    return 1;
+}
+
+/* One seek per partition that holds clients, and one point read in it:
+ * the number of partitions, not of clients, bounds the cost. */
+int store_find_client(store_t *s, const char *client, size_t client_len,
+                      uint32_t *part, buf_t *val, churn_err_t *err) {
+    const uint8_t hi[1] = {'C' + 1};
+    uint32_t from = 0;
+    for (;;) {
+        uint8_t lo[PREFIX_LEN];
+        lo[0] = 'C';
+        put_u32be(lo + 1, from);
+        int64_t found = -1;
+        int rc = scan_range(s, lo, sizeof(lo), hi, sizeof(hi), 0, first_part_each,
+                            &found, err);
+        if (rc < 0) return rc;
+        if (found < 0) return CHURN_ENOTFOUND;
+        rc = store_get_client(s, (uint32_t)found, client, client_len, val, err);
+        if (rc != CHURN_ENOTFOUND) {
+            if (rc == 0) *part = (uint32_t)found;
+            return rc;
+        }
+        if (found == UINT32_MAX) return CHURN_ENOTFOUND;
+        from = (uint32_t)found + 1;
+    }
+}
+
 /* ---- partitions, followers, figures ---- */
 
 int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err) {

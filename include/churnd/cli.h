@@ -34,6 +34,9 @@
  * the process exit status. */
 int cmd_test(int argc, char **argv);
 int cmd_replay(int argc, char **argv);
+/* inspect.c: read a state directory, beside a running daemon or not. */
+int cmd_state(int argc, char **argv);
+int cmd_report(int argc, char **argv);
 
 /* ---- the event-time driver (replay.c) ----------------------------------- */
 

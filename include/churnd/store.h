@@ -54,6 +54,11 @@ void store_close(store_t *s);
 /* 0 and val filled (reset first), CHURN_ENOTFOUND, or CHURN_EIO with err. */
 int store_get_client(store_t *s, uint32_t part, const char *client,
                      size_t client_len, buf_t *val, churn_err_t *err);
+/* The client's record in whichever partition holds it (the lowest, should
+ * several), for tools that know the client but not its partition (churnd
+ * state): 0 with *part and val filled, CHURN_ENOTFOUND, or EIO with err. */
+int store_find_client(store_t *s, const char *client, size_t client_len,
+                      uint32_t *part, buf_t *val, churn_err_t *err);
 /* Next offset to consume for topic/partition: 0, CHURN_ENOTFOUND or EIO. */
 int store_get_offset(store_t *s, const char *topic, int32_t partition,
                      int64_t *next_offset, churn_err_t *err);
