@@ -21,31 +21,6 @@
 
 static char rules_dir[1024];
 
-static int send_file(th_env_t *e, const char *topic, const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    char line[8192];
-    int n = 0;
-    while (fgets(line, sizeof(line), f)) {
-        size_t len = strlen(line);
-        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-            line[--len] = '\0';
-        if (!len) continue;
-        char key[256] = "";
-        cJSON *o = cJSON_Parse(line);
-        const cJSON *c = o ? cJSON_GetObjectItemCaseSensitive(o, "client_id") : NULL;
-        if (cJSON_IsString(c)) snprintf(key, sizeof(key), "%s", c->valuestring);
-        cJSON_Delete(o);
-        if (th_env_send(e, topic, key[0] ? key : NULL, line) != 0) {
-            fclose(f);
-            return -1;
-        }
-        n++;
-    }
-    fclose(f);
-    return n;
-}
-
 static size_t read_alerts(th_env_t *e, th_alert_t **out, th_msgs_t *raw) {
     assert_int_equal(th_consume_to_end(e->broker.bootstrap, e->alerts, WAIT_MS, raw), 0);
     th_alert_t *v = calloc(raw->n + 1, sizeof(*v));
@@ -73,8 +48,8 @@ static void test_demo_stream_alerts_and_dead_letters(void **state) {
     th_env_t e;
     assert_int_equal(th_env_setup(&e, 3, rules_dir, NULL, NULL), 0);
     assert_int_equal(th_env_start_daemon(&e), 0);
-    assert_true(send_file(&e, e.crm, "tests/data/demo/crm.jsonl") > 0);
-    assert_true(send_file(&e, e.helpdesk, "tests/data/demo/helpdesk.jsonl") > 0);
+    assert_true(th_env_send_file(&e, e.crm, "tests/data/demo/crm.jsonl") > 0);
+    assert_true(th_env_send_file(&e, e.helpdesk, "tests/data/demo/helpdesk.jsonl") > 0);
     must_catch_up(&e);
 
     th_msgs_t raw = {0};
@@ -111,7 +86,19 @@ static void test_demo_stream_alerts_and_dead_letters(void **state) {
                                      "2026-03-16T12:00:00Z"), 1);
     assert_int_equal(th_alerts_count(a, n, NULL, "ACME-001", NULL, NULL), 0);
     assert_int_equal(th_alerts_count(a, n, NULL, "STARK-006", NULL, NULL), 0);
-    assert_int_equal(n, 5);
+    /* WAYNE-007: a complaint left unanswered, then a detractor score; the
+     * two together put its risk over churn_risk's bar until the complaint's
+     * weight has decayed. It cancels its contract on 03-23 (no alert: the
+     * report tells that story, test_inspect). */
+    assert_int_equal(th_alerts_count(a, n, "complaint_unanswered", "WAYNE-007", "firing",
+                                     "2026-03-06T08:00:00Z"), 1);
+    assert_int_equal(th_alerts_count(a, n, "detractor", "WAYNE-007", "firing",
+                                     "2026-03-12T12:00:00Z"), 1);
+    assert_int_equal(th_alerts_count(a, n, "churn_risk", "WAYNE-007", "firing",
+                                     "2026-03-12T12:00:00Z"), 1);
+    assert_int_equal(th_alerts_count(a, n, "churn_risk", "WAYNE-007", "resolved",
+                                     "2026-03-16T00:00:00Z"), 1);
+    assert_int_equal(n, 9);
     for (size_t i = 0; i < n; i++) {
         /* keyed by client; a resolution carries its firing's id */
         assert_string_equal(a[i].key, a[i].client);

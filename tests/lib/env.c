@@ -191,3 +191,28 @@ size_t th_env_count_alerts(th_env_t *e, const char *rule, const char *client,
     th_msgs_free(&raw);
     return n;
 }
+
+int th_env_send_file(th_env_t *e, const char *topic, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char line[8192];
+    int n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+            line[--len] = '\0';
+        if (!len) continue;
+        char key[256] = "";
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *c = o ? cJSON_GetObjectItemCaseSensitive(o, "client_id") : NULL;
+        if (cJSON_IsString(c)) snprintf(key, sizeof(key), "%s", c->valuestring);
+        cJSON_Delete(o);
+        if (th_env_send(e, topic, key[0] ? key : NULL, line) != 0) {
+            fclose(f);
+            return -1;
+        }
+        n++;
+    }
+    fclose(f);
+    return n;
+}

@@ -148,6 +148,10 @@ int th_env_stop_daemon(th_env_t *e, int timeout_ms);
 /* Produce one event JSON to the topic, keyed by key. */
 int th_env_send(th_env_t *e, const char *topic, const char *key,
                 const char *json);
+/* Produce every non-blank line of a JSON-lines file to the topic, keyed by
+ * the line's client_id (none when it has none); the number of lines sent,
+ * or -1. */
+int th_env_send_file(th_env_t *e, const char *topic, const char *path);
 /* Wait until the daemon has consumed everything produced so far AND
  * settled: every event applied (none left in its reorder buffer) and
  * every timer the watermark passed fired. It logs "settled" with its
