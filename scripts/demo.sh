@@ -1,8 +1,9 @@
 #!/bin/sh
 # make demo: start churnd on its embedded broker, feed the bundled sample
 # stream with kcat, wait until churnd has committed every event, print each
-# published alert as one line (and the dead letters), then stop churnd with
-# SIGTERM and check it drained cleanly.
+# published alert as one line (and the dead letters), show one client's state
+# and the churn report, then stop churnd with SIGTERM and check it drained
+# cleanly.
 set -eu
 cd "$(dirname "$0")/.."
 BUILD=${BUILD:-build}
@@ -72,6 +73,12 @@ echo "== alerts published on churn.alerts"
 echo "== dead letters on churn.deadletter (original bytes; reason in headers)"
 kcat -C -b "$bs" -t churn.deadletter -e -q -o beginning \
     -f '   %h\n     value: %s\n'
+
+# Both read the state directory as a RocksDB secondary: safe while churnd runs.
+echo "== churnd state WAYNE-007: why its alerts fired (read beside the running daemon)"
+"$churnd" state --state "$work/state" -r rules WAYNE-007
+echo "== churnd report: the churn economics of March to December 2026, at a 25% margin"
+"$churnd" report --state "$work/state" --from 2026-03-01 --to 2026-12-01 --margin 25%
 
 echo "== stopping churnd (SIGTERM: finish the batch, flush, commit, leave the group)"
 kill -TERM "$pid"
