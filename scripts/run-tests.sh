@@ -50,6 +50,7 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
         run_script check-readme 60 env CHURND_BIN="$build/churnd" scripts/check-readme.sh
         # Packaging (SPEC section 8): make install, and the unit it writes.
         run_script check-install 120 scripts/check-install.sh "$build"
+        run_script check-systemd 120 scripts/check-systemd.sh "$build"
     fi
     if [ -x "$build/churnd" ] && ls rules/tests/*.yaml >/dev/null 2>&1; then
         if "$build/churnd" help | grep -q '^  test '; then
