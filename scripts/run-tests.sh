@@ -94,6 +94,21 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
         run_bin "$(basename "$t")" 1200 env CHURND_BIN="$bin" \
             CHURND_KT="$build/tests/kt" "$t"
     done
+    # churnd under the unit's sandbox, rebuilt with mount namespaces,
+    # seccomp and strace. Not for sanitizer or valgrind runs: their
+    # runtimes make calls (ptrace for the leak check) no service needs.
+    case $build in
+        *asan*) ;;
+        *)
+            if [ "${CHURND_TEST_VALGRIND:-0}" = 1 ]; then
+                :
+            elif [ "$(id -u)" -eq 0 ]; then
+                run_script check-sandbox 300 scripts/check-sandbox.sh "$build"
+            else
+                not_run="${not_run:+$not_run; }check-sandbox (needs root for mount namespaces)"
+            fi
+            ;;
+    esac
 fi
 [ -n "$failed_names" ] && echo "failing:$failed_names"
 [ -n "${not_run:-}" ] && echo "NOT RUN: $not_run"
