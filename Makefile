@@ -32,7 +32,7 @@ CORE_FILES := daemon/common.c daemon/timeutil.c daemon/event.c \
                          daemon/ledger.c daemon/report.c daemon/prom.c)
 
 .PHONY: all deps demo check check-run check-asan unit integration check-core clean tools \
-        fuzz bench check-valgrind
+        fuzz bench check-valgrind install uninstall
 
 all: $(BUILD)/churnd
 
@@ -112,6 +112,55 @@ $(BUILD)/tests/integration/%: $(BUILD)/obj/tests/integration/%.o $(TLIB_OBJS) $(
 $(BUILD)/tests/%: $(BUILD)/obj/tests/tools/%.o $(TLIB_OBJS) $(BUILD)/libchurnd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# Installation. PREFIX holds the program, its unit and its docs; the
+# configuration always goes to /etc/churnd, because that is where the
+# unit's ConfigurationDirectory= and ExecStart= look whatever the PREFIX.
+# DESTDIR stages everything under another root (packaging, tests).
+# The installed unit is the template with ExecStart= (and the docs link)
+# rewritten to this PREFIX, so the unit always runs the binary installed
+# with it. The docs keep the repository's layout (README.md links to
+# docs/...). An existing churnd.yaml or rules/ is never overwritten: they
+# are the operator's once installed.
+PREFIX  ?= /usr/local
+BINDIR  ?= $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+DOCDIR  ?= $(PREFIX)/share/doc/churnd
+CONFDIR := /etc/churnd
+
+install: all
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(UNITDIR) $(DESTDIR)$(DOCDIR)/docs \
+	    $(DESTDIR)$(CONFDIR)
+	install -m 0755 $(BUILD)/churnd $(DESTDIR)$(BINDIR)/churnd
+	sed -e 's|^ExecStart=[^ ]*/churnd |ExecStart=$(BINDIR)/churnd |' \
+	    -e 's|^Documentation=file:.*/share/doc/churnd/|Documentation=file:$(DOCDIR)/|' \
+	    systemd/churnd.service >$(DESTDIR)$(UNITDIR)/churnd.service.tmp
+	@grep -q '^ExecStart=$(BINDIR)/churnd run ' $(DESTDIR)$(UNITDIR)/churnd.service.tmp || \
+	    { echo "install: ExecStart= of systemd/churnd.service was not rewritten" >&2; \
+	      rm -f $(DESTDIR)$(UNITDIR)/churnd.service.tmp; exit 1; }
+	chmod 0644 $(DESTDIR)$(UNITDIR)/churnd.service.tmp
+	mv $(DESTDIR)$(UNITDIR)/churnd.service.tmp $(DESTDIR)$(UNITDIR)/churnd.service
+	install -m 0644 README.md $(DESTDIR)$(DOCDIR)/
+	install -m 0644 docs/*.md $(DESTDIR)$(DOCDIR)/docs/
+	@if [ -e $(DESTDIR)$(CONFDIR)/churnd.yaml ]; then \
+	    echo "install: keeping the existing $(DESTDIR)$(CONFDIR)/churnd.yaml"; \
+	else \
+	    echo "install -m 0644 systemd/churnd.yaml $(DESTDIR)$(CONFDIR)/churnd.yaml"; \
+	    install -m 0644 systemd/churnd.yaml $(DESTDIR)$(CONFDIR)/churnd.yaml; \
+	fi
+	@if [ -e $(DESTDIR)$(CONFDIR)/rules ]; then \
+	    echo "install: keeping the existing $(DESTDIR)$(CONFDIR)/rules"; \
+	else \
+	    echo "install -m 0644 rules/*.yaml $(DESTDIR)$(CONFDIR)/rules/"; \
+	    install -d $(DESTDIR)$(CONFDIR)/rules && \
+	    install -m 0644 rules/*.yaml $(DESTDIR)$(CONFDIR)/rules/; \
+	fi
+
+# Removes what install put under PREFIX; /etc/churnd and the state in
+# /var/lib/churnd are the operator's and stay.
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/churnd $(DESTDIR)$(UNITDIR)/churnd.service
+	rm -rf $(DESTDIR)$(DOCDIR)
 
 clean:
 	rm -rf $(BUILD) build-asan

@@ -133,6 +133,7 @@ static void stop_handles(daemon_t *d) {
     close_handle((uv_handle_t *)&d->close_timer);
     close_handle((uv_handle_t *)&d->pump_timer);
     close_handle((uv_handle_t *)&d->wm_timer);
+    notify_close(&d->notify);
 }
 
 static void print_summary(daemon_t *d) {
@@ -197,6 +198,10 @@ void daemon_fatal(daemon_t *d, int code, const char *component,
     if (d->close_scheduled && d->exit_code) return;
     LOG(LOG_FATAL, component, what, LF_INT("exit_code", code),
         LF_STR("hint", "nothing uncommitted was kept; it replays on restart"));
+    char status[NOTIFY_STATUS_MAX];
+    snprintf(status, sizeof(status), "stopping on a fatal error (exit %d): %s",
+             code, what);
+    notify_stopping(&d->notify, status);
     d->exit_code = code;
     d->close_scheduled = 0; /* a fatal error overrides a clean close */
     schedule_close(d, 0);
@@ -215,6 +220,11 @@ static void begin_drain(daemon_t *d, const char *why) {
     d->drain_deadline_ms = daemon_wall_ms() + d->cfg->shutdown_timeout_ms;
     LOG(LOG_INFO, "daemon", "draining", LF_STR("signal", why),
         LF_INT("batch_events", d->n_msgs), LF_INT("in_flight", d->inflight));
+    char status[NOTIFY_STATUS_MAX];
+    snprintf(status, sizeof(status),
+             "draining after %s: committing the batch in hand, then leaving the group",
+             why);
+    notify_stopping(&d->notify, status);
     uv_timer_start(&d->shutdown_timer, on_shutdown_timeout,
                    (uint64_t)d->cfg->shutdown_timeout_ms, 0);
     if (d->phase == PHASE_COLLECTING) {
@@ -233,7 +243,18 @@ static void log_rule_errors(const churn_errs_t *errs) {
             LF_STR("error", churn_err_str(&errs->v[i], line, sizeof(line))));
 }
 
+/* The STATUS= line systemctl status shows while the daemon runs. */
+static void running_status(const daemon_t *d, const char *note, char *out,
+                           size_t n) {
+    snprintf(out, n, "running: %zu rules (hash %s) from %s%s%s",
+             d->rules ? ruleset_n_rules(d->rules) : (size_t)0,
+             d->rules ? ruleset_hash(d->rules) : "-", d->cfg->rules_dir,
+             note ? "; " : "", note ? note : "");
+}
+
 int daemon_reload_rules(daemon_t *d) {
+    char status[NOTIFY_STATUS_MAX];
+    notify_reloading(&d->notify);
     churn_errs_free(&d->reload_errs);
     churn_errs_init(&d->reload_errs);
     d->reload_at_ms = daemon_wall_ms();
@@ -247,6 +268,11 @@ int daemon_reload_rules(daemon_t *d) {
             LF_STR("hash", d->rules ? ruleset_hash(d->rules) : ""));
         d->stats.n_reloads_failed++;
         d->stats.reload_failed = 1;
+        char note[64];
+        snprintf(note, sizeof(note), "last reload rejected (%zu errors)",
+                 d->reload_errs.n);
+        running_status(d, note, status, sizeof(status));
+        notify_reloaded(&d->notify, status);
         return CHURN_EINVAL;
     }
     d->stats.n_reloads_ok++;
@@ -261,6 +287,12 @@ int daemon_reload_rules(daemon_t *d) {
     if (d->phase == PHASE_AWAITING) {
         d->rules_next = rs;
         d->rules_next_loaded_ms = d->reload_at_ms;
+        char note[160];
+        snprintf(note, sizeof(note),
+                 "reloaded set (hash %s) takes over when the batch in hand commits",
+                 ruleset_hash(rs));
+        running_status(d, note, status, sizeof(status));
+        notify_reloaded(&d->notify, status);
         return 1;
     }
     ruleset_free(d->rules);
@@ -268,6 +300,8 @@ int daemon_reload_rules(daemon_t *d) {
     d->rules_next = NULL;
     d->rules_loaded_ms = d->reload_at_ms;
     pipeline_set_rules(d);
+    running_status(d, NULL, status, sizeof(status));
+    notify_reloaded(&d->notify, status);
     return 0;
 }
 
@@ -327,6 +361,12 @@ int daemon_run(config_t *cfg, int embedded_broker) {
         metrics_free(&d);
         return EXIT_USAGE;
     }
+    /* Notifications are a courtesy to the supervisor: without the timer,
+     * READY=1 and the watchdog are off, the daemon still runs. */
+    int nrc = notify_init(&d.notify, &loop);
+    if (nrc != 0)
+        LOG(LOG_WARN, "notify", "no readiness or watchdog notifications",
+            LF_STR("error", uv_strerror(nrc)));
     uv_timer_init(&loop, &d.batch_timer);
     uv_timer_init(&loop, &d.retry_timer);
     uv_timer_init(&loop, &d.shutdown_timer);
@@ -388,6 +428,11 @@ int daemon_run(config_t *cfg, int embedded_broker) {
             LF_STR("state", cfg->state_dir),
             LF_STR("alerts_topic", cfg->alerts_topic),
             LF_STR("deadletter_topic", cfg->deadletter_topic));
+        /* Rules loaded, state open, Kafka clients made: READY=1 goes out
+         * on the loop's first turn. */
+        char status[NOTIFY_STATUS_MAX];
+        running_status(&d, NULL, status, sizeof(status));
+        notify_start(&d.notify, status);
     }
     uv_run(&loop, UV_RUN_DEFAULT);
     if (!d.closed) { /* the loop ran dry without a close: should not happen */

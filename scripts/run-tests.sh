@@ -48,6 +48,9 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
     done
     if [ -x "$build/churnd" ]; then
         run_script check-readme 60 env CHURND_BIN="$build/churnd" scripts/check-readme.sh
+        # Packaging (SPEC section 8): make install, and the unit it writes.
+        run_script check-install 120 scripts/check-install.sh "$build"
+        run_script check-systemd 120 scripts/check-systemd.sh "$build"
     fi
     if [ -x "$build/churnd" ] && ls rules/tests/*.yaml >/dev/null 2>&1; then
         if "$build/churnd" help | grep -q '^  test '; then
@@ -91,6 +94,21 @@ if [ "$what" = all ] || [ "$what" = integration ]; then
         run_bin "$(basename "$t")" 1200 env CHURND_BIN="$bin" \
             CHURND_KT="$build/tests/kt" "$t"
     done
+    # churnd under the unit's sandbox, rebuilt with mount namespaces,
+    # seccomp and strace. Not for sanitizer or valgrind runs: their
+    # runtimes make calls (ptrace for the leak check) no service needs.
+    case $build in
+        *asan*) ;;
+        *)
+            if [ "${CHURND_TEST_VALGRIND:-0}" = 1 ]; then
+                :
+            elif [ "$(id -u)" -eq 0 ]; then
+                run_script check-sandbox 300 scripts/check-sandbox.sh "$build"
+            else
+                not_run="${not_run:+$not_run; }check-sandbox (needs root for mount namespaces)"
+            fi
+            ;;
+    esac
 fi
 [ -n "$failed_names" ] && echo "failing:$failed_names"
 [ -n "${not_run:-}" ] && echo "NOT RUN: $not_run"

@@ -28,6 +28,7 @@
 #include "churnd/cache.h"
 #include "churnd/config.h"
 #include "churnd/engine.h"
+#include "churnd/notify.h"
 #include "churnd/processor.h"
 #include "churnd/prom.h"
 #include "churnd/store.h"
@@ -163,6 +164,7 @@ typedef struct daemon {
     int close_scheduled;    /* no more processing: closing is under way */
     int close_clean;        /* leave the group and flush (drain), or not (fatal) */
     int closed;
+    notify_t notify;        /* READY/WATCHDOG/STOPPING to systemd (notify.c) */
 
     struct http_server *http; /* /metrics, /healthz, ... (http.c) */
 

@@ -105,8 +105,12 @@ void th_env_teardown(th_env_t *e) {
 }
 
 int th_env_start_daemon(th_env_t *e) {
+    return th_env_start_daemon_env(e, NULL);
+}
+
+int th_env_start_daemon_env(th_env_t *e, const char *const *env) {
     e->log_from = th_file_size(e->log);
-    return th_daemon_start(&e->daemon, e->cfg, e->log);
+    return th_daemon_start_env(&e->daemon, e->cfg, e->log, env);
 }
 
 int th_env_stop_daemon(th_env_t *e, int timeout_ms) {

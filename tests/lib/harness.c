@@ -385,14 +385,89 @@ int th_wait_caught_up(const char *bootstrap, const char *group,
     return rc;
 }
 
+extern char **environ;
+
+static int env_names_match(const char *a, const char *b) {
+    size_t la = strcspn(a, "="), lb = strcspn(b, "=");
+    return la == lb && !strncmp(a, b, la);
+}
+
+/* The child's environment: ours without the names env changes, then the
+ * entries of env that set something. Built before fork, because the test
+ * process has librdkafka threads and the child may only do
+ * async-signal-safe work until exec. *pid_slot is where the child writes
+ * its pid (an entry whose value is TH_ENV_CHILD_PID), or NULL. */
+static char **child_environ(const char *const *env, char **pid_slot,
+                            size_t *pid_cap) {
+    size_t n_ours = 0, n_env = 0;
+    while (environ[n_ours]) n_ours++;
+    while (env && env[n_env]) n_env++;
+    char **v = calloc(n_ours + n_env + 1, sizeof(char *));
+    if (!v) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < n_ours; i++) {
+        int changed = 0;
+        for (size_t j = 0; j < n_env && !changed; j++)
+            changed = env_names_match(environ[i], env[j]);
+        if (!changed) v[k++] = environ[i];
+    }
+    *pid_slot = NULL;
+    for (size_t j = 0; j < n_env; j++) {
+        const char *eq = strchr(env[j], '=');
+        if (!eq) continue; /* an unset */
+        if (!strcmp(eq + 1, TH_ENV_CHILD_PID)) {
+            size_t name = (size_t)(eq - env[j]) + 1;
+            *pid_cap = name + 24;
+            char *s = calloc(1, *pid_cap);
+            if (!s) abort();
+            memcpy(s, env[j], name);
+            *pid_slot = s;
+            v[k++] = s;
+        } else {
+            v[k++] = (char *)env[j];
+        }
+    }
+    v[k] = NULL;
+    return v;
+}
+
+/* Append the decimal pid after "NAME=" without anything that may allocate
+ * (we are between fork and exec). */
+static void write_pid(char *slot, size_t cap, pid_t pid) {
+    char digits[24];
+    int n = 0;
+    unsigned long v = (unsigned long)pid;
+    do {
+        digits[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v && n < (int)sizeof(digits));
+    size_t at = strlen(slot);
+    while (n > 0 && at + 1 < cap) slot[at++] = digits[--n];
+    slot[at] = '\0';
+}
+
 int th_daemon_start(th_proc_t *p, const char *cfg_path, const char *log_path) {
+    return th_daemon_start_env(p, cfg_path, log_path, NULL);
+}
+
+int th_daemon_start_env(th_proc_t *p, const char *cfg_path,
+                        const char *log_path, const char *const *env) {
     const char *bin = getenv("CHURND_BIN");
     if (!bin) bin = "build/churnd";
     snprintf(p->log_path, sizeof(p->log_path), "%s", log_path);
+    char *pid_slot = NULL;
+    size_t pid_cap = 0;
+    char **envp = environ;
+    if (env && !(envp = child_environ(env, &pid_slot, &pid_cap))) return -1;
     fflush(NULL);
     pid_t pid = fork();
-    if (pid < 0) return -1;
+    if (pid < 0) {
+        if (envp != environ) free(envp);
+        free(pid_slot);
+        return -1;
+    }
     if (pid == 0) {
+        if (pid_slot) write_pid(pid_slot, pid_cap, getpid());
         /* A failed assertion skips the test's teardown: the daemon must
          * not outlive the test process that started it. */
         prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -401,9 +476,12 @@ int th_daemon_start(th_proc_t *p, const char *cfg_path, const char *log_path) {
         dup2(fd, 1);
         dup2(fd, 2);
         close(fd);
-        execl(bin, "churnd", "run", "-c", cfg_path, (char *)NULL);
+        char *const argv[] = {"churnd", "run", "-c", (char *)cfg_path, NULL};
+        execve(bin, argv, envp);
         _exit(127);
     }
+    if (envp != environ) free(envp);
+    free(pid_slot);
     p->pid = pid;
     return 0;
 }

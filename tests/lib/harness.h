@@ -90,6 +90,13 @@ typedef struct th_proc {
 /* Start `$CHURND_BIN run -c cfg` (argv extra may be NULL) with stdout and
  * stderr appended to log_path. */
 int th_daemon_start(th_proc_t *p, const char *cfg_path, const char *log_path);
+/* The same with the child's environment changed: env is a NULL-terminated
+ * list (or NULL) of "NAME=VALUE" to set and "NAME" to unset. The value
+ * TH_ENV_CHILD_PID is replaced by the child's own pid, as systemd sets
+ * WATCHDOG_PID to the service's main process. */
+#define TH_ENV_CHILD_PID "{child-pid}"
+int th_daemon_start_env(th_proc_t *p, const char *cfg_path,
+                        const char *log_path, const char *const *env);
 int th_proc_signal(th_proc_t *p, int sig);
 /* Wait for exit; returns the exit status (0-255), 128+signal when killed,
  * -1 on timeout. */
@@ -143,6 +150,8 @@ int th_env_setup_inputs(th_env_t *e, int partitions, const char *rules_dir,
                         int n_inputs);
 void th_env_teardown(th_env_t *e);
 int th_env_start_daemon(th_env_t *e);
+/* The same with the environment changed as th_daemon_start_env does. */
+int th_env_start_daemon_env(th_env_t *e, const char *const *env);
 /* Stop with SIGTERM and return the exit status (-1 on timeout). */
 int th_env_stop_daemon(th_env_t *e, int timeout_ms);
 /* Produce one event JSON to the topic, keyed by key. */
