@@ -48,6 +48,8 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
     done
     if [ -x "$build/churnd" ]; then
         run_script check-readme 60 env CHURND_BIN="$build/churnd" scripts/check-readme.sh
+        # The Docker packaging, statically: no Docker engine is needed.
+        run_script check-compose 120 env CHURND_BIN="$build/churnd" scripts/check-compose.sh
     fi
     if [ -x "$build/churnd" ] && ls rules/tests/*.yaml >/dev/null 2>&1; then
         if "$build/churnd" help | grep -q '^  test '; then
