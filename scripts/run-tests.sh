@@ -51,6 +51,8 @@ if [ "$what" = all ] || [ "$what" = unit ]; then
         # Packaging (SPEC section 8): make install, and the unit it writes.
         run_script check-install 120 scripts/check-install.sh "$build"
         run_script check-systemd 120 scripts/check-systemd.sh "$build"
+        # The Docker packaging, statically: no Docker engine is needed.
+        run_script check-compose 120 env CHURND_BIN="$build/churnd" scripts/check-compose.sh
     fi
     if [ -x "$build/churnd" ] && ls rules/tests/*.yaml >/dev/null 2>&1; then
         if "$build/churnd" help | grep -q '^  test '; then
