@@ -48,7 +48,7 @@ sources() {
         event) echo "$core" ;;
         expr) echo "$core daemon/expr.c" ;;
         rules) echo "$core daemon/expr.c daemon/features.c daemon/rules_load.c \
-daemon/cstate.c daemon/engine.c daemon/alert.c" ;;
+daemon/cstate.c daemon/engine.c daemon/alert.c daemon/ledger.c" ;;
         *) return 1 ;;
     esac
 }

@@ -208,7 +208,7 @@ static void check_errors(const churn_errs_t *errs, const uint8_t *data,
 #define DAY_MS 86400000LL
 
 static void run_engine(const ruleset_t *rs) {
-    engine_opts_t opts = {7 * DAY_MS, 64, 0, 0};
+    engine_opts_t opts = {7 * DAY_MS, 64, 0, 1}; /* with the ledger */
     engine_out_t out;
     engine_out_init(&out);
     buf_t b, enc, enc2;
