@@ -134,6 +134,19 @@ int64_t rule_next_due(const rule_def_t *r, const rule_state_t *s) {
 }
 
 const char *cstate_client_id(const cstate_t *st) { return st->client_id; }
+
+void cstate_count_expectations(const cstate_t *st, uint64_t *open,
+                               uint64_t *overdue) {
+    *open = *overdue = 0;
+    for (size_t i = 0; i < st->n_feats; i++) {
+        const feat_slot_t *f = &st->feats[i];
+        if (f->raw || f->s.kind != FEAT_EXPECT) continue;
+        for (uint32_t k = 0; k < f->s.u.expect.n; k++) {
+            if (f->s.u.expect.v[k].expired) (*overdue)++;
+            else (*open)++;
+        }
+    }
+}
 int64_t cstate_indexed_wake(const cstate_t *st) { return st->indexed_wake; }
 void cstate_set_indexed_wake(cstate_t *st, int64_t ts_ms) {
     st->indexed_wake = ts_ms;

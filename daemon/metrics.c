@@ -475,6 +475,20 @@ static int render_state(daemon_t *d, buf_t *b) {
                        "every:) in the timer index of the assigned "
                        "partitions.", (double)ps.pending_timers);
         if (!rc)
+            rc = gauge(b, "churnd_clients",
+                       "Client states in the assigned partitions (exact: kept "
+                       "with the states and stored with them).",
+                       (double)ps.clients);
+        if (!rc)
+            rc = prom_family(b, "churnd_expectations", "gauge",
+                             "Expectations (expect: features) of the assigned "
+                             "partitions' clients still awaiting their event: "
+                             "before the deadline (open) or past it (overdue).");
+        if (!rc)
+            rc = buf_printf(b, "churnd_expectations{state=\"open\"} %" PRIu64 "\n"
+                               "churnd_expectations{state=\"overdue\"} %" PRIu64 "\n",
+                            ps.open_expectations, ps.overdue_expectations);
+        if (!rc)
             rc = counter(b, "churnd_clients_new_total",
                          "Clients with no stored state, seen for the first "
                          "time by this state directory.", ps.new_clients);

@@ -99,7 +99,7 @@ void pipeline_assign(daemon_t *d, const rd_kafka_topic_partition_list_t *parts) 
         /* for churnd_timers_pending: one scan of the partition's keys */
         churn_err_t err = {0};
         if (d->proc &&
-            processor_count_timers(d->proc, (uint32_t)parts->elems[i].partition,
+            processor_count_partition(d->proc, (uint32_t)parts->elems[i].partition,
                                    &err) < 0)
             daemon_fatal(d, EXIT_STATE, "state", err.msg);
     }

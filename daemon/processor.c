@@ -72,6 +72,12 @@ static void vpos_clear(vpos_map_t *m) {
     *m = (vpos_map_t){0};
 }
 
+typedef struct part_counts {
+    int loaded; /* counting this partition (its record was read) */
+    int dirty;  /* changed since the last commit */
+    store_counts_t c;
+} part_counts_t;
+
 struct processor {
     store_t *store;          /* borrowed */
     cache_t *cache;
@@ -91,8 +97,13 @@ struct processor {
      * before it; raised past a round that left nothing due. */
     int64_t *scan_from;
     /* Per partition number: timer-index entries (clients with a pending
-     * deadline), counted by processor_count_timers and kept by reindex. */
+     * deadline), counted by processor_count_partition and kept by reindex. */
     int64_t *n_timers;
+    /* Per partition number: its client states and their waiting
+     * expectations, once processor_count_partition has loaded them (from
+     * the store's 'S' record, or by one scan when it has none); kept as
+     * states change and written with every commit that changed them. */
+    part_counts_t *counts;
     size_t n_settled;
     /* During one timer round sequence with lookahead: how far each client
      * woken (really or virtually) in it has got, in its own time. */
@@ -101,6 +112,17 @@ struct processor {
 };
 
 static void free_state(void *p) { cstate_free(p); }
+
+/* Expectations of a state as the counts see them. */
+typedef struct exp_count {
+    uint64_t open, overdue;
+} exp_count_t;
+
+static exp_count_t exp_of(const cstate_t *st) {
+    exp_count_t c;
+    cstate_count_expectations(st, &c.open, &c.overdue);
+    return c;
+}
 
 processor_t *processor_new(store_t *store, size_t cache_clients,
                            const engine_opts_t *opts) {
@@ -128,6 +150,7 @@ void processor_free(processor_t *p) {
     free(p->settled);
     free(p->scan_from);
     free(p->n_timers);
+    free(p->counts);
     vpos_clear(&p->vpos);
     free(p);
 }
@@ -154,9 +177,13 @@ static int grow_parts(processor_t *p, uint32_t part) {
     int64_t *t = realloc(p->n_timers, n * sizeof(*t));
     if (!t) return CHURN_ENOMEM;
     p->n_timers = t;
+    part_counts_t *c = realloc(p->counts, n * sizeof(*c));
+    if (!c) return CHURN_ENOMEM;
+    p->counts = c;
     for (size_t i = p->n_settled; i < n; i++) {
         v[i] = f[i] = INT64_MIN;
         t[i] = 0;
+        memset(&c[i], 0, sizeof(c[i]));
     }
     p->n_settled = n;
     return 0;
@@ -198,6 +225,12 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
     } else if (rc == CHURN_ENOTFOUND) {
         p->n_new++;
         st = cstate_new(client, len);
+        /* Every state made here is written at the next commit: the runtime
+         * only asks for the clients of events and timers it applies. */
+        if (part < p->n_settled && p->counts[part].loaded) {
+            p->counts[part].c.clients++;
+            p->counts[part].dirty = 1;
+        }
     } else {
         return rc;
     }
@@ -208,6 +241,18 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
     }
     *out = st;
     return 0;
+}
+
+/* Account for the change of one state's expectations. */
+static void note_expectations(processor_t *p, uint32_t part, exp_count_t before,
+                              const cstate_t *st) {
+    if (part >= p->n_settled || !p->counts[part].loaded) return;
+    exp_count_t after = exp_of(st);
+    if (after.open == before.open && after.overdue == before.overdue) return;
+    store_counts_t *c = &p->counts[part].c;
+    c->open_expectations += after.open - before.open; /* modular: exact */
+    c->overdue_expectations += after.overdue - before.overdue;
+    p->counts[part].dirty = 1;
 }
 
 /* Keep the timer-index entry of this client at its earliest deadline. */
@@ -234,10 +279,12 @@ int processor_event(processor_t *p, uint32_t part, const event_t *ev,
     cstate_t *st = NULL;
     int rc = client_state(p, part, ev->client_id, ev->client_len, &st, err);
     if (rc) return rc;
+    exp_count_t before = exp_of(st);
     rc = engine_on_event_settled(p->rules, &p->opts, st, ev,
                                  settled_of(p, part), out);
     if (rc < 0) return churn_err_set(err, rc, "out of memory in the engine");
     if (rc == ENGINE_APPLIED) {
+        note_expectations(p, part, before, st);
         if (cache_mark_dirty(p->cache, part, ev->client_id, ev->client_len))
             return churn_err_set(err, CHURN_EINVAL,
                                  "client state vanished from the cache");
@@ -506,11 +553,13 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
         /* Fire this client up to its own deadline only: a later deadline
          * of the same client is re-indexed and fired in global deadline
          * order on the next call. */
+        exp_count_t before = exp_of(st);
         rc = engine_on_time(p->rules, &p->opts, st, l.v[i].due_ms, out);
         if (rc < 0) {
             churn_err_set(err, rc, "out of memory in the engine");
             break;
         }
+        note_expectations(p, part, before, st);
         if (cache_mark_dirty(p->cache, part, l.v[i].client, l.v[i].len)) {
             rc = churn_err_set(err, CHURN_EINVAL,
                                "client state vanished from the cache");
@@ -554,6 +603,9 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
                      size_t n_offs, churn_err_t *err) {
     int rc = cache_each_dirty(p->cache, put_dirty, p);
     if (rc) return churn_err_set(err, rc, "cannot encode a client state");
+    for (size_t i = 0; i < p->n_settled; i++)
+        if (p->counts[i].dirty)
+            store_batch_put_counts(p->wb, (uint32_t)i, &p->counts[i].c);
     for (size_t i = 0; i < n_offs; i++)
         store_batch_put_offset(p->wb, offs[i].topic, offs[i].partition,
                                offs[i].next_offset);
@@ -564,6 +616,7 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
     store_batch_clear(p->wb);
     cache_clear_dirty(p->cache);
     cache_evict(p->cache);
+    for (size_t i = 0; i < p->n_settled; i++) p->counts[i].dirty = 0;
     return 0;
 }
 
@@ -572,6 +625,7 @@ void processor_drop_partition(processor_t *p, uint32_t part) {
     if (part < p->n_settled) {
         p->settled[part] = p->scan_from[part] = INT64_MIN;
         p->n_timers[part] = 0;
+        memset(&p->counts[part], 0, sizeof(p->counts[part]));
     }
 }
 
@@ -582,12 +636,47 @@ static int count_one(void *arg, uint32_t part, int64_t due_ms,
     return 0;
 }
 
-int processor_count_timers(processor_t *p, uint32_t part, churn_err_t *err) {
+/* A state directory from before the counts: count once, by decoding every
+ * client state of the partition; the next commit writes the record. */
+static int count_client(void *arg, uint32_t part, const char *client,
+                        size_t len, const void *val, size_t val_len) {
+    (void)part;
+    store_counts_t *c = arg;
+    cstate_t *st = NULL;
+    churn_err_t derr = {0};
+    int rc = cstate_decode(val, val_len, client, len, &st, &derr);
+    if (rc) return rc;
+    exp_count_t e = exp_of(st);
+    cstate_free(st);
+    c->clients++;
+    c->open_expectations += e.open;
+    c->overdue_expectations += e.overdue;
+    return 0;
+}
+
+int processor_count_partition(processor_t *p, uint32_t part, churn_err_t *err) {
     int64_t n = 0;
     int rc = store_scan_timers(p->store, part, INT64_MAX, 0, count_one, &n, err);
     if (rc < 0) return rc;
     if (grow_parts(p, part)) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     p->n_timers[part] = n;
+    part_counts_t *pc = &p->counts[part];
+    memset(pc, 0, sizeof(*pc));
+    rc = store_get_counts(p->store, part, &pc->c, err);
+    if (rc == CHURN_ENOTFOUND) {
+        memset(&pc->c, 0, sizeof(pc->c));
+        rc = store_scan_clients(p->store, part, count_client, &pc->c, err);
+        if (rc == CHURN_ECORRUPT || rc == CHURN_ENOMEM)
+            rc = churn_err_set(err, rc, "partition %u: cannot count its client states", part);
+        pc->dirty = 1;
+    }
+    if (rc < 0) {
+        memset(pc, 0, sizeof(*pc));
+        return rc;
+    }
+    /* States changed since the last commit are not in the record yet:
+     * counting starts between commits only. */
+    pc->loaded = 1;
     return 0;
 }
 
@@ -604,6 +693,10 @@ void processor_get_stats(const processor_t *p, processor_stats_t *st) {
         .cache_misses = p->n_misses,
         .new_clients = p->n_new,
     };
-    for (size_t i = 0; i < p->n_settled; i++)
+    for (size_t i = 0; i < p->n_settled; i++) {
         st->pending_timers += (uint64_t)(p->n_timers[i] > 0 ? p->n_timers[i] : 0);
+        st->clients += p->counts[i].c.clients;
+        st->open_expectations += p->counts[i].c.open_expectations;
+        st->overdue_expectations += p->counts[i].c.overdue_expectations;
+    }
 }

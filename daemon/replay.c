@@ -530,6 +530,10 @@ int cmd_replay(int argc, char **argv) {
         goto state_error;
     }
     have_r = 1;
+    /* Keep the counts the daemon reads for its metrics (client states,
+     * expectations) in step with what this run changes: a directory that
+     * goes back to `churnd run` must not carry stale ones. */
+    if (processor_count_partition(r.proc, 0, &err) < 0) goto state_error;
 
     replay_stats_t st = {0};
     bad_line_t bad[REPLAY_LIST_INVALID];

@@ -590,6 +590,44 @@ void store_batch_put_offset(store_batch_t *b, const char *topic,
     batch_put(b, key_offset(&b->key, topic, partition), v, sizeof(v));
 }
 
+#define COUNTS_VERSION 1
+
+void store_batch_put_counts(store_batch_t *b, uint32_t part,
+                            const store_counts_t *c) {
+    buf_t v;
+    buf_init(&v);
+    int rc = buf_putc(&v, COUNTS_VERSION);
+    if (!rc) rc = buf_put_varint(&v, c->clients);
+    if (!rc) rc = buf_put_varint(&v, c->open_expectations);
+    if (!rc) rc = buf_put_varint(&v, c->overdue_expectations);
+    if (rc) b->failed = 1; /* store_commit refuses the batch */
+    else batch_put(b, key_prefix(&b->key, 'S', part), v.data, v.len);
+    buf_free(&v);
+}
+
+int store_get_counts(store_t *s, uint32_t part, store_counts_t *c,
+                     churn_err_t *err) {
+    if (key_prefix(&s->key, 'S', part))
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    buf_t v;
+    buf_init(&v);
+    int rc = get_key(s, &s->key, &v, err);
+    if (rc == 0) {
+        reader_t r;
+        reader_init(&r, v.data, v.len);
+        uint8_t ver = 0;
+        if (reader_u8(&r, &ver) || ver != COUNTS_VERSION ||
+            reader_varint(&r, &c->clients) ||
+            reader_varint(&r, &c->open_expectations) ||
+            reader_varint(&r, &c->overdue_expectations) || reader_left(&r))
+            rc = churn_err_set(err, CHURN_ECORRUPT,
+                               "state directory %s: the counts of partition %u "
+                               "are not a record this build reads", s->dir, part);
+    }
+    buf_free(&v);
+    return rc;
+}
+
 /* Refuse to write once a background flush or compaction has failed.
  * RocksDB treats a compaction that hits ENOSPC as a "soft" error: writes
  * are still accepted but throttled down to its minimum delayed-write rate
@@ -828,7 +866,7 @@ int store_find_client(store_t *s, const char *client, size_t client_len,
 
 int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err) {
     /* One batch of range deletions: the partition goes as a unit. */
-    static const char tags[] = {'C', 'T', 'O', 'B'};
+    static const char tags[] = {'C', 'T', 'O', 'B', 'S'};
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < sizeof(tags); i++) {
         uint8_t lo[PREFIX_LEN], hi[PREFIX_LEN];

@@ -83,6 +83,11 @@ int64_t cstate_next_wake(const cstate_t *st, const ruleset_t *rs);
  * would without (processor.c). */
 int64_t cstate_next_tick_after(const cstate_t *st, const ruleset_t *rs,
                                int64_t pos_ms);
+/* The client's expectations still awaiting their event: before their
+ * deadline (open) and past it (overdue), over every expect feature the
+ * state holds. For the runtime's churnd_expectations figure. */
+void cstate_count_expectations(const cstate_t *st, uint64_t *open,
+                               uint64_t *overdue);
 /* The wake time the runtime last indexed for this client (persisted in the
  * state so the old index entry can be deleted); INT64_MAX when none. */
 int64_t cstate_indexed_wake(const cstate_t *st);

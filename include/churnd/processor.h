@@ -132,14 +132,22 @@ typedef struct processor_stats {
     uint64_t cache_misses;  /* loaded from the store or created */
     uint64_t new_clients;   /* no stored state: seen for the first time */
     uint64_t pending_timers;/* timer-index entries of the partitions
-                               counted (processor_count_timers), kept up
-                               to date as states move their deadline */
+                               counted (processor_count_partition), kept
+                               up to date as states move their deadline */
+    /* Of the partitions counted: client states, and their expectations
+     * awaiting an event before and past the deadline (exact). */
+    uint64_t clients, open_expectations, overdue_expectations;
 } processor_stats_t;
 void processor_get_stats(const processor_t *p, processor_stats_t *st);
 
-/* Count partition part's timer-index entries (one scan of its keys, for
- * an assignment), so pending_timers covers it from then on. 0 or a
- * negative CHURN_E* with err. Between commits only. */
-int processor_count_timers(processor_t *p, uint32_t part, churn_err_t *err);
+/* Start counting partition part (on an assignment): its timer-index
+ * entries (one scan of its keys), and its client states and waiting
+ * expectations (the store's counts record; a directory written before
+ * that record existed is counted once by decoding every state, and the
+ * record written at the next commit). From then on the figures of
+ * processor_get_stats cover it, and every commit that changes its counts
+ * writes them in the same batch as the states. 0 or a negative CHURN_E*
+ * with err. Between commits only. */
+int processor_count_partition(processor_t *p, uint32_t part, churn_err_t *err);
 
 #endif

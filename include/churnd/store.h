@@ -10,6 +10,7 @@
  *   'O' u32 part | topic              -> u64 next offset to consume
  *   'B' u32 part | u64 ts | tag       -> an event held back until the
  *                                        watermark passes ts (opaque here)
+ *   'S' u32 part                      -> the partition's counts (below)
  * Everything of one input partition number shares the u32 prefix, so a
  * partition's state can be dropped or restored as a unit (SPEC section 9).
  * `due` is stored as (uint64)(ts_ms) ^ (1<<63) so negative times sort too.
@@ -86,6 +87,19 @@ void store_batch_put_held(store_batch_t *b, uint32_t part, int64_t ts_ms,
                           size_t val_len);
 void store_batch_del_held(store_batch_t *b, uint32_t part, int64_t ts_ms,
                           const void *tag, size_t tag_len);
+/* What one partition holds, for metrics: client states and their
+ * expectations awaiting an event (before and past the deadline). Kept
+ * by the runtime and written in the same batch as the states they count,
+ * so they agree after any crash. Value: u8 version 1, then three varints. */
+typedef struct store_counts {
+    uint64_t clients, open_expectations, overdue_expectations;
+} store_counts_t;
+void store_batch_put_counts(store_batch_t *b, uint32_t part,
+                            const store_counts_t *c);
+/* 0 with c filled, CHURN_ENOTFOUND (never written: a state directory from
+ * before the counts), CHURN_ECORRUPT or CHURN_EIO with err. */
+int store_get_counts(store_t *s, uint32_t part, store_counts_t *c,
+                     churn_err_t *err);
 /* Atomic: all of the batch or none of it. CHURN_EIO with err on failure
  * (a full or read-only disk, a store opened read-only or secondary);
  * CHURN_ENOMEM when a key of the batch could not be built (nothing is
@@ -126,7 +140,7 @@ int store_scan_clients(store_t *s, uint32_t part, store_client_fn fn,
                        void *arg, churn_err_t *err);
 
 /* Delete everything of one partition (clients, timers, offsets, held
- * events). */
+ * events, counts). */
 int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err);
 
 /* For a secondary instance: catch up with the writer. This reopens the

@@ -14,6 +14,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,6 +23,7 @@
 
 #include "churnd/store.h"
 #include "../lib/harness.h"
+#include "../lib/http_client.h"
 
 #define WAIT_MS 60000
 
@@ -73,6 +75,52 @@ static double symptom_days(const cJSON *loss, const char *rule) {
         if (!strcmp(get(x, "rule")->valuestring, rule))
             return get(x, "days_before")->valuedouble;
     return -1;
+}
+
+static const char *const demo_clients[] = {"ACME-001", "GLOBEX-002", "INITECH-003",
+                                           "UMBRELLA-004", "HOOLI-005", "STARK-006",
+                                           "WAYNE-007"};
+#define N_DEMO_CLIENTS (sizeof(demo_clients) / sizeof(demo_clients[0]))
+
+/* The value of one sample line of a /metrics scrape, or -1. */
+static double metric(const char *text, const char *series) {
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ') return atof(p + n + 1);
+    return -1;
+}
+
+/* /metrics' churnd_clients and churnd_expectations must equal what the
+ * states themselves say, read one by one with churnd state. */
+static void counts_match_states(th_env_t *e) {
+    uint64_t clients = 0, open = 0, overdue = 0;
+    for (size_t i = 0; i < N_DEMO_CLIENTS; i++) {
+        const char *args[] = {"state", "-c", e->cfg, "--json", demo_clients[i], NULL};
+        int rc = churnd(args);
+        if (rc == 3) continue; /* no state: the stream gave it no kept event */
+        assert_int_equal(rc, 0);
+        clients++;
+        cJSON *st = out_json();
+        const cJSON *f;
+        cJSON_ArrayForEach(f, get(st, "features")) {
+            const cJSON *x;
+            cJSON_ArrayForEach(x, get(get(f, "state"), "awaiting")) {
+                if (cJSON_IsTrue(get(x, "expired"))) overdue++;
+                else open++;
+            }
+        }
+        cJSON_Delete(st);
+    }
+    assert_true(overdue > 0);
+    int port = th_env_http_port(e, WAIT_MS);
+    assert_true(port > 0);
+    th_http_resp_t r = {0};
+    assert_int_equal(th_http_request(port, "GET", "/metrics", NULL, &r, 10000), 0);
+    assert_int_equal(r.status, 200);
+    assert_true(metric(r.body, "churnd_clients") == (double)clients);
+    assert_true(metric(r.body, "churnd_expectations{state=\"open\"}") == (double)open);
+    assert_true(metric(r.body, "churnd_expectations{state=\"overdue\"}") == (double)overdue);
+    th_http_resp_free(&r);
 }
 
 /* The demo stream through a running daemon; then, while it runs, state
@@ -156,6 +204,15 @@ static void test_state_and_report_beside_a_running_daemon(void **state) {
     st = out_json();
     assert_int_equal(get(get(get(st, "history"), "sales"), "orders")->valueint, 2);
     cJSON_Delete(st);
+
+    /* The exact state figures of /metrics, before and after a kill -9: the
+     * counts are stored in the batches that change the states. */
+    counts_match_states(&e);
+    assert_int_equal(th_proc_signal(&e.daemon, SIGKILL), 0);
+    assert_int_equal(th_proc_wait(&e.daemon, 10000), 128 + SIGKILL);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    assert_int_equal(th_env_wait_caught_up(&e, WAIT_MS), 0);
+    counts_match_states(&e);
     assert_int_equal(th_env_stop_daemon(&e, WAIT_MS), 0);
     th_env_teardown(&e);
 }

@@ -24,6 +24,7 @@
 #include "../lib/harness.h"
 #include "churnd/config.h"
 #include "churnd/engine.h"
+#include "churnd/timeutil.h"
 #include "../../daemon/internal.h"
 
 static char tmp[256];
@@ -305,8 +306,8 @@ static void test_pending_timers_follow_the_index(void **state) {
     s = render(d);
     has_line(s, "churnd_timers_pending 0");
     free(s);
-    assert_int_equal(processor_count_timers(p2, 0, &err), 0);
-    assert_int_equal(processor_count_timers(p2, 7, &err), 0); /* empty */
+    assert_int_equal(processor_count_partition(p2, 0, &err), 0);
+    assert_int_equal(processor_count_partition(p2, 7, &err), 0); /* empty */
     s = render(d);
     has_line(s, "churnd_timers_pending 1");
     free(s);
@@ -316,6 +317,123 @@ static void test_pending_timers_follow_the_index(void **state) {
     free(s);
     processor_free(p2);
     d->proc = p1;
+    world_close(w);
+}
+
+/* churnd_clients and churnd_expectations are exact: kept as states change,
+ * stored with the states, read back by the next processor; a directory
+ * without the stored counts is counted once. */
+static void test_clients_and_expectations_are_exact(void **state) {
+    (void)state;
+    world_t *w = world_open("rules", "state-counts");
+    daemon_t *d = &w->d;
+    churn_err_t err = {0};
+    assert_int_equal(processor_count_partition(d->proc, 0, &err), 0);
+    char *s = render(d);
+    has_line(s, "churnd_clients 0");
+    has_line(s, "churnd_expectations{state=\"open\"} 0");
+    free(s);
+    /* Two complaints for A, one for B (complaint_reply: 24h for high). */
+    feed(w, "helpdesk.events", 2000,
+         "{\"id\":\"t1\",\"type\":\"ticket.opened\",\"client_id\":\"A\",\"ts\":"
+         "\"2026-03-01T10:00:00Z\",\"data\":{\"ticket_id\":\"T1\",\"category\":"
+         "\"complaint\",\"priority\":\"high\"}}");
+    feed(w, "helpdesk.events", 2000,
+         "{\"id\":\"t2\",\"type\":\"ticket.opened\",\"client_id\":\"A\",\"ts\":"
+         "\"2026-03-01T11:00:00Z\",\"data\":{\"ticket_id\":\"T2\",\"category\":"
+         "\"complaint\",\"priority\":\"high\"}}");
+    feed(w, "helpdesk.events", 2000,
+         "{\"id\":\"t3\",\"type\":\"ticket.opened\",\"client_id\":\"B\",\"ts\":"
+         "\"2026-03-01T12:00:00Z\",\"data\":{\"ticket_id\":\"T3\",\"category\":"
+         "\"complaint\",\"priority\":\"high\"}}");
+    /* An event no rule or ledger keeps makes no state. */
+    feed(w, "crm.events", 2000,
+         "{\"id\":\"x1\",\"type\":\"no.such.type\",\"client_id\":\"C\",\"ts\":"
+         "\"2026-03-01T12:00:00Z\"}");
+    s = render(d);
+    has_line(s, "churnd_clients 2");
+    has_line(s, "churnd_expectations{state=\"open\"} 3");
+    has_line(s, "churnd_expectations{state=\"overdue\"} 0");
+    free(s);
+    /* A's T1 is answered; the watermark passes A's T2 deadline. */
+    feed(w, "helpdesk.events", 2000,
+         "{\"id\":\"r1\",\"type\":\"ticket.replied\",\"client_id\":\"A\",\"ts\":"
+         "\"2026-03-01T13:00:00Z\",\"data\":{\"ticket_id\":\"T1\",\"by\":\"agent\"}}");
+    assert_int_equal(processor_commit(d->proc, NULL, 0, &err), 0); /* timers are read from the store */
+    engine_out_t out;
+    engine_out_init(&out);
+    size_t fired = 0;
+    int64_t upto = 0;
+    assert_int_equal(time_parse_rfc3339("2026-03-02T11:30:00Z", 20, &upto), 0);
+    /* As the pipeline does: a round, then its commit, until none is due. */
+    int more;
+    do {
+        more = processor_fire_timers(d->proc, 0, upto, 0, &out, &fired, &err);
+        assert_true(more >= 0);
+        assert_int_equal(processor_commit(d->proc, NULL, 0, &err), 0);
+    } while (more > 0);
+    assert_true(out.n_alerts >= 1); /* complaint_unanswered for A's T2 */
+    engine_out_free(&out);
+    s = render(d);
+    has_line(s, "churnd_expectations{state=\"open\"} 1");
+    has_line(s, "churnd_expectations{state=\"overdue\"} 1");
+    free(s);
+    assert_int_equal(processor_commit(d->proc, NULL, 0, &err), 0);
+
+    /* Another processor over the same directory reads the stored counts. */
+    processor_t *p2 = processor_new(d->store, 10, &d->engine_opts);
+    assert_non_null(p2);
+    processor_set_rules(p2, d->rules);
+    processor_t *p1 = d->proc;
+    d->proc = p2;
+    s = render(d);
+    has_line(s, "churnd_clients 0"); /* not counting before the assignment */
+    free(s);
+    assert_int_equal(processor_count_partition(p2, 0, &err), 0);
+    s = render(d);
+    has_line(s, "churnd_clients 2");
+    has_line(s, "churnd_expectations{state=\"open\"} 1");
+    has_line(s, "churnd_expectations{state=\"overdue\"} 1");
+    free(s);
+    processor_drop_partition(p2, 0); /* revoked */
+    s = render(d);
+    has_line(s, "churnd_clients 0");
+    free(s);
+
+    processor_free(p2);
+    d->proc = p1;
+    world_close(w);
+
+    /* A directory written before the counts existed (a processor that never
+     * counted writes no record): counted once by decoding every state,
+     * and the record is written with the next commit. */
+    w = world_open("rules", "state-legacy");
+    d = &w->d;
+    feed(w, "helpdesk.events", 2000,
+         "{\"id\":\"t1\",\"type\":\"ticket.opened\",\"client_id\":\"A\",\"ts\":"
+         "\"2026-03-01T10:00:00Z\",\"data\":{\"ticket_id\":\"T1\",\"category\":"
+         "\"complaint\",\"priority\":\"high\"}}");
+    feed(w, "crm.events", 2000,
+         "{\"id\":\"o1\",\"type\":\"order.placed\",\"client_id\":\"B\",\"ts\":"
+         "\"2026-03-01T10:00:00Z\",\"data\":{\"amount\":5}}");
+    assert_int_equal(processor_commit(d->proc, NULL, 0, &err), 0);
+    store_counts_t c;
+    assert_int_equal(store_get_counts(d->store, 0, &c, &err), CHURN_ENOTFOUND);
+    p2 = processor_new(d->store, 10, &d->engine_opts);
+    assert_non_null(p2);
+    processor_set_rules(p2, d->rules);
+    assert_int_equal(processor_count_partition(p2, 0, &err), 0);
+    processor_stats_t ps;
+    processor_get_stats(p2, &ps);
+    assert_int_equal(ps.clients, 2);
+    /* A's complaint, and the aftercare B's first order opened */
+    assert_int_equal(ps.open_expectations, 2);
+    assert_int_equal(processor_commit(p2, NULL, 0, &err), 0);
+    assert_int_equal(store_get_counts(d->store, 0, &c, &err), 0);
+    assert_int_equal(c.clients, 2);
+    assert_int_equal(c.open_expectations, 2);
+    assert_int_equal(c.overdue_expectations, 0);
+    processor_free(p2);
     world_close(w);
 }
 
@@ -364,6 +482,7 @@ int main(void) {
         cmocka_unit_test(test_a_starting_daemon_renders_valid_text),
         cmocka_unit_test(test_figures_of_a_working_daemon),
         cmocka_unit_test(test_pending_timers_follow_the_index),
+        cmocka_unit_test(test_clients_and_expectations_are_exact),
         cmocka_unit_test(test_held_event_times_are_kept_by_origin),
     };
     int rc = cmocka_run_group_tests_name("metrics", tests, NULL, NULL);
