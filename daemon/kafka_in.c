@@ -50,6 +50,29 @@ static void on_assign(daemon_t *d, rd_kafka_topic_partition_list_t *parts) {
     }
 }
 
+/* Tell the group where churnd's state resumes each partition it has an
+ * offset for: a batch commits only the partitions it read from, so without
+ * this a new group (or one whose last commit was lost between RocksDB and
+ * the broker) would show lag on quiet partitions until they get a message,
+ * and lag tools would say churnd is behind when it is not. Asynchronous: a
+ * failure only leaves the group's figure as it was, and is logged. */
+static void commit_stored(rd_kafka_t *rk,
+                          const rd_kafka_topic_partition_list_t *parts) {
+    rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(parts->cnt);
+    for (int i = 0; i < parts->cnt; i++)
+        if (parts->elems[i].offset >= 0)
+            rd_kafka_topic_partition_list_add(l, parts->elems[i].topic,
+                                              parts->elems[i].partition)
+                ->offset = parts->elems[i].offset;
+    if (l->cnt > 0) {
+        rd_kafka_resp_err_t e = rd_kafka_commit(rk, l, 1);
+        if (e)
+            LOG(LOG_WARN, "consumer", "group offset commit refused",
+                LF_STR("error", rd_kafka_err2str(e)), LF_INT("partitions", l->cnt));
+    }
+    rd_kafka_topic_partition_list_destroy(l);
+}
+
 static void list_remove(rd_kafka_topic_partition_list_t *l, const char *topic,
                         int32_t partition) {
     (void)rd_kafka_topic_partition_list_del(l, topic, partition);
@@ -95,6 +118,7 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
             e = rd_kafka_incremental_assign(rk, parts);
         else
             re = rd_kafka_assign(rk, parts);
+        if (!e && !re) commit_stored(rk, parts);
     } else {
         if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS)
             LOG(LOG_WARN, "consumer", "rebalance error",

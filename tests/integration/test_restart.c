@@ -246,6 +246,42 @@ static void test_sigterm_while_flowing_drains_and_loses_nothing(void **state) {
     th_env_teardown(&e);
 }
 
+/* churnd resumes from the offsets in its state, whatever the group says;
+ * on assignment it also commits them to the group, so lag tools see a
+ * caught-up churnd as caught up even for a new group id (or one whose last
+ * commit was lost), before any new event arrives. */
+static void test_new_group_sees_the_stored_offsets(void **state) {
+    (void)state;
+    th_env_t e;
+    stream_t s;
+    stream_build(&s);
+    assert_int_equal(th_env_setup(&e, 4, rules_dir, NULL, NULL), 0);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    send_range(&e, &s, 0, s.n / 4);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("did not catch up");
+    }
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    char group[160];
+    snprintf(group, sizeof(group), "%s-renamed", e.group);
+    assert_int_equal(setenv("CHURND_INPUT_GROUP_ID", group, 1), 0);
+    int rc = th_env_start_daemon(&e);
+    unsetenv("CHURND_INPUT_GROUP_ID");
+    assert_int_equal(rc, 0);
+    const char *topics[] = {e.crm, e.helpdesk};
+    if (th_wait_caught_up(e.broker.bootstrap, group, topics, 2, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("the new group never saw churnd's stored offsets");
+    }
+    /* Nothing was read twice: the new group did not start from the
+     * beginning (auto.offset.reset), it started where the state ends. */
+    assert_int_equal(th_file_count(e.log, "from=\"auto.offset.reset\""), 0);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    stream_free(&s);
+    th_env_teardown(&e);
+}
+
 /* The broker goes away while events are being processed and comes back:
  * churnd pauses (its consumer and producer reconnect by themselves, the
  * batch in hand waits for its acknowledgements) and resumes, exactly. */
@@ -369,6 +405,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_kill_9_mid_stream_is_exact),
         cmocka_unit_test(test_sigterm_while_flowing_drains_and_loses_nothing),
+        cmocka_unit_test(test_new_group_sees_the_stored_offsets),
         cmocka_unit_test(test_broker_outage_pauses_and_resumes),
         cmocka_unit_test(test_sigterm_with_broker_down_is_bounded),
         cmocka_unit_test(test_undecodable_state_stops_with_exit_2),
