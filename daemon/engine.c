@@ -585,6 +585,7 @@ static int tick_changes(const ruleset_t *rs, cstate_t *st, size_t ri,
  * indexes the client there instead of at the next tick. */
 static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
     st->quiet_ms = INT64_MIN;
+    st->look_pending = 0;
     int64_t h = next_due_of(rs, st, 0).t;
     for (size_t i = 0; i < rs->n_features; i++) {
         const feature_def_t *d = &rs->features[i];
@@ -701,10 +702,23 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
     }
     if (out->n_alerts > before && (rc = eval_alert_rules(rs, st, before, &cx, ev, out)))
         return rc;
-    /* Index the client past its quiet ticks now rather than at the next
-     * one: saves a wake-up (a state rewrite) per event. */
-    if (opts && opts->lookahead_ticks) look_ahead(rs, st, opts->lookahead_ticks);
+    /* Look past the client's quiet ticks before it is indexed, so that it
+     * is woken at the first tick that can change something rather than at
+     * the next one; but once per batch (engine_look_ahead, called by the
+     * runtime at commit), not after each event: a busy client's next event
+     * would make this event's look-ahead moot, and the ticks between two
+     * events of one batch are few and evaluated for real at the next one. */
+    if (opts && opts->lookahead_ticks) st->look_pending = 1;
     return ENGINE_APPLIED;
+}
+
+void engine_look_ahead(const ruleset_t *rs, const engine_opts_t *opts,
+                       cstate_t *st) {
+    if (!st->look_pending) return;
+    st->look_pending = 0;
+    /* Only a bound state can be looked at; engine_on_event bound it. */
+    if (opts && opts->lookahead_ticks && st->bound && st->bound_hash == rs->hash)
+        look_ahead(rs, st, opts->lookahead_ticks);
 }
 
 int engine_on_time(const ruleset_t *rs, const engine_opts_t *opts,

@@ -241,7 +241,11 @@ int processor_event(processor_t *p, uint32_t part, const event_t *ev,
         if (cache_mark_dirty(p->cache, part, ev->client_id, ev->client_len))
             return churn_err_set(err, CHURN_EINVAL,
                                  "client state vanished from the cache");
-        reindex(p, part, st, ev->client_id, ev->client_len);
+        /* With lookahead the engine looks ahead, and the client is
+         * indexed, once per batch at commit (engine_look_ahead): the index
+         * is only read between commits. */
+        if (!p->opts.lookahead_ticks)
+            reindex(p, part, st, ev->client_id, ev->client_len);
     }
     return rc;
 }
@@ -543,6 +547,10 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
 static int put_dirty(void *arg, uint32_t part, const char *client,
                      size_t len, void *val) {
     processor_t *p = arg;
+    if (p->opts.lookahead_ticks) { /* deferred by processor_event */
+        engine_look_ahead(p->rules, &p->opts, val);
+        reindex(p, part, val, client, len);
+    }
     buf_reset(&p->enc);
     int rc = cstate_encode(val, &p->enc);
     if (rc) return rc;

@@ -173,6 +173,16 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
                             cstate_t *st, const event_t *ev,
                             int64_t settled_ms, engine_out_t *out);
 
+/* With opts->lookahead_ticks, engine_on_event leaves the look-ahead of
+ * the state it changed to this call, so that a client with several events
+ * between two timer rounds looks ahead once, not after each of them. The
+ * runtime calls it for every client it applied events to before it reads
+ * cstate_next_wake to index the client (processor.c does so at commit).
+ * Skipping it is safe, only slower: ticks not proven quiet are evaluated
+ * when they come. A no-op when nothing is pending. */
+void engine_look_ahead(const ruleset_t *rs, const engine_opts_t *opts,
+                       cstate_t *st);
+
 /* Event time has reached now_ms for this client: fire every deadline of its
  * state that is <= now_ms, in deadline order. Returns 0 or CHURN_ENOMEM. */
 int engine_on_time(const ruleset_t *rs, const engine_opts_t *opts,

@@ -153,6 +153,10 @@ struct cstate {
      * hint: kept in memory, never persisted, dropped at any change; a
      * state without it evaluates those ticks and gets the same result. */
     int64_t quiet_ms;
+    /* An event changed the state and the runtime has not called
+     * engine_look_ahead since (engine.h): quiet_ms is not known yet. In
+     * memory only, like quiet_ms. */
+    int look_pending;
     /* Dedup ring: hashes of recent event ids with their event times, in
      * arrival order. */
     uint64_t *dd_ids;
