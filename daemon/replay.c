@@ -530,6 +530,11 @@ int cmd_replay(int argc, char **argv) {
         goto state_error;
     }
     have_r = 1;
+    /* One process, no reader beside it and nothing to resume from between
+     * two commits (held events are in memory too): states need to reach
+     * the store only when they leave the cache and at the end, not with
+     * every chunk (processor.h, write-back mode). */
+    processor_set_write_back(r.proc);
 
     replay_stats_t st = {0};
     bad_line_t bad[REPLAY_LIST_INVALID];
@@ -582,6 +587,14 @@ int cmd_replay(int argc, char **argv) {
     if (stop == STOP_NONE && replay_finish(&r, a.until_ms, &err) < 0) stop = STOP_STATE;
     if (stop == STOP_NONE) stop = print_alerts(&r, &b, &st);
     buf_free(&b);
+    /* Write-back: the states still in memory go to --state DIR now, also
+     * after an interruption or a closed stdout, so that the directory holds
+     * every event applied so far, consistently. A temporary state is
+     * removed anyway. */
+    if (a.state_dir && stop != STOP_STATE &&
+        (processor_commit(r.proc, NULL, 0, &err) < 0 ||
+         processor_flush(r.proc, &err) < 0))
+        stop = STOP_STATE;
     if (stop != STOP_WRITE && (fflush(stdout) != 0 || ferror(stdout))) stop = STOP_WRITE;
     print_summary(&st, &r, bad, n_bad);
     switch (stop) {

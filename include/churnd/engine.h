@@ -87,6 +87,11 @@ int64_t cstate_next_tick_after(const cstate_t *st, const ruleset_t *rs,
  * state so the old index entry can be deleted); INT64_MAX when none. */
 int64_t cstate_indexed_wake(const cstate_t *st);
 void cstate_set_indexed_wake(cstate_t *st, int64_t ts_ms);
+/* A slot the runtime may use to find the state in an index of its own
+ * (processor.c's in-memory timer heap): 0 on a new or decoded state, never
+ * persisted, never read by the engine. */
+size_t cstate_wake_slot(const cstate_t *st);
+void cstate_set_wake_slot(cstate_t *st, size_t slot);
 /* The state as one JSON object, for `churnd state CLIENT` and the HTTP
  * /clients/{id} endpoint: {"client_id", "features": {name: {"kind",
  * "state"}}, "rules": {name: {"status"[, "since" | "fired_at",
