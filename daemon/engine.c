@@ -712,6 +712,14 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
     return ENGINE_APPLIED;
 }
 
+void engine_drop_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms) {
+    if (st->quiet_ms == INT64_MIN) return;
+    /* quiet_ms is only set on a state bound to the rule set at hand. */
+    if (settled_ms != INT64_MIN && st->bound && st->bound_hash == rs->hash)
+        skip_quiet_ticks(rs, st, settled_ms);
+    st->quiet_ms = INT64_MIN;
+}
+
 void engine_look_ahead(const ruleset_t *rs, const engine_opts_t *opts,
                        cstate_t *st) {
     if (!st->look_pending) return;

@@ -799,7 +799,18 @@ typedef struct flush_ctx {
 static int flush_one(void *arg, uint32_t part, const char *client,
                      size_t len, void *val) {
     flush_ctx_t *f = arg;
-    int rc = write_state(f->p, part, client, len, val);
+    int rc = 0;
+    /* The next run on this store has no lookahead (not fresh): leave the
+     * client indexed at its natural next deadline, as a run without
+     * lookahead would, not past ticks only this run knows are quiet.
+     * Otherwise the next run would wake it later than the one run over
+     * both parts of the stream does (virtually), and alerts of one round
+     * would come out in another order. */
+    if (f->p->opts.lookahead_ticks) {
+        engine_drop_quiet(f->p->rules, val, settled_of(f->p, part));
+        if (reindex(f->p, part, val, client, len) != 0) rc = CHURN_ENOMEM;
+    }
+    if (!rc) rc = write_state(f->p, part, client, len, val);
     if (rc) return churn_err_set(f->err, rc, "cannot encode a client state");
     if (store_batch_count(f->p->wb) < FLUSH_BATCH) return 0;
     rc = store_commit(f->p->store, f->p->wb, f->err);

@@ -188,6 +188,13 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
 void engine_look_ahead(const ruleset_t *rs, const engine_opts_t *opts,
                        cstate_t *st);
 
+/* Before a state leaves a run with lookahead for good (replay's final
+ * flush): count the quiet ticks up to settled_ms (every timer due by then
+ * has fired, really or virtually) as done, and forget the rest, so that
+ * cstate_next_wake is the client's natural next deadline. A later run,
+ * which wakes it at every tick, then continues as this run would have. */
+void engine_drop_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms);
+
 /* Event time has reached now_ms for this client: fire every deadline of its
  * state that is <= now_ms, in deadline order. Returns 0 or CHURN_ENOMEM. */
 int engine_on_time(const ruleset_t *rs, const engine_opts_t *opts,
