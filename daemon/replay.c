@@ -35,9 +35,15 @@
 /* ---- the driver ----------------------------------------------------------- */
 
 /* `every` ticks looked ahead after a wake-up (engine_opts.lookahead_ticks):
- * a daily rule then wakes a quiet client about monthly instead of daily,
- * for at most this many evaluations of its `when` per wake-up. */
-#define REPLAY_LOOKAHEAD_TICKS 32
+ * a daily rule then wakes a quiet client about weekly instead of daily,
+ * for at most this many evaluations of its `when` per wake-up. The
+ * look-ahead after a client's events is wasted wherever its next event
+ * comes sooner, so a long one costs more than the wake-ups it saves:
+ * callgrind on gen's streams (10 events per client over 180 days) gave
+ * 32 ticks 10.4G instructions, 16 9.2G, 8 9.0G, 4 10.0G (chunks of 1000
+ * events); with --chunk 100, closer to the 1M-event benchmark's density
+ * per chunk, 12.0G, -, 9.5G, 10.0G. */
+#define REPLAY_LOOKAHEAD_TICKS 8
 
 static int note_client(void *arg, uint32_t part, const char *client,
                        size_t client_len, const void *val, size_t val_len) {
