@@ -791,43 +791,111 @@ void processor_set_write_back(processor_t *p) { p->write_back = 1; }
  * cache would double the memory the states already take. */
 #define FLUSH_BATCH 4096
 
-typedef struct flush_ctx {
-    processor_t *p;
-    churn_err_t *err;
-} flush_ctx_t;
+/* One cached state to flush. */
+typedef struct flush_item {
+    uint32_t part;
+    const char *client; /* the cache's key, borrowed */
+    size_t len;
+    cstate_t *st;
+} flush_item_t;
 
-static int flush_one(void *arg, uint32_t part, const char *client,
-                     size_t len, void *val) {
-    flush_ctx_t *f = arg;
-    int rc = 0;
-    /* The next run on this store has no lookahead (not fresh): leave the
-     * client indexed at its natural next deadline, as a run without
-     * lookahead would, not past ticks only this run knows are quiet.
-     * Otherwise the next run would wake it later than the one run over
-     * both parts of the stream does (virtually), and alerts of one round
-     * would come out in another order. */
-    if (f->p->opts.lookahead_ticks) {
-        engine_drop_quiet(f->p->rules, val, settled_of(f->p, part));
-        if (reindex(f->p, part, val, client, len) != 0) rc = CHURN_ENOMEM;
+typedef struct flush_list {
+    flush_item_t *v;
+    size_t n, cap;
+} flush_list_t;
+
+static int flush_collect(void *arg, uint32_t part, const char *client,
+                         size_t len, void *val) {
+    flush_list_t *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        flush_item_t *v = realloc(l->v, cap * sizeof(*v));
+        if (!v) return CHURN_ENOMEM;
+        l->v = v;
+        l->cap = cap;
     }
-    if (!rc) rc = write_state(f->p, part, client, len, val);
-    if (rc) return churn_err_set(f->err, rc, "cannot encode a client state");
-    if (store_batch_count(f->p->wb) < FLUSH_BATCH) return 0;
-    rc = store_commit(f->p->store, f->p->wb, f->err);
-    if (!rc) store_batch_clear(f->p->wb);
+    l->v[l->n++] = (flush_item_t){part, client, len, val};
+    return 0;
+}
+
+static int bytes_cmp(const char *a, size_t an, const char *b, size_t bn) {
+    int c = memcmp(a, b, an < bn ? an : bn);
+    if (c) return c;
+    return an < bn ? -1 : an > bn;
+}
+
+/* The store's order of client keys: partition, then client bytes. */
+static int flush_client_cmp(const void *a, const void *b) {
+    const flush_item_t *x = a, *y = b;
+    if (x->part != y->part) return x->part < y->part ? -1 : 1;
+    return bytes_cmp(x->client, x->len, y->client, y->len);
+}
+
+/* ... and of timer keys: partition, due time, client bytes. */
+static int flush_timer_cmp(const void *a, const void *b) {
+    const flush_item_t *x = a, *y = b;
+    if (x->part != y->part) return x->part < y->part ? -1 : 1;
+    int64_t dx = cstate_indexed_wake(x->st), dy = cstate_indexed_wake(y->st);
+    if (dx != dy) return dx < dy ? -1 : 1;
+    return bytes_cmp(x->client, x->len, y->client, y->len);
+}
+
+static int flush_batch(processor_t *p, size_t at_least, churn_err_t *err) {
+    if (store_batch_count(p->wb) < at_least) return 0;
+    int rc = store_commit(p->store, p->wb, err);
+    if (!rc) store_batch_clear(p->wb);
     return rc;
 }
 
+/* Every cached state, then every timer entry, each in key order: RocksDB
+ * inserts a run of ascending keys into its memtable (a skip list) from
+ * where the previous one went, instead of searching from the top. */
 int processor_flush(processor_t *p, churn_err_t *err) {
     if (!p->write_back) return 0;
     if (cache_dirty_count(p->cache) > 0)
         return churn_err_set(err, CHURN_EINVAL,
                              "flush before commit: %zu client states not committed",
                              cache_dirty_count(p->cache));
-    flush_ctx_t f = {p, err};
-    int rc = cache_each(p->cache, flush_one, &f);
-    if (!rc && store_batch_count(p->wb) > 0) rc = store_commit(p->store, p->wb, err);
-    if (!rc) store_batch_clear(p->wb);
+    flush_list_t l = {0};
+    int rc = cache_each(p->cache, flush_collect, &l);
+    if (rc) rc = churn_err_set(err, rc, "out of memory");
+    for (size_t i = 0; !rc && i < l.n; i++) {
+        /* The next run on this store has no lookahead (not fresh): leave
+         * the client indexed at its natural next deadline, as a run
+         * without lookahead would, not past ticks only this run knows are
+         * quiet. Otherwise the next run would wake it later than the one
+         * run over both parts of the stream does (virtually), and alerts
+         * of one round would come out in another order. */
+        if (p->opts.lookahead_ticks) {
+            engine_drop_quiet(p->rules, l.v[i].st, settled_of(p, l.v[i].part));
+            if (reindex(p, l.v[i].part, l.v[i].st, l.v[i].client, l.v[i].len))
+                rc = churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        }
+    }
+    if (!rc && l.n > 1) qsort(l.v, l.n, sizeof(*l.v), flush_client_cmp);
+    for (size_t i = 0; !rc && i < l.n; i++) {
+        buf_reset(&p->enc);
+        rc = cstate_encode(l.v[i].st, &p->enc);
+        if (rc) {
+            churn_err_set(err, rc, "cannot encode a client state");
+            break;
+        }
+        store_batch_put_client(p->wb, l.v[i].part, l.v[i].client, l.v[i].len,
+                               p->enc.data, p->enc.len);
+        rc = flush_batch(p, FLUSH_BATCH, err);
+    }
+    if (!rc) rc = flush_batch(p, 1, err);
+    if (!rc && l.n > 1) qsort(l.v, l.n, sizeof(*l.v), flush_timer_cmp);
+    for (size_t i = 0; !rc && i < l.n; i++) {
+        int64_t due = cstate_indexed_wake(l.v[i].st);
+        if (due == INT64_MAX) continue;
+        store_batch_put_timer(p->wb, l.v[i].part, due, l.v[i].client, l.v[i].len);
+        if (l.v[i].part < p->n_settled && due < p->scan_from[l.v[i].part])
+            p->scan_from[l.v[i].part] = due;
+        rc = flush_batch(p, FLUSH_BATCH, err);
+    }
+    if (!rc) rc = flush_batch(p, 1, err);
+    free(l.v);
     return rc;
 }
 
