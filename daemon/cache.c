@@ -365,6 +365,28 @@ size_t cache_evict(cache_t *c) {
     return n;
 }
 
+int cache_evict_each(cache_t *c, cache_dirty_fn fn, void *arg) {
+    while (c->size > c->capacity && c->clean_head != NIL) {
+        uint32_t idx = c->clean_head;
+        const centry_t *e = &c->e[idx];
+        int rc = fn(arg, e->part, key_ptr(e), key_len(e), e->val);
+        if (rc) return rc;
+        entry_remove(c, idx, slot_of(c, idx));
+    }
+    return 0;
+}
+
+int cache_each(cache_t *c, cache_dirty_fn fn, void *arg) {
+    /* Indices are stable and fn changes nothing: a walk of the array. */
+    for (uint32_t i = 0; i < c->e_used; i++) {
+        const centry_t *e = &c->e[i];
+        if (!e->val) continue;
+        int rc = fn(arg, e->part, key_ptr(e), key_len(e), e->val);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 size_t cache_drop_partition(cache_t *c, uint32_t part) {
     size_t n = 0;
     /* Indices are stable under removal, so a walk of the array is safe. */

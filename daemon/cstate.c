@@ -151,6 +151,8 @@ int64_t cstate_indexed_wake(const cstate_t *st) { return st->indexed_wake; }
 void cstate_set_indexed_wake(cstate_t *st, int64_t ts_ms) {
     st->indexed_wake = ts_ms;
 }
+size_t cstate_wake_slot(const cstate_t *st) { return st->wake_slot; }
+void cstate_set_wake_slot(cstate_t *st, size_t slot) { st->wake_slot = slot; }
 
 /* ---- Dedup -------------------------------------------------------------- */
 

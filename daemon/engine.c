@@ -48,15 +48,46 @@
 typedef struct eng {
     const ruleset_t *rs;
     cstate_t *st;
+    /* Answers of this evaluation that depended on its time (now_ms):
+     * with none, the same state gives the same result at any time, which
+     * look_ahead uses to stop evaluating a rule tick after tick. */
+    unsigned time_reads;
 } eng_t;
+
+/* Could this query of feature d in state s answer otherwise at another
+ * time? 1 unless it is known not to: counts, medians, values and seen()
+ * are what the state holds; since() of what never happened is infinite;
+ * sum, count and avg over a series with no bucket at all are 0, 0 and
+ * null whatever the window (not min and max: an empty window gives
+ * infinities, a window over empty buckets 0). */
+static int query_reads_time(const feature_def_t *d, const feat_state_t *s,
+                            expr_fn_t fn) {
+    switch (d->kind) {
+    case FEAT_SERIES:
+        if (fn == EXPR_FN_SEEN) return 0;
+        return !(s->u.series.n == 0 && (fn == EXPR_FN_SUM || fn == EXPR_FN_COUNT ||
+                                        fn == EXPR_FN_AVG));
+    case FEAT_LAST:
+        if (fn == EXPR_FN_SINCE) return s->u.last.ts_ms != INT64_MIN;
+        return !(fn == EXPR_FN_MEDIAN_GAP || fn == EXPR_FN_COUNT ||
+                 fn == EXPR_FN_SEEN || fn == EXPR_FN_VALUE);
+    case FEAT_STREAK:
+        if (fn == EXPR_FN_SINCE) return s->u.streak.last_ms != INT64_MIN;
+        return !(fn == EXPR_FN_STREAK || fn == EXPR_FN_SEEN);
+    default: return 1;
+    }
+}
 
 static void host_feature(const expr_ctx_t *cx, uint32_t feat, expr_fn_t fn,
                          const expr_val_t *args, size_t n_args, expr_val_t *out) {
-    const eng_t *g = cx->host_data;
+    eng_t *g = cx->host_data;
     const feature_def_t *d = &g->rs->features[feat];
     const feature_ops_t *ops = feature_ops(d->kind);
     out->type = EXPR_T_NULL;
-    if (ops) ops->query(d, &g->st->feats[feat].s, fn, args, n_args, cx->now_ms, out);
+    if (!ops) return;
+    const feat_state_t *s = &g->st->feats[feat].s;
+    if (query_reads_time(d, s, fn)) g->time_reads++;
+    ops->query(d, s, fn, args, n_args, cx->now_ms, out);
 }
 
 static int host_firing(const expr_ctx_t *cx, uint32_t rule) {
@@ -68,13 +99,23 @@ static int host_firing(const expr_ctx_t *cx, uint32_t rule) {
  * capped (rules.h, rule_risk_part). */
 static double risk_of(const ruleset_t *rs, const cstate_t *st, int64_t now_ms) {
     double r = 0;
+    /* Most rules of most clients neither fire nor hold incidents: skip
+     * the call for them (their part is 0, and r + 0 is r). `risk` is read
+     * at every look-ahead tick of churn_risk. */
     for (size_t i = 0; i < rs->n_rules; i++)
-        r += rule_risk_part(rs, &rs->rules[i], &st->rules[i], now_ms);
+        if (st->rules[i].status == RULE_FIRING || st->rules[i].n_inc > 0)
+            r += rule_risk_part(rs, &rs->rules[i], &st->rules[i], now_ms);
     return r > rs->risk_cap ? rs->risk_cap : r;
 }
 
 static double host_risk(const expr_ctx_t *cx) {
-    const eng_t *g = cx->host_data;
+    eng_t *g = cx->host_data;
+    /* Risk decays with time; with no firing and no incident it is 0. */
+    for (size_t i = 0; i < g->rs->n_rules; i++)
+        if (g->st->rules[i].status == RULE_FIRING || g->st->rules[i].n_inc > 0) {
+            g->time_reads++;
+            break;
+        }
     return risk_of(g->rs, g->st, cx->now_ms);
 }
 
@@ -472,7 +513,7 @@ static due_t next_due(const ruleset_t *rs, const cstate_t *st) {
 
 static int run_one(const ruleset_t *rs, cstate_t *st, const due_t *d,
                    engine_out_t *out) {
-    eng_t g = {rs, st};
+    eng_t g = {rs, st, 0};
     expr_ctx_t cx;
     ctx_init(&cx, &g, NULL, d->t);
     switch (d->kind) {
@@ -566,12 +607,15 @@ static void skip_quiet_ticks(const ruleset_t *rs, cstate_t *st, int64_t now_ms) 
  * pending or firing rule and does not hold for an inactive one; then no
  * alert is emitted either. Pure: the state is only read. */
 static int tick_changes(const ruleset_t *rs, cstate_t *st, size_t ri,
-                        int64_t t_ms) {
+                        int64_t t_ms, int *timeless) {
     const rule_def_t *r = &rs->rules[ri];
-    eng_t g = {rs, st};
+    eng_t g = {rs, st, 0};
     expr_ctx_t cx;
     ctx_init(&cx, &g, NULL, t_ms);
     int holds = !r->when || expr_eval_bool(r->when, &cx);
+    /* Nothing of the answer depended on t_ms: at a later tick, with the
+     * state unchanged, it is the same. */
+    *timeless = g.time_reads == 0 && !(r->when && expr_uses_now(r->when));
     return st->rules[ri].status == RULE_INACTIVE ? holds : !holds;
 }
 
@@ -585,6 +629,7 @@ static int tick_changes(const ruleset_t *rs, cstate_t *st, size_t ri,
  * indexes the client there instead of at the next tick. */
 static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
     st->quiet_ms = INT64_MIN;
+    st->look_pending = 0;
     int64_t h = next_due_of(rs, st, 0).t;
     for (size_t i = 0; i < rs->n_features; i++) {
         const feature_def_t *d = &rs->features[i];
@@ -601,8 +646,16 @@ static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
         int64_t t = plus(s->tick_ms, r->every_ms);
         if (t < first) first = t;
         for (unsigned k = 0; k < n && t < h && t != INT64_MAX; k++) {
-            if (tick_changes(rs, st, i, t)) break;
+            int timeless = 0;
+            if (tick_changes(rs, st, i, t, &timeless)) break;
             t = plus(t, r->every_ms);
+            if (timeless) {
+                /* The remaining ticks would answer the same: step over
+                 * them as this loop would, without evaluating. */
+                for (k++; k < n && t < h && t != INT64_MAX; k++)
+                    t = plus(t, r->every_ms);
+                break;
+            }
         }
         if (t < h) h = t;
     }
@@ -633,7 +686,7 @@ static int run_due(const ruleset_t *rs, cstate_t *st, int64_t now_ms,
         size_t before = out->n_alerts;
         int rc = run_one(rs, st, &d, out);
         if (!rc && out->n_alerts > before) {
-            eng_t g = {rs, st};
+            eng_t g = {rs, st, 0};
             expr_ctx_t cx;
             ctx_init(&cx, &g, NULL, d.t);
             rc = eval_alert_rules(rs, st, before, &cx, NULL, out);
@@ -677,7 +730,7 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
     if (!rc && led) rc = ledger_on_event(&st->ledger, ev);
     if (rc) return rc;
 
-    eng_t g = {rs, st};
+    eng_t g = {rs, st, 0};
     expr_ctx_t cx;
     ctx_init(&cx, &g, ev, ev->ts_ms);
     for (size_t i = 0; i < rs->n_features; i++) {
@@ -701,10 +754,31 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
     }
     if (out->n_alerts > before && (rc = eval_alert_rules(rs, st, before, &cx, ev, out)))
         return rc;
-    /* Index the client past its quiet ticks now rather than at the next
-     * one: saves a wake-up (a state rewrite) per event. */
-    if (opts && opts->lookahead_ticks) look_ahead(rs, st, opts->lookahead_ticks);
+    /* Look past the client's quiet ticks before it is indexed, so that it
+     * is woken at the first tick that can change something rather than at
+     * the next one; but once per batch (engine_look_ahead, called by the
+     * runtime at commit), not after each event: a busy client's next event
+     * would make this event's look-ahead moot, and the ticks between two
+     * events of one batch are few and evaluated for real at the next one. */
+    if (opts && opts->lookahead_ticks) st->look_pending = 1;
     return ENGINE_APPLIED;
+}
+
+void engine_drop_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms) {
+    if (st->quiet_ms == INT64_MIN) return;
+    /* quiet_ms is only set on a state bound to the rule set at hand. */
+    if (settled_ms != INT64_MIN && st->bound && st->bound_hash == rs->hash)
+        skip_quiet_ticks(rs, st, settled_ms);
+    st->quiet_ms = INT64_MIN;
+}
+
+void engine_look_ahead(const ruleset_t *rs, const engine_opts_t *opts,
+                       cstate_t *st) {
+    if (!st->look_pending) return;
+    st->look_pending = 0;
+    /* Only a bound state can be looked at; engine_on_event bound it. */
+    if (opts && opts->lookahead_ticks && st->bound && st->bound_hash == rs->hash)
+        look_ahead(rs, st, opts->lookahead_ticks);
 }
 
 int engine_on_time(const ruleset_t *rs, const engine_opts_t *opts,

@@ -99,6 +99,7 @@ struct expr {
     uint32_t *seg_offs; /* during compile */
     uint32_t root;
     int uses_event;
+    int uses_now;   /* reads `now` (expr_uses_now) */
     site_t *sites;
     size_t n_sites;
 };
@@ -929,6 +930,7 @@ static long parse_name(parser_t *p) {
 #define IS(lit) (len == sizeof(lit) - 1 && memcmp(s, lit, len) == 0)
 #define PREFIX(lit) (len > sizeof(lit) - 1 && memcmp(s, lit, sizeof(lit) - 1) == 0)
     if (IS("now")) {
+        p->e->uses_now = 1;
         node_t nd = mk(OP_NOW, EXPR_T_TIME, off, off + len);
         return add_node(p, &nd, NULL, 0);
     }
@@ -1369,6 +1371,7 @@ expr_type_t expr_result_type(const expr_t *e) {
 
 const char *expr_source(const expr_t *e) { return e->src; }
 int expr_uses_event(const expr_t *e) { return e->uses_event; }
+int expr_uses_now(const expr_t *e) { return e->uses_now; }
 size_t expr_n_sites(const expr_t *e) { return e->n_sites; }
 const char *expr_site_key(const expr_t *e, size_t i) { return e->sites[i].key; }
 

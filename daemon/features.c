@@ -411,9 +411,17 @@ static int last_decode(reader_t *r, feat_state_t *s) {
     return CHURN_ECORRUPT;
 }
 
-static int cmp_i64(const void *a, const void *b) {
-    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-    return x < y ? -1 : x > y;
+/* Insertion sort: at most LAST_MAX_HISTORY - 1 values, usually a
+ * handful, and called at every evaluation of median_gap (each `every`
+ * tick replay looks ahead at), where qsort's setup cost more than the
+ * sorting. */
+static void sort_i64(int64_t *v, uint32_t n) {
+    for (uint32_t i = 1; i < n; i++) {
+        int64_t x = v[i];
+        uint32_t j = i;
+        for (; j > 0 && v[j - 1] > x; j--) v[j] = v[j - 1];
+        v[j] = x;
+    }
 }
 
 /* Median of the gaps between the kept times; null with fewer than 3
@@ -425,7 +433,7 @@ static void median_gap(const feat_state_t *s, expr_val_t *out) {
     int64_t gaps[LAST_MAX_HISTORY];
     for (uint32_t i = 1; i < n; i++) gaps[i - 1] = s->u.last.hist[i] - s->u.last.hist[i - 1];
     uint32_t g = n - 1;
-    qsort(gaps, g, sizeof(int64_t), cmp_i64);
+    sort_i64(gaps, g);
     out->type = EXPR_T_DUR;
     out->u.num = g % 2 ? (double)gaps[g / 2]
                        : ((double)gaps[g / 2 - 1] + (double)gaps[g / 2]) / 2;

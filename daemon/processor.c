@@ -78,6 +78,106 @@ typedef struct part_counts {
     store_counts_t c;
 } part_counts_t;
 
+/* ---- the in-memory timer index of write-back mode ---- */
+
+/* One cached client's earliest deadline. The state is the cache's; the
+ * entry is removed before the cache lets the state go (evict_one, drop). */
+typedef struct wake_entry {
+    int64_t due_ms;
+    cstate_t *st;
+    uint32_t part;
+} wake_entry_t;
+
+/* A binary min-heap on due_ms; each state knows its index + 1
+ * (cstate_wake_slot), so moving or removing a client's entry is
+ * O(log n) without a search. Only the due time orders it: a round sorts
+ * what it takes out by (due, client) as the store's keys would be. */
+typedef struct wake_heap {
+    wake_entry_t *v;
+    size_t n, cap;
+} wake_heap_t;
+
+static void wake_place(wake_heap_t *h, size_t i, wake_entry_t e) {
+    h->v[i] = e;
+    cstate_set_wake_slot(e.st, i + 1);
+}
+
+static void wake_sift_up(wake_heap_t *h, size_t i) {
+    wake_entry_t e = h->v[i];
+    while (i > 0 && e.due_ms < h->v[(i - 1) / 2].due_ms) {
+        wake_place(h, i, h->v[(i - 1) / 2]);
+        i = (i - 1) / 2;
+    }
+    wake_place(h, i, e);
+}
+
+static void wake_sift_down(wake_heap_t *h, size_t i) {
+    wake_entry_t e = h->v[i];
+    for (;;) {
+        size_t l = 2 * i + 1, m = l;
+        if (l >= h->n) break;
+        if (l + 1 < h->n && h->v[l + 1].due_ms < h->v[l].due_ms) m = l + 1;
+        if (h->v[m].due_ms >= e.due_ms) break;
+        wake_place(h, i, h->v[m]);
+        i = m;
+    }
+    wake_place(h, i, e);
+}
+
+static void wake_remove(wake_heap_t *h, cstate_t *st) {
+    size_t slot = cstate_wake_slot(st);
+    if (!slot) return;
+    cstate_set_wake_slot(st, 0);
+    size_t i = slot - 1;
+    if (i == --h->n) return;
+    wake_entry_t last = h->v[h->n];
+    int64_t was = h->v[i].due_ms;
+    wake_place(h, i, last);
+    if (last.due_ms < was) wake_sift_up(h, i);
+    else wake_sift_down(h, i);
+}
+
+/* Index st at due_ms (INT64_MAX: nowhere). */
+static int wake_set(wake_heap_t *h, uint32_t part, cstate_t *st,
+                    int64_t due_ms) {
+    size_t slot = cstate_wake_slot(st);
+    if (due_ms == INT64_MAX) {
+        wake_remove(h, st);
+        return 0;
+    }
+    if (slot) {
+        size_t i = slot - 1;
+        int64_t was = h->v[i].due_ms;
+        h->v[i].due_ms = due_ms;
+        if (due_ms < was) wake_sift_up(h, i);
+        else wake_sift_down(h, i);
+        return 0;
+    }
+    if (h->n == h->cap) {
+        size_t cap = h->cap ? h->cap * 2 : 1024;
+        wake_entry_t *v = realloc(h->v, cap * sizeof(*v));
+        if (!v) return CHURN_ENOMEM;
+        h->v = v;
+        h->cap = cap;
+    }
+    h->n++;
+    wake_place(h, h->n - 1, (wake_entry_t){due_ms, st, part});
+    wake_sift_up(h, h->n - 1);
+    return 0;
+}
+
+/* Forget the entries of partition part (its states are being dropped). */
+static void wake_drop_part(wake_heap_t *h, uint32_t part) {
+    size_t k = 0;
+    for (size_t i = 0; i < h->n; i++) {
+        if (h->v[i].part == part) cstate_set_wake_slot(h->v[i].st, 0);
+        else h->v[k++] = h->v[i];
+    }
+    h->n = k;
+    for (size_t i = 0; i < h->n; i++) cstate_set_wake_slot(h->v[i].st, i + 1);
+    for (size_t i = h->n / 2; i-- > 0;) wake_sift_down(h, i);
+}
+
 struct processor {
     store_t *store;          /* borrowed */
     cache_t *cache;
@@ -109,6 +209,10 @@ struct processor {
      * woken (really or virtually) in it has got, in its own time. */
     vpos_map_t vpos;
     uint64_t n_hits, n_misses, n_new; /* processor_get_stats */
+    /* Write-back mode (processor_set_write_back): the timer entries of the
+     * cached clients, which the store does not have. */
+    int write_back;
+    wake_heap_t wakes;
 };
 
 static void free_state(void *p) { cstate_free(p); }
@@ -152,6 +256,7 @@ void processor_free(processor_t *p) {
     free(p->n_timers);
     free(p->counts);
     vpos_clear(&p->vpos);
+    free(p->wakes.v);
     free(p);
 }
 
@@ -235,10 +340,20 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
         return rc;
     }
     if (!st) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
-    if (cache_put(p->cache, part, client, len, st) != 0) {
+    if (p->write_back && cstate_indexed_wake(st) != INT64_MAX &&
+        wake_set(&p->wakes, part, st, cstate_indexed_wake(st)) != 0) {
         cstate_free(st);
         return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     }
+    if (cache_put(p->cache, part, client, len, st) != 0) {
+        wake_remove(&p->wakes, st);
+        cstate_free(st);
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    }
+    /* Write-back: while cached, the client's entry is the heap's; the
+     * store's goes with the next commit and comes back at eviction. */
+    if (p->write_back && cstate_indexed_wake(st) != INT64_MAX)
+        store_batch_del_timer(p->wb, part, cstate_indexed_wake(st), client, len);
     *out = st;
     return 0;
 }
@@ -256,14 +371,19 @@ static void note_expectations(processor_t *p, uint32_t part, exp_count_t before,
 }
 
 /* Keep the timer-index entry of this client at its earliest deadline. */
-static void reindex(processor_t *p, uint32_t part, cstate_t *st,
-                    const char *client, size_t len) {
+static int reindex(processor_t *p, uint32_t part, cstate_t *st,
+                   const char *client, size_t len) {
     int64_t next = cstate_next_wake(st, p->rules);
     int64_t old = cstate_indexed_wake(st);
-    if (next == old) return;
+    if (next == old) return 0;
     /* The count is only a figure: a failed allocation leaves it behind. */
     if ((old == INT64_MAX) != (next == INT64_MAX) && grow_parts(p, part) == 0)
         p->n_timers[part] += old == INT64_MAX ? 1 : -1;
+    if (p->write_back) {
+        if (wake_set(&p->wakes, part, st, next) != 0) return CHURN_ENOMEM;
+        cstate_set_indexed_wake(st, next);
+        return 0;
+    }
     if (old != INT64_MAX) store_batch_del_timer(p->wb, part, old, client, len);
     if (next != INT64_MAX) {
         store_batch_put_timer(p->wb, part, next, client, len);
@@ -271,6 +391,7 @@ static void reindex(processor_t *p, uint32_t part, cstate_t *st,
             p->scan_from[part] = next;
     }
     cstate_set_indexed_wake(st, next);
+    return 0;
 }
 
 int processor_event(processor_t *p, uint32_t part, const event_t *ev,
@@ -288,7 +409,12 @@ int processor_event(processor_t *p, uint32_t part, const event_t *ev,
         if (cache_mark_dirty(p->cache, part, ev->client_id, ev->client_len))
             return churn_err_set(err, CHURN_EINVAL,
                                  "client state vanished from the cache");
-        reindex(p, part, st, ev->client_id, ev->client_len);
+        /* With lookahead the engine looks ahead, and the client is
+         * indexed, once per batch at commit (engine_look_ahead): the index
+         * is only read between commits. */
+        if (!p->opts.lookahead_ticks &&
+            reindex(p, part, st, ev->client_id, ev->client_len) != 0)
+            return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     }
     return rc;
 }
@@ -457,9 +583,10 @@ int processor_has_held(processor_t *p, uint32_t part, int *held,
 
 typedef struct due {
     int64_t due_ms;
-    char *client;
+    const char *client; /* own, or a cached state's id (write-back) */
     size_t len;
     int64_t v_ms; /* with lookahead: when the client would be woken */
+    char *own;    /* the copy to free; NULL when borrowed */
 } due_t;
 
 /* The index's order: due time, then client bytes (RocksDB's bytewise
@@ -477,36 +604,86 @@ static int due_cmp(const void *a, const void *b) {
 typedef struct due_list {
     due_t *v;
     size_t n, cap, limit;
+    processor_t *wb; /* write-back mode: the processor, else NULL */
 } due_list_t;
+
+static int due_grow(due_list_t *l) {
+    if (l->n < l->cap) return 0;
+    size_t cap = l->cap ? l->cap * 2 : 64;
+    due_t *v = realloc(l->v, cap * sizeof(*v));
+    if (!v) return CHURN_ENOMEM;
+    l->v = v;
+    l->cap = cap;
+    return 0;
+}
 
 static int collect_due(void *arg, uint32_t part, int64_t due_ms,
                        const char *client, size_t len) {
-    (void)part;
     due_list_t *l = arg;
     if (l->limit && l->n >= l->limit) return 1;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        due_t *v = realloc(l->v, cap * sizeof(*v));
-        if (!v) return CHURN_ENOMEM;
-        l->v = v;
-        l->cap = cap;
+    /* Write-back: a cached client's live entry is in the heap; one in the
+     * store is left over (its own was deleted when it was loaded). */
+    if (l->wb && cache_get(l->wb->cache, part, client, len)) {
+        store_batch_del_timer(l->wb->wb, part, due_ms, client, len);
+        return 0;
     }
+    if (due_grow(l)) return CHURN_ENOMEM;
     char *c = malloc(len + 1);
     if (!c) return CHURN_ENOMEM;
     memcpy(c, client, len);
     c[len] = '\0';
-    l->v[l->n++] = (due_t){due_ms, c, len, due_ms};
+    l->v[l->n++] = (due_t){due_ms, c, len, due_ms, c};
     return 0;
+}
+
+/* Write-back: add the heap's entries of partition part due by upto_ms. A
+ * walk from the root that stops at any entry later than upto_ms (all of
+ * its subtree is later too): the cost is what is due, not the heap. */
+static int collect_wakes(processor_t *p, uint32_t part, int64_t upto_ms,
+                         due_list_t *l) {
+    const wake_heap_t *h = &p->wakes;
+    if (h->n == 0 || h->v[0].due_ms > upto_ms) return 0;
+    size_t *stack = malloc(h->n * sizeof(*stack));
+    if (!stack) return CHURN_ENOMEM;
+    size_t top = 0;
+    stack[top++] = 0;
+    int rc = 0;
+    while (top > 0 && !rc) {
+        size_t i = stack[--top];
+        const wake_entry_t *e = &h->v[i];
+        if (e->due_ms > upto_ms) continue;
+        if (e->part == part) {
+            if ((rc = due_grow(l)) != 0) break;
+            const cstate_t *st = e->st;
+            l->v[l->n++] = (due_t){e->due_ms, cstate_client_id(st),
+                                   strlen(cstate_client_id(st)), e->due_ms,
+                                   NULL};
+        }
+        if (2 * i + 1 < h->n) stack[top++] = 2 * i + 1;
+        if (2 * i + 2 < h->n) stack[top++] = 2 * i + 2;
+    }
+    free(stack);
+    return rc;
 }
 
 int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
                           size_t limit, engine_out_t *out, size_t *n_fired,
                           churn_err_t *err) {
-    due_list_t l = {.limit = limit};
+    /* Write-back: the store's entries (evicted clients) and the heap's
+     * (cached ones), merged in the store's order, then cut to limit. */
+    due_list_t l = {.limit = p->write_back ? 0 : limit,
+                    .wb = p->write_back ? p : NULL};
     *n_fired = 0;
     int rc = store_scan_timers_from(p->store, part, scan_from_of(p, part),
-                                    upto_ms, limit ? limit + 1 : 0,
+                                    upto_ms, limit && !p->write_back ? limit + 1 : 0,
                                     collect_due, &l, err);
+    if (rc == CHURN_ENOMEM) churn_err_set(err, rc, "out of memory");
+    if (rc >= 0 && p->write_back) {
+        rc = collect_wakes(p, part, upto_ms, &l);
+        if (rc) churn_err_set(err, rc, "out of memory");
+        if (!rc && l.n > 1) qsort(l.v, l.n, sizeof(*l.v), due_cmp);
+        for (; !rc && limit && l.n > limit; l.n--) free(l.v[l.n - 1].own);
+    }
     int more = limit && l.n >= limit;
     /* With lookahead a client's entry may lie past ticks it skips (no-ops).
      * Without, it would have been woken at each, one per round (a client
@@ -565,7 +742,10 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
                                "client state vanished from the cache");
             break;
         }
-        reindex(p, part, st, l.v[i].client, l.v[i].len);
+        if (reindex(p, part, st, l.v[i].client, l.v[i].len) != 0) {
+            rc = churn_err_set(err, CHURN_ENOMEM, "out of memory");
+            break;
+        }
         int64_t next = cstate_indexed_wake(st);
         if (next <= l.v[i].due_ms) {
             /* The engine must move a woken client's deadline forward; if
@@ -578,7 +758,7 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
         if (next <= upto_ms) more = 1;
         (*n_fired)++;
     }
-    for (size_t i = 0; i < l.n; i++) free(l.v[i].client);
+    for (size_t i = 0; i < l.n; i++) free(l.v[i].own);
     free(l.v);
     if (rc < 0) return rc;
     if (!more) {
@@ -592,6 +772,11 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
 static int put_dirty(void *arg, uint32_t part, const char *client,
                      size_t len, void *val) {
     processor_t *p = arg;
+    if (p->opts.lookahead_ticks) { /* deferred by processor_event */
+        engine_look_ahead(p->rules, &p->opts, val);
+        if (reindex(p, part, val, client, len) != 0) return CHURN_ENOMEM;
+    }
+    if (p->write_back) return 0; /* written when it leaves the cache */
     buf_reset(&p->enc);
     int rc = cstate_encode(val, &p->enc);
     if (rc) return rc;
@@ -599,28 +784,188 @@ static int put_dirty(void *arg, uint32_t part, const char *client,
     return 0;
 }
 
+/* Write-back: a state leaving memory goes to the store with its timer
+ * entry, which moves from the heap back to the store. */
+static int write_state(processor_t *p, uint32_t part, const char *client,
+                       size_t len, cstate_t *st) {
+    buf_reset(&p->enc);
+    int rc = cstate_encode(st, &p->enc);
+    if (rc) return rc;
+    store_batch_put_client(p->wb, part, client, len, p->enc.data, p->enc.len);
+    int64_t due = cstate_indexed_wake(st);
+    if (due != INT64_MAX) {
+        store_batch_put_timer(p->wb, part, due, client, len);
+        if (part < p->n_settled && due < p->scan_from[part])
+            p->scan_from[part] = due;
+    }
+    return 0;
+}
+
+static int evict_one(void *arg, uint32_t part, const char *client,
+                     size_t len, void *val) {
+    processor_t *p = arg;
+    int rc = write_state(p, part, client, len, val);
+    if (!rc) wake_remove(&p->wakes, val);
+    return rc;
+}
+
 int processor_commit(processor_t *p, const processor_offset_t *offs,
                      size_t n_offs, churn_err_t *err) {
     int rc = cache_each_dirty(p->cache, put_dirty, p);
     if (rc) return churn_err_set(err, rc, "cannot encode a client state");
-    for (size_t i = 0; i < p->n_settled; i++)
-        if (p->counts[i].dirty)
-            store_batch_put_counts(p->wb, (uint32_t)i, &p->counts[i].c);
+    /* Write-back leaves states in memory past the commit: the stored counts
+     * would run ahead of the stored states, so the record goes until the
+     * flush writes it again (a run killed before that leaves none, and the
+     * next churnd run counts the partition by decoding its states). */
+    for (size_t i = 0; i < p->n_settled; i++) {
+        if (!p->counts[i].dirty) continue;
+        if (p->write_back) store_batch_del_counts(p->wb, (uint32_t)i);
+        else store_batch_put_counts(p->wb, (uint32_t)i, &p->counts[i].c);
+    }
     for (size_t i = 0; i < n_offs; i++)
         store_batch_put_offset(p->wb, offs[i].topic, offs[i].partition,
                                offs[i].next_offset);
+    if (p->write_back) {
+        /* Evict before writing: what leaves the cache is the batch. */
+        cache_clear_dirty(p->cache);
+        rc = cache_evict_each(p->cache, evict_one, p);
+        if (rc) return churn_err_set(err, rc, "cannot encode a client state");
+    }
     if (store_batch_count(p->wb) > 0) {
         rc = store_commit(p->store, p->wb, err);
         if (rc) return rc;
     }
     store_batch_clear(p->wb);
-    cache_clear_dirty(p->cache);
-    cache_evict(p->cache);
+    if (!p->write_back) {
+        cache_clear_dirty(p->cache);
+        cache_evict(p->cache);
+    }
     for (size_t i = 0; i < p->n_settled; i++) p->counts[i].dirty = 0;
     return 0;
 }
 
+void processor_set_write_back(processor_t *p) { p->write_back = 1; }
+
+/* Batches of this many writes while flushing: one WriteBatch of a whole
+ * cache would double the memory the states already take. */
+#define FLUSH_BATCH 4096
+
+/* One cached state to flush. */
+typedef struct flush_item {
+    uint32_t part;
+    const char *client; /* the cache's key, borrowed */
+    size_t len;
+    cstate_t *st;
+} flush_item_t;
+
+typedef struct flush_list {
+    flush_item_t *v;
+    size_t n, cap;
+} flush_list_t;
+
+static int flush_collect(void *arg, uint32_t part, const char *client,
+                         size_t len, void *val) {
+    flush_list_t *l = arg;
+    if (l->n == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 1024;
+        flush_item_t *v = realloc(l->v, cap * sizeof(*v));
+        if (!v) return CHURN_ENOMEM;
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->n++] = (flush_item_t){part, client, len, val};
+    return 0;
+}
+
+static int bytes_cmp(const char *a, size_t an, const char *b, size_t bn) {
+    int c = memcmp(a, b, an < bn ? an : bn);
+    if (c) return c;
+    return an < bn ? -1 : an > bn;
+}
+
+/* The store's order of client keys: partition, then client bytes. */
+static int flush_client_cmp(const void *a, const void *b) {
+    const flush_item_t *x = a, *y = b;
+    if (x->part != y->part) return x->part < y->part ? -1 : 1;
+    return bytes_cmp(x->client, x->len, y->client, y->len);
+}
+
+/* ... and of timer keys: partition, due time, client bytes. */
+static int flush_timer_cmp(const void *a, const void *b) {
+    const flush_item_t *x = a, *y = b;
+    if (x->part != y->part) return x->part < y->part ? -1 : 1;
+    int64_t dx = cstate_indexed_wake(x->st), dy = cstate_indexed_wake(y->st);
+    if (dx != dy) return dx < dy ? -1 : 1;
+    return bytes_cmp(x->client, x->len, y->client, y->len);
+}
+
+static int flush_batch(processor_t *p, size_t at_least, churn_err_t *err) {
+    if (store_batch_count(p->wb) < at_least) return 0;
+    int rc = store_commit(p->store, p->wb, err);
+    if (!rc) store_batch_clear(p->wb);
+    return rc;
+}
+
+/* Every cached state, then every timer entry, each in key order: RocksDB
+ * inserts a run of ascending keys into its memtable (a skip list) from
+ * where the previous one went, instead of searching from the top. */
+int processor_flush(processor_t *p, churn_err_t *err) {
+    if (!p->write_back) return 0;
+    if (cache_dirty_count(p->cache) > 0)
+        return churn_err_set(err, CHURN_EINVAL,
+                             "flush before commit: %zu client states not committed",
+                             cache_dirty_count(p->cache));
+    flush_list_t l = {0};
+    int rc = cache_each(p->cache, flush_collect, &l);
+    if (rc) rc = churn_err_set(err, rc, "out of memory");
+    for (size_t i = 0; !rc && i < l.n; i++) {
+        /* The next run on this store has no lookahead (not fresh): leave
+         * the client indexed at its natural next deadline, as a run
+         * without lookahead would, not past ticks only this run knows are
+         * quiet. Otherwise the next run would wake it later than the one
+         * run over both parts of the stream does (virtually), and alerts
+         * of one round would come out in another order. */
+        if (p->opts.lookahead_ticks) {
+            engine_drop_quiet(p->rules, l.v[i].st, settled_of(p, l.v[i].part));
+            if (reindex(p, l.v[i].part, l.v[i].st, l.v[i].client, l.v[i].len))
+                rc = churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        }
+    }
+    if (!rc && l.n > 1) qsort(l.v, l.n, sizeof(*l.v), flush_client_cmp);
+    for (size_t i = 0; !rc && i < l.n; i++) {
+        buf_reset(&p->enc);
+        rc = cstate_encode(l.v[i].st, &p->enc);
+        if (rc) {
+            churn_err_set(err, rc, "cannot encode a client state");
+            break;
+        }
+        store_batch_put_client(p->wb, l.v[i].part, l.v[i].client, l.v[i].len,
+                               p->enc.data, p->enc.len);
+        rc = flush_batch(p, FLUSH_BATCH, err);
+    }
+    if (!rc) rc = flush_batch(p, 1, err);
+    if (!rc && l.n > 1) qsort(l.v, l.n, sizeof(*l.v), flush_timer_cmp);
+    for (size_t i = 0; !rc && i < l.n; i++) {
+        int64_t due = cstate_indexed_wake(l.v[i].st);
+        if (due == INT64_MAX) continue;
+        store_batch_put_timer(p->wb, l.v[i].part, due, l.v[i].client, l.v[i].len);
+        if (l.v[i].part < p->n_settled && due < p->scan_from[l.v[i].part])
+            p->scan_from[l.v[i].part] = due;
+        rc = flush_batch(p, FLUSH_BATCH, err);
+    }
+    for (size_t i = 0; !rc && i < p->n_settled; i++)
+        if (p->counts[i].loaded)
+            store_batch_put_counts(p->wb, (uint32_t)i, &p->counts[i].c);
+    if (!rc) rc = flush_batch(p, 1, err);
+    free(l.v);
+    return rc;
+}
+
 void processor_drop_partition(processor_t *p, uint32_t part) {
+    /* Write-back would lose the dropped states' changes; replay, its only
+     * user, has one partition and never drops it. The heap must not keep
+     * pointers to them all the same. */
+    if (p->write_back) wake_drop_part(&p->wakes, part);
     cache_drop_partition(p->cache, part);
     if (part < p->n_settled) {
         p->settled[part] = p->scan_from[part] = INT64_MIN;

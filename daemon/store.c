@@ -605,6 +605,15 @@ void store_batch_put_counts(store_batch_t *b, uint32_t part,
     buf_free(&v);
 }
 
+void store_batch_del_counts(store_batch_t *b, uint32_t part) {
+    int rc = key_prefix(&b->key, 'S', part);
+    if (rc) {
+        b->failed = 1;
+        return;
+    }
+    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+}
+
 int store_get_counts(store_t *s, uint32_t part, store_counts_t *c,
                      churn_err_t *err) {
     if (key_prefix(&s->key, 'S', part))

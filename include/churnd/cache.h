@@ -77,6 +77,16 @@ void cache_clear_dirty(cache_t *c);
 /* Release least recently used clean entries while size > capacity.
  * Returns how many were released. */
 size_t cache_evict(cache_t *c);
+/* cache_evict for a cache that writes back (replay's write-back mode,
+ * processor.h): call fn for each victim, before it is released, with the
+ * same arguments as cache_each_dirty. fn must not change the cache. Stops
+ * at the first nonzero value fn returns, which is returned (that victim
+ * stays); 0 when the cache is down to capacity or only dirty entries are
+ * left. */
+int cache_evict_each(cache_t *c, cache_dirty_fn fn, void *arg);
+/* Call fn for every entry, dirty or not, in no particular order; fn as
+ * for cache_each_dirty. Returns 0 or fn's first nonzero value. */
+int cache_each(cache_t *c, cache_dirty_fn fn, void *arg);
 /* Release every entry of input partition part, dirty ones included (the
  * partition was revoked: its uncommitted changes replay elsewhere). Returns
  * how many were released. O(size). */

@@ -6,9 +6,11 @@
  * The driver runs the daemon's own processor (processor.h) on one input
  * partition, with the daemon's time model and nothing else: the watermark
  * is the largest event time seen minus the allowed lateness; after each
- * chunk of events the states are committed, then every timer the watermark
- * passed fires, in deadline order. No wall clock is read, so the same input
- * always gives the same alerts, whatever the chunk size.
+ * chunk of events the states are committed (by `churnd replay` in write-back
+ * mode: kept in memory, written when evicted and at the end; processor.h),
+ * then every timer the watermark passed fires, in deadline order. No wall
+ * clock is read, so the same input always gives the same alerts, whatever
+ * the chunk size.
  *
  * Like the daemon, the driver holds each event until the watermark passes
  * it and applies held events in event-time order (equal times in

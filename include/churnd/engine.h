@@ -92,6 +92,11 @@ void cstate_count_expectations(const cstate_t *st, uint64_t *open,
  * state so the old index entry can be deleted); INT64_MAX when none. */
 int64_t cstate_indexed_wake(const cstate_t *st);
 void cstate_set_indexed_wake(cstate_t *st, int64_t ts_ms);
+/* A slot the runtime may use to find the state in an index of its own
+ * (processor.c's in-memory timer heap): 0 on a new or decoded state, never
+ * persisted, never read by the engine. */
+size_t cstate_wake_slot(const cstate_t *st);
+void cstate_set_wake_slot(cstate_t *st, size_t slot);
 /* The state as one JSON object, for `churnd state CLIENT` and the HTTP
  * /clients/{id} endpoint: {"client_id", "features": {name: {"kind",
  * "state"}}, "rules": {name: {"status"[, "since" | "fired_at",
@@ -177,6 +182,23 @@ int engine_on_event(const ruleset_t *rs, const engine_opts_t *opts,
 int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
                             cstate_t *st, const event_t *ev,
                             int64_t settled_ms, engine_out_t *out);
+
+/* With opts->lookahead_ticks, engine_on_event leaves the look-ahead of
+ * the state it changed to this call, so that a client with several events
+ * between two timer rounds looks ahead once, not after each of them. The
+ * runtime calls it for every client it applied events to before it reads
+ * cstate_next_wake to index the client (processor.c does so at commit).
+ * Skipping it is safe, only slower: ticks not proven quiet are evaluated
+ * when they come. A no-op when nothing is pending. */
+void engine_look_ahead(const ruleset_t *rs, const engine_opts_t *opts,
+                       cstate_t *st);
+
+/* Before a state leaves a run with lookahead for good (replay's final
+ * flush): count the quiet ticks up to settled_ms (every timer due by then
+ * has fired, really or virtually) as done, and forget the rest, so that
+ * cstate_next_wake is the client's natural next deadline. A later run,
+ * which wakes it at every tick, then continues as this run would have. */
+void engine_drop_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms);
 
 /* Event time has reached now_ms for this client: fire every deadline of its
  * state that is <= now_ms, in deadline order. Returns 0 or CHURN_ENOMEM. */

@@ -205,6 +205,9 @@ const char *expr_source(const expr_t *e);
 /* Does the expression read the event (fields, event.*)? Timer evaluations
  * have no event. */
 int expr_uses_event(const expr_t *e);
+/* Does the expression read `now` itself? (Functions over features get the
+ * evaluation's time from the host, which knows whether they use it.) */
+int expr_uses_now(const expr_t *e);
 /* Normalised text (fully parenthesised, whitespace-free literals), for
  * stable definition ids: reformatting a rule does not change its id. */
 int expr_canon(const expr_t *e, buf_t *out);

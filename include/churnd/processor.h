@@ -115,6 +115,26 @@ typedef struct processor_offset {
 int processor_commit(processor_t *p, const processor_offset_t *offs,
                      size_t n_offs, churn_err_t *err);
 
+/* Write-back mode, for `churnd replay` alone (one process, no reader
+ * beside it, nothing acknowledged to anyone before the end): states stay
+ * in the cache and reach the store only when the cache evicts them (down
+ * to cache_clients, at each commit) and at processor_flush; the timer
+ * entries of cached clients live in an in-memory heap, those of evicted
+ * clients in the store as always. processor_commit then writes evicted
+ * states only, so a store left without processor_flush (a crash) holds an
+ * arbitrary mix of old and new states: never for the daemon, whose
+ * per-batch atomic commit is what its crash guarantees rest on. Memory
+ * stays bounded by the cache's capacity, as in the default mode. Turn it
+ * on before the first event; it stays on. */
+void processor_set_write_back(processor_t *p);
+
+/* Write-back mode: write every cached state and its timer entry, so that
+ * the store is complete and consistent (a later replay or `churnd run`
+ * continues from it). Call after the last commit; if more events follow,
+ * flush again before closing. 0, or a negative CHURN_E* with err. A no-op
+ * returning 0 in the default mode, where every commit is complete. */
+int processor_flush(processor_t *p, churn_err_t *err);
+
 /* Forget the cached clients of a partition (revoked). Only between
  * commits. */
 void processor_drop_partition(processor_t *p, uint32_t part);

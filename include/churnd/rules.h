@@ -153,6 +153,14 @@ struct cstate {
      * hint: kept in memory, never persisted, dropped at any change; a
      * state without it evaluates those ticks and gets the same result. */
     int64_t quiet_ms;
+    /* An event changed the state and the runtime has not called
+     * engine_look_ahead since (engine.h): quiet_ms is not known yet. In
+     * memory only, like quiet_ms. */
+    int look_pending;
+    /* The runtime's own bookkeeping (cstate_wake_slot): where the state
+     * sits in an in-memory timer index, 0 when it is in none. Never
+     * persisted. */
+    size_t wake_slot;
     /* Dedup ring: hashes of recent event ids with their event times, in
      * arrival order. */
     uint64_t *dd_ids;

@@ -96,6 +96,7 @@ typedef struct store_counts {
 } store_counts_t;
 void store_batch_put_counts(store_batch_t *b, uint32_t part,
                             const store_counts_t *c);
+void store_batch_del_counts(store_batch_t *b, uint32_t part);
 /* 0 with c filled, CHURN_ENOTFOUND (never written: a state directory from
  * before the counts), CHURN_ECORRUPT or CHURN_EIO with err. */
 int store_get_counts(store_t *s, uint32_t part, store_counts_t *c,

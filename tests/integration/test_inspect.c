@@ -275,6 +275,12 @@ static void test_report_on_a_replayed_state(void **state) {
     churn_err_t err = {0};
     store_opts_t so = {.dir = st_dir};
     assert_int_equal(store_open(&so, &s, &err), 0);
+    /* Replay left the counts the daemon's metrics start from, and they
+     * agree with the states (churnd replay writes them with its final
+     * flush). */
+    store_counts_t counts;
+    assert_int_equal(store_get_counts(s, 0, &counts, &err), 0);
+    assert_int_equal(counts.clients, N_DEMO_CLIENTS);
     store_batch_t *b = store_batch_new();
     store_batch_put_client(b, 0, "BROKEN-1", 8, "\x09garbage", 8);
     assert_int_equal(store_commit(s, b, &err), 0);
