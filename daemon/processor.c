@@ -72,6 +72,11 @@ static void vpos_clear(vpos_map_t *m) {
     *m = (vpos_map_t){0};
 }
 
+typedef struct part_held {
+    int64_t from;    /* no held event before this (INT64_MIN: unknown) */
+    int64_t pending; /* earliest hold since the last commit (INT64_MAX) */
+} part_held_t;
+
 typedef struct part_counts {
     int loaded; /* counting this partition (its record was read) */
     int dirty;  /* changed since the last commit */
@@ -196,6 +201,13 @@ struct processor {
      * the deleted entries of every earlier round. Lowered by any entry put
      * before it; raised past a round that left nothing due. */
     int64_t *scan_from;
+    /* Per partition number, the same for the held events ('B' keys, a
+     * queue too: put on hold, deleted on release): none lies before
+     * held[part].from (INT64_MIN: unknown). A release raises it past what
+     * it took; a hold lowers it, and so does held[part].pending, the
+     * earliest hold of the batch not yet committed, which a release cannot
+     * see in the store and must not step over. */
+    part_held_t *held;
     /* Per partition number: timer-index entries (clients with a pending
      * deadline), counted by processor_count_partition and kept by reindex. */
     int64_t *n_timers;
@@ -253,6 +265,7 @@ void processor_free(processor_t *p) {
     buf_free(&p->tag);
     free(p->settled);
     free(p->scan_from);
+    free(p->held);
     free(p->n_timers);
     free(p->counts);
     vpos_clear(&p->vpos);
@@ -285,10 +298,14 @@ static int grow_parts(processor_t *p, uint32_t part) {
     part_counts_t *c = realloc(p->counts, n * sizeof(*c));
     if (!c) return CHURN_ENOMEM;
     p->counts = c;
+    part_held_t *h = realloc(p->held, n * sizeof(*h));
+    if (!h) return CHURN_ENOMEM;
+    p->held = h;
     for (size_t i = p->n_settled; i < n; i++) {
         v[i] = f[i] = INT64_MIN;
         t[i] = 0;
         memset(&c[i], 0, sizeof(c[i]));
+        h[i] = (part_held_t){INT64_MIN, INT64_MAX};
     }
     p->n_settled = n;
     return 0;
@@ -461,11 +478,18 @@ static int held_tag(buf_t *b, const held_event_t *h, const event_t *ev) {
 int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
                    const event_t *ev, churn_err_t *err) {
     if (!engine_keeps_type(p->rules, &p->opts, ev->type)) return ENGINE_IGNORED;
-    if (held_tag(&p->tag, h, ev) || held_encode(&p->enc, h))
+    if (held_tag(&p->tag, h, ev) || held_encode(&p->enc, h) || grow_parts(p, part))
         return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     store_batch_put_held(p->wb, part, ev->ts_ms, p->tag.data, p->tag.len,
                          p->enc.data, p->enc.len);
+    part_held_t *ph = &p->held[part];
+    if (ev->ts_ms < ph->pending) ph->pending = ev->ts_ms;
+    if (ev->ts_ms < ph->from) ph->from = ev->ts_ms;
     return 0;
+}
+
+static int64_t held_from_of(const processor_t *p, uint32_t part) {
+    return part < p->n_settled ? p->held[part].from : INT64_MIN;
 }
 
 /* A held event read back: the key and the copied value it decodes from. */
@@ -533,8 +557,8 @@ int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
                       size_t *n_released, churn_err_t *err) {
     held_list_t l = {0};
     *n_released = 0;
-    int rc = store_scan_held(p->store, part, upto_ms, limit, collect_held, &l,
-                             err);
+    int rc = store_scan_held_from(p->store, part, held_from_of(p, part), upto_ms,
+                                  limit, collect_held, &l, err);
     if (rc == CHURN_ENOMEM) churn_err_set(err, rc, "out of memory");
     int more = limit && l.n >= limit;
     buf_t topic;
@@ -559,6 +583,16 @@ int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
         (*n_released)++;
     }
     buf_free(&topic);
+    /* Everything taken is deleted in the batch at hand, which the next
+     * scan follows: it can start past it (at the last time taken when the
+     * limit stopped this one, as more events of that time may wait). */
+    if (rc >= 0 && part < p->n_settled) {
+        part_held_t *ph = &p->held[part];
+        int64_t past = more ? l.v[l.n - 1].ts_ms
+                            : upto_ms == INT64_MAX ? INT64_MIN : upto_ms + 1;
+        if (past > ph->from) ph->from = past;
+        if (ph->pending < ph->from) ph->from = ph->pending;
+    }
     for (size_t i = 0; i < l.n; i++) free(l.v[i].tag);
     free(l.v);
     if (rc < 0) return rc;
@@ -575,7 +609,8 @@ static int note_any(void *arg, uint32_t part, int64_t ts_ms, const void *tag,
 int processor_has_held(processor_t *p, uint32_t part, int *held,
                        churn_err_t *err) {
     *held = 0;
-    int rc = store_scan_held(p->store, part, INT64_MAX, 1, note_any, held, err);
+    int rc = store_scan_held_from(p->store, part, held_from_of(p, part), INT64_MAX,
+                                  1, note_any, held, err);
     return rc < 0 ? rc : 0;
 }
 
@@ -840,7 +875,10 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
         cache_clear_dirty(p->cache);
         cache_evict(p->cache);
     }
-    for (size_t i = 0; i < p->n_settled; i++) p->counts[i].dirty = 0;
+    for (size_t i = 0; i < p->n_settled; i++) {
+        p->counts[i].dirty = 0;
+        p->held[i].pending = INT64_MAX;
+    }
     return 0;
 }
 
@@ -969,6 +1007,7 @@ void processor_drop_partition(processor_t *p, uint32_t part) {
     cache_drop_partition(p->cache, part);
     if (part < p->n_settled) {
         p->settled[part] = p->scan_from[part] = INT64_MIN;
+        p->held[part] = (part_held_t){INT64_MIN, INT64_MAX};
         p->n_timers[part] = 0;
         memset(&p->counts[part], 0, sizeof(p->counts[part]));
     }

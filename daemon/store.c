@@ -795,8 +795,14 @@ int store_scan_timers_from(store_t *s, uint32_t part, int64_t from_ms,
 
 int store_scan_held(store_t *s, uint32_t part, int64_t upto_ms, size_t limit,
                     store_held_fn fn, void *arg, churn_err_t *err) {
+    return store_scan_held_from(s, part, INT64_MIN, upto_ms, limit, fn, arg, err);
+}
+
+int store_scan_held_from(store_t *s, uint32_t part, int64_t from_ms,
+                         int64_t upto_ms, size_t limit, store_held_fn fn,
+                         void *arg, churn_err_t *err) {
     timed_scan_t t = {s, "held event", NULL, fn, arg, limit, 0, err};
-    return scan_timed(s, &t, 'B', part, INT64_MIN, upto_ms);
+    return scan_timed(s, &t, 'B', part, from_ms, upto_ms);
 }
 
 typedef struct client_scan {

@@ -131,6 +131,11 @@ typedef int (*store_held_fn)(void *arg, uint32_t part, int64_t ts_ms,
                              size_t val_len);
 int store_scan_held(store_t *s, uint32_t part, int64_t upto_ms, size_t limit,
                     store_held_fn fn, void *arg, churn_err_t *err);
+/* The same for the held events with from_ms <= ts <= upto_ms (a caller that
+ * knows none lies before from_ms skips the deleted ones there). */
+int store_scan_held_from(store_t *s, uint32_t part, int64_t from_ms,
+                         int64_t upto_ms, size_t limit, store_held_fn fn,
+                         void *arg, churn_err_t *err);
 
 /* Call fn for each client record of partition part (part == UINT32_MAX:
  * every partition), in key order. fn returns 0/1/negative as above. */
