@@ -240,6 +240,17 @@ static exp_count_t exp_of(const cstate_t *st) {
     return c;
 }
 
+static int counting(const processor_t *p, uint32_t part) {
+    return part < p->n_settled && p->counts[part].loaded;
+}
+
+/* The expectations before a change, when part is counted (the per-event
+ * path walks the state's features only then). */
+static exp_count_t exp_before(const processor_t *p, uint32_t part,
+                              const cstate_t *st) {
+    return counting(p, part) ? exp_of(st) : (exp_count_t){0, 0};
+}
+
 processor_t *processor_new(store_t *store, size_t cache_clients,
                            const engine_opts_t *opts) {
     processor_t *p = calloc(1, sizeof(*p));
@@ -349,7 +360,7 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
         st = cstate_new(client, len);
         /* Every state made here is written at the next commit: the runtime
          * only asks for the clients of events and timers it applies. */
-        if (part < p->n_settled && p->counts[part].loaded) {
+        if (counting(p, part)) {
             p->counts[part].c.clients++;
             p->counts[part].dirty = 1;
         }
@@ -378,7 +389,7 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
 /* Account for the change of one state's expectations. */
 static void note_expectations(processor_t *p, uint32_t part, exp_count_t before,
                               const cstate_t *st) {
-    if (part >= p->n_settled || !p->counts[part].loaded) return;
+    if (!counting(p, part)) return;
     exp_count_t after = exp_of(st);
     if (after.open == before.open && after.overdue == before.overdue) return;
     store_counts_t *c = &p->counts[part].c;
@@ -417,7 +428,7 @@ int processor_event(processor_t *p, uint32_t part, const event_t *ev,
     cstate_t *st = NULL;
     int rc = client_state(p, part, ev->client_id, ev->client_len, &st, err);
     if (rc) return rc;
-    exp_count_t before = exp_of(st);
+    exp_count_t before = exp_before(p, part, st);
     rc = engine_on_event_settled(p->rules, &p->opts, st, ev,
                                  settled_of(p, part), out);
     if (rc < 0) return churn_err_set(err, rc, "out of memory in the engine");
@@ -765,7 +776,7 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
         /* Fire this client up to its own deadline only: a later deadline
          * of the same client is re-indexed and fired in global deadline
          * order on the next call. */
-        exp_count_t before = exp_of(st);
+        exp_count_t before = exp_before(p, part, st);
         rc = engine_on_time(p->rules, &p->opts, st, l.v[i].due_ms, out);
         if (rc < 0) {
             churn_err_set(err, rc, "out of memory in the engine");
