@@ -123,9 +123,9 @@ static const opt_t opts[] = {
 
     O_STR("state.dir", CHK_NONEMPTY, state_dir, "./state",
           "RocksDB directory holding client state, timers and offsets"),
-    O_NUM("state.cache_clients", OPT_INT, int64_t, cache_clients, "100000", 0,
+    O_NUM("state.cache_clients", OPT_INT, int64_t, cache_clients, "20000", 0,
           INT64_MAX, "Client states kept decoded in memory (0: none)"),
-    O_NUM("state.block_cache", OPT_SIZE, int64_t, block_cache_bytes, "64MiB",
+    O_NUM("state.block_cache", OPT_SIZE, int64_t, block_cache_bytes, "32MiB",
           0, INT64_MAX, "RocksDB block cache"),
     O_BOOL("state.sync", state_sync, "false",
            "fsync each committed batch: survives power loss, not only a crash"),

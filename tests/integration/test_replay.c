@@ -193,6 +193,41 @@ static void test_replay_output_does_not_depend_on_chunk_size(void **state) {
     free(first);
 }
 
+/* Replay writes a state back only when its cache evicts it: a cache of one
+ * state, evicting at every commit, must print what the default prints. */
+static void test_replay_output_does_not_depend_on_cache_size(void **state) {
+    (void)state;
+    const char *sizes[] = {NULL, "1", "3"};
+    char *first = NULL;
+    for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        int rc = sizes[i]
+            ? RUN(NULL, "replay", "-r", "rules", "--chunk", "5", "--cache-clients",
+                  (char *)sizes[i], "--until", "2026-04-01T00:00:00Z",
+                  "tests/data/replay-chunks/events.jsonl")
+            : RUN(NULL, "replay", "-r", "rules", "--chunk", "5", "--until",
+                  "2026-04-01T00:00:00Z", "tests/data/replay-chunks/events.jsonl");
+        if (rc != 0) dump();
+        assert_int_equal(rc, 0);
+        size_t n = 0;
+        char *got = sorted_lines(out_path, &n);
+        assert_non_null(got);
+        if (!first) {
+            assert_true(n > 50);
+            first = got;
+            continue;
+        }
+        assert_string_equal(got, first);
+        free(got);
+    }
+    free(first);
+    const char *bad[] = {"0", "-1", "ten", ""};
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        assert_int_equal(RUN(NULL, "replay", "-r", "rules", "--cache-clients",
+                             (char *)bad[i], "tests/data/replay-for/events.jsonl"), 1);
+        assert_true(file_has(err_path, "--cache-clients"));
+    }
+}
+
 /* A stream shuffled within the lateness gives the sorted stream's alerts,
  * whatever the chunk size; without lateness it does not (so the check
  * can fail). */
@@ -424,6 +459,7 @@ int main(void) {
         cmocka_unit_test(test_replay_reports_invalid_lines_and_goes_on),
         cmocka_unit_test(test_replay_lists_at_most_twenty_invalid_lines),
         cmocka_unit_test(test_replay_output_does_not_depend_on_chunk_size),
+        cmocka_unit_test(test_replay_output_does_not_depend_on_cache_size),
         cmocka_unit_test(test_replay_shuffled_within_lateness_gives_the_sorted_alerts),
         cmocka_unit_test(test_replay_until_fires_a_for_timer),
         cmocka_unit_test(test_replay_state_is_reused),

@@ -75,8 +75,8 @@ static void test_defaults_are_the_documented_ones(void **state) {
     assert_string_equal(c.deadletter_topic, "churn.deadletter");
     assert_string_equal(c.rules_dir, "./rules");
     assert_string_equal(c.state_dir, "./state");
-    assert_int_equal(c.cache_clients, 100000);
-    assert_int_equal(c.block_cache_bytes, 64 * 1024 * 1024);
+    assert_int_equal(c.cache_clients, 20000);
+    assert_int_equal(c.block_cache_bytes, 32 * 1024 * 1024);
     assert_int_equal(c.state_sync, 0);
     assert_int_equal(c.state_ledger, 1);
     assert_int_equal(c.batch_max_events, 5000);
