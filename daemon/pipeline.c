@@ -33,7 +33,21 @@
 #include "internal.h"
 
 #define TIMER_BATCH_CLIENTS 1000
-#define WM_TICK_MS 1000
+/* The watermark tick: it notices partitions that went idle (so that the
+ * watermark may pass their silence) and the wall clock's progress when
+ * all are idle. A quarter of time.idle_timeout keeps the delay it adds to
+ * an idle transition small next to the timeout itself: with 200 ms, a new
+ * event on an otherwise quiet topic was released up to a second late. */
+#define WM_TICK_MAX_MS 1000
+#define WM_TICK_MIN_MS 10
+#define LOG_FLUSH_MS 1000
+
+static uint64_t wm_tick_ms(int64_t idle_timeout_ms) {
+    int64_t t = idle_timeout_ms / 4;
+    if (t < WM_TICK_MIN_MS) t = WM_TICK_MIN_MS;
+    if (t > WM_TICK_MAX_MS) t = WM_TICK_MAX_MS;
+    return (uint64_t)t;
+}
 
 static void on_wm_timer(uv_timer_t *t);
 
@@ -49,7 +63,8 @@ int pipeline_init(daemon_t *d, churn_err_t *err) {
     d->last_fired_wm = WM_NONE;
     d->released_wm = WM_NONE;
     d->settled_position = -1;
-    uv_timer_start(&d->wm_timer, on_wm_timer, WM_TICK_MS, WM_TICK_MS);
+    uint64_t tick = wm_tick_ms(d->cfg->idle_timeout_ms);
+    uv_timer_start(&d->wm_timer, on_wm_timer, tick, tick);
     return 0;
 }
 
@@ -504,7 +519,11 @@ static void note_settled(daemon_t *d) {
 
 static void on_wm_timer(uv_timer_t *t) {
     daemon_t *d = t->data;
-    log_flush_suppressed(); /* sum up floods that stopped */
+    uint64_t now = uv_now(t->loop);
+    if (now - d->log_flushed_ms >= LOG_FLUSH_MS) {
+        d->log_flushed_ms = now;
+        log_flush_suppressed(); /* sum up floods that stopped */
+    }
     if (d->phase != PHASE_COLLECTING || d->n_msgs > 0 || d->close_scheduled)
         return;
     update_caught_up(d);

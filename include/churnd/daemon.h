@@ -131,6 +131,7 @@ typedef struct daemon {
     /* event time (SPEC section 4) */
     watermark_t wm;
     uv_timer_t wm_timer;    /* idle partitions and wall-clock advance */
+    uint64_t log_flushed_ms; /* loop time of the last suppressed-lines summary */
     int64_t last_fired_wm;  /* timers fired up to here */
     int timers_more;        /* the last timer batch was cut short */
     int64_t released_wm;    /* held events applied up to here */
