@@ -282,6 +282,13 @@ int kin_start(daemon_t *d, churn_err_t *err) {
                             "cooperative-sticky", err);
     if (!rc && !config_get_kafka(cfg, "client.id"))
         rc = kafka_conf_set(conf, "client.id", "churnd", err);
+    /* librdkafka's mock broker answers a fetch that finds nothing only
+     * after the whole fetch.wait.max.ms (500 ms by default), even when
+     * data arrives meanwhile; a real broker answers as soon as there is
+     * some. On the embedded broker a caught-up consumer would thus see
+     * each new event up to half a second late. */
+    if (!rc && d->mock && !config_get_kafka(cfg, "fetch.wait.max.ms"))
+        rc = kafka_conf_set(conf, "fetch.wait.max.ms", "10", err);
     if (rc) {
         rd_kafka_conf_destroy(conf);
         return rc;

@@ -242,13 +242,18 @@ fill_topics() {
 # start_daemon NAME GROUP STATE: churnd run against $bs with default
 # settings except where the bench needs its own (state, group, a 200 ms
 # idle timeout so that the tail is released promptly, an HTTP port of its
-# own); sets dpid and dlog, and t_exec to the wall time just before exec.
+# own, and a 10 ms fetch.wait.max.ms: the mock broker holds a fetch that
+# finds nothing for the whole wait, 500 ms by default, even when events
+# arrive meanwhile, where Kafka answers at once; churnd sets the same for
+# its embedded broker); sets dpid and dlog, and t_exec to the wall time
+# just before exec.
 start_daemon() {
     dlog=$work/$1.log
     t_exec=$(now)
     CHURND_KAFKA_BOOTSTRAP_SERVERS=$bs "$churnd" run --set "state.dir=$3" \
         --set rules.dir=rules --set "input.group_id=$2" \
         --set time.idle_timeout=200ms --set "http.listen=127.0.0.1:$http_port" \
+        --set kafka.fetch.wait.max.ms=10 \
         >"$work/$1.out" 2>"$dlog" &
     dpid=$!
 }
