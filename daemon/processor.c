@@ -183,6 +183,12 @@ static void wake_drop_part(wake_heap_t *h, uint32_t part) {
     for (size_t i = h->n / 2; i-- > 0;) wake_sift_down(h, i);
 }
 
+typedef struct scan_key {
+    char *client;    /* owned; NULL: from the start of scan_from's time */
+    size_t len;
+    int64_t min_put; /* the earliest entry put during the current round */
+} scan_key_t;
+
 struct processor {
     store_t *store;          /* borrowed */
     cache_t *cache;
@@ -201,6 +207,12 @@ struct processor {
      * the deleted entries of every earlier round. Lowered by any entry put
      * before it; raised past a round that left nothing due. */
     int64_t *scan_from;
+    /* Per partition number: within scan_from's time, the client key the
+     * next scan starts at (NULL: the time's start). A daily tick puts every
+     * client of a partition at one time, fired a limited round at a time;
+     * without it each round would step over the deleted entries of all the
+     * earlier rounds of that time. */
+    scan_key_t *scan_key;
     /* Per partition number, the same for the held events ('B' keys, a
      * queue too: put on hold, deleted on release): none lies before
      * held[part].from (INT64_MIN: unknown). A release raises it past what
@@ -276,6 +288,8 @@ void processor_free(processor_t *p) {
     buf_free(&p->tag);
     free(p->settled);
     free(p->scan_from);
+    for (size_t i = 0; i < p->n_settled; i++) free(p->scan_key[i].client);
+    free(p->scan_key);
     free(p->held);
     free(p->n_timers);
     free(p->counts);
@@ -294,6 +308,34 @@ static int64_t scan_from_of(const processor_t *p, uint32_t part) {
     return part < p->n_settled ? p->scan_from[part] : INT64_MIN;
 }
 
+static void scan_key_clear(scan_key_t *k) {
+    free(k->client);
+    k->client = NULL;
+    k->len = 0;
+}
+
+/* Client bytes in the timer index's order (RocksDB's bytewise). */
+static int client_cmp(const char *a, size_t an, const char *b, size_t bn) {
+    int c = memcmp(a, b, an < bn ? an : bn);
+    return c ? c : an < bn ? -1 : an > bn;
+}
+
+/* A timer entry (due, client) is put: the next scan must not start past
+ * it. */
+static void lower_scan(processor_t *p, uint32_t part, int64_t due,
+                       const char *client, size_t len) {
+    if (part >= p->n_settled) return;
+    scan_key_t *k = &p->scan_key[part];
+    if (due < k->min_put) k->min_put = due;
+    if (due < p->scan_from[part]) {
+        p->scan_from[part] = due;
+        scan_key_clear(k);
+    } else if (due == p->scan_from[part] && k->client &&
+               client_cmp(client, len, k->client, k->len) < 0) {
+        scan_key_clear(k);
+    }
+}
+
 static int grow_parts(processor_t *p, uint32_t part) {
     if (part < p->n_settled) return 0;
     size_t n = (size_t)part + 1;
@@ -303,6 +345,9 @@ static int grow_parts(processor_t *p, uint32_t part) {
     int64_t *f = realloc(p->scan_from, n * sizeof(*f));
     if (!f) return CHURN_ENOMEM;
     p->scan_from = f;
+    scan_key_t *sk = realloc(p->scan_key, n * sizeof(*sk));
+    if (!sk) return CHURN_ENOMEM;
+    p->scan_key = sk;
     int64_t *t = realloc(p->n_timers, n * sizeof(*t));
     if (!t) return CHURN_ENOMEM;
     p->n_timers = t;
@@ -317,6 +362,7 @@ static int grow_parts(processor_t *p, uint32_t part) {
         t[i] = 0;
         memset(&c[i], 0, sizeof(c[i]));
         h[i] = (part_held_t){INT64_MIN, INT64_MAX};
+        sk[i] = (scan_key_t){NULL, 0, INT64_MAX};
     }
     p->n_settled = n;
     return 0;
@@ -328,8 +374,10 @@ static int note_settled(processor_t *p, uint32_t part, int64_t upto_ms) {
         p->settled[part] = upto_ms;
     /* Every entry at or before upto_ms is gone (deleted in the batch at
      * hand, which the next scan follows): the next one starts after. */
-    if (upto_ms != INT64_MAX && upto_ms + 1 > p->scan_from[part])
+    if (upto_ms != INT64_MAX && upto_ms + 1 > p->scan_from[part]) {
         p->scan_from[part] = upto_ms + 1;
+        scan_key_clear(&p->scan_key[part]);
+    }
     return 0;
 }
 
@@ -415,8 +463,7 @@ static int reindex(processor_t *p, uint32_t part, cstate_t *st,
     if (old != INT64_MAX) store_batch_del_timer(p->wb, part, old, client, len);
     if (next != INT64_MAX) {
         store_batch_put_timer(p->wb, part, next, client, len);
-        if (part < p->n_settled && next < p->scan_from[part])
-            p->scan_from[part] = next;
+        lower_scan(p, part, next, client, len);
     }
     cstate_set_indexed_wake(st, next);
     return 0;
@@ -720,10 +767,22 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
     due_list_t l = {.limit = p->write_back ? 0 : limit,
                     .wb = p->write_back ? p : NULL};
     *n_fired = 0;
-    int rc = store_scan_timers_from(p->store, part, scan_from_of(p, part),
-                                    upto_ms, limit && !p->write_back ? limit + 1 : 0,
-                                    collect_due, &l, err);
+    scan_key_t *key = NULL;
+    if (grow_parts(p, part) == 0) {
+        key = &p->scan_key[part];
+        key->min_put = INT64_MAX;
+    }
+    int rc = store_scan_timers_after(p->store, part, scan_from_of(p, part),
+                                     key ? key->client : NULL, key ? key->len : 0,
+                                     upto_ms, limit && !p->write_back ? limit + 1 : 0,
+                                     collect_due, &l, err);
     if (rc == CHURN_ENOMEM) churn_err_set(err, rc, "out of memory");
+    /* The last entry scanned, in the index's order (before any sort):
+     * every entry from the scan's start up to it is handled below. */
+    int64_t last_due = l.n ? l.v[l.n - 1].due_ms : INT64_MIN;
+    char *last_client = l.n ? l.v[l.n - 1].own : NULL;
+    size_t last_len = l.n ? l.v[l.n - 1].len : 0;
+    int skipped = 0;
     if (rc >= 0 && p->write_back) {
         rc = collect_wakes(p, part, upto_ms, &l);
         if (rc) churn_err_set(err, rc, "out of memory");
@@ -770,6 +829,7 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
             }
             if (at < l.v[i].due_ms) { /* a skipped tick: a no-op */
                 more = 1;
+                skipped = 1;
                 continue;
             }
         }
@@ -803,6 +863,22 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
         }
         if (next <= upto_ms) more = 1;
         (*n_fired)++;
+    }
+    /* A round cut short by the limit: the next one starts at the last
+     * entry scanned (deleted in this round's batch, which the next scan
+     * follows), unless an entry was put at or before it meanwhile or one
+     * was left in place. Write-back merges the heap's entries and cuts
+     * the list after sorting, so it keeps to time granularity. */
+    if (rc >= 0 && more && key && !p->write_back && !skipped && last_client &&
+        key->min_put > last_due && last_due >= p->scan_from[part]) {
+        char *c = malloc(last_len ? last_len : 1);
+        if (c) {
+            memcpy(c, last_client, last_len);
+            scan_key_clear(key);
+            p->scan_from[part] = last_due;
+            key->client = c;
+            key->len = last_len;
+        }
     }
     for (size_t i = 0; i < l.n; i++) free(l.v[i].own);
     free(l.v);
@@ -841,8 +917,7 @@ static int write_state(processor_t *p, uint32_t part, const char *client,
     int64_t due = cstate_indexed_wake(st);
     if (due != INT64_MAX) {
         store_batch_put_timer(p->wb, part, due, client, len);
-        if (part < p->n_settled && due < p->scan_from[part])
-            p->scan_from[part] = due;
+        lower_scan(p, part, due, client, len);
     }
     return 0;
 }
@@ -998,8 +1073,7 @@ int processor_flush(processor_t *p, churn_err_t *err) {
         int64_t due = cstate_indexed_wake(l.v[i].st);
         if (due == INT64_MAX) continue;
         store_batch_put_timer(p->wb, l.v[i].part, due, l.v[i].client, l.v[i].len);
-        if (l.v[i].part < p->n_settled && due < p->scan_from[l.v[i].part])
-            p->scan_from[l.v[i].part] = due;
+        lower_scan(p, l.v[i].part, due, l.v[i].client, l.v[i].len);
         rc = flush_batch(p, FLUSH_BATCH, err);
     }
     for (size_t i = 0; !rc && i < p->n_settled; i++)
@@ -1018,6 +1092,7 @@ void processor_drop_partition(processor_t *p, uint32_t part) {
     cache_drop_partition(p->cache, part);
     if (part < p->n_settled) {
         p->settled[part] = p->scan_from[part] = INT64_MIN;
+        scan_key_clear(&p->scan_key[part]);
         p->held[part] = (part_held_t){INT64_MIN, INT64_MAX};
         p->n_timers[part] = 0;
         memset(&p->counts[part], 0, sizeof(p->counts[part]));

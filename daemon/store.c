@@ -757,25 +757,35 @@ static int timed_each(void *arg, const uint8_t *k, size_t kn, const char *v,
 }
 
 static int scan_timed(store_t *s, timed_scan_t *t, char tag, uint32_t part,
-                      int64_t from_ms, int64_t upto_ms) {
-    uint8_t lo[PREFIX_LEN + 8], hi[PREFIX_LEN + 8];
+                      int64_t from_ms, const char *from_rest, size_t from_n,
+                      int64_t upto_ms) {
+    uint8_t stack_lo[PREFIX_LEN + 8 + 64], hi[PREFIX_LEN + 8];
+    uint8_t *lo = stack_lo;
+    if (from_n > sizeof(stack_lo) - PREFIX_LEN - 8 &&
+        !(lo = malloc(PREFIX_LEN + 8 + from_n)))
+        return churn_err_set(t->err, CHURN_ENOMEM, "out of memory");
     lo[0] = hi[0] = (uint8_t)tag;
     put_u32be(lo + 1, part);
     put_u32be(hi + 1, part);
-    /* From the partition's start, or from from_ms: the deleted entries
-     * before it (a queue's tombstones) are then not stepped over. */
+    /* From the partition's start, or from from_ms (and the rest of a key
+     * at from_ms): the deleted entries before it (a queue's tombstones)
+     * are then not stepped over. */
     size_t lo_n = PREFIX_LEN;
     if (from_ms != INT64_MIN) {
         put_u64be(lo + PREFIX_LEN, (uint64_t)from_ms ^ DUE_FLIP);
         lo_n += 8;
+        if (from_n) memcpy(lo + lo_n, from_rest, from_n);
+        lo_n += from_n;
     }
     put_u64be(hi + PREFIX_LEN, (uint64_t)upto_ms ^ DUE_FLIP);
     /* Every key at upto_ms has hi as a prefix: bound just above them. */
     size_t hi_n = sizeof(hi);
-    if (prefix_successor(hi, &hi_n)) return 0;
+    int rc = 0;
     /* With upto_ms = INT64_MAX the bound is the next partition's prefix;
      * prefix_same_as_start keeps the scan inside this one either way. */
-    int rc = scan_range(s, lo, lo_n, hi, hi_n, 1, timed_each, t, t->err);
+    if (!prefix_successor(hi, &hi_n))
+        rc = scan_range(s, lo, lo_n, hi, hi_n, 1, timed_each, t, t->err);
+    if (lo != stack_lo) free(lo);
     return rc > 0 ? 0 : rc;
 }
 
@@ -790,7 +800,17 @@ int store_scan_timers_from(store_t *s, uint32_t part, int64_t from_ms,
                            int64_t upto_ms, size_t limit, store_timer_fn fn,
                            void *arg, churn_err_t *err) {
     timed_scan_t t = {s, "timer", fn, NULL, arg, limit, 0, err};
-    return scan_timed(s, &t, 'T', part, from_ms, upto_ms);
+    return scan_timed(s, &t, 'T', part, from_ms, NULL, 0, upto_ms);
+}
+
+int store_scan_timers_after(store_t *s, uint32_t part, int64_t from_ms,
+                            const char *from_client, size_t from_len,
+                            int64_t upto_ms, size_t limit, store_timer_fn fn,
+                            void *arg, churn_err_t *err) {
+    timed_scan_t t = {s, "timer", fn, NULL, arg, limit, 0, err};
+    return scan_timed(s, &t, 'T', part, from_ms,
+                      from_ms == INT64_MIN ? NULL : from_client,
+                      from_ms == INT64_MIN ? 0 : from_len, upto_ms);
 }
 
 int store_scan_held(store_t *s, uint32_t part, int64_t upto_ms, size_t limit,
@@ -802,7 +822,7 @@ int store_scan_held_from(store_t *s, uint32_t part, int64_t from_ms,
                          int64_t upto_ms, size_t limit, store_held_fn fn,
                          void *arg, churn_err_t *err) {
     timed_scan_t t = {s, "held event", NULL, fn, arg, limit, 0, err};
-    return scan_timed(s, &t, 'B', part, from_ms, upto_ms);
+    return scan_timed(s, &t, 'B', part, from_ms, NULL, 0, upto_ms);
 }
 
 typedef struct client_scan {

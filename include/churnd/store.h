@@ -124,6 +124,15 @@ int store_scan_timers_from(store_t *s, uint32_t part, int64_t from_ms,
                            int64_t upto_ms, size_t limit, store_timer_fn fn,
                            void *arg, churn_err_t *err);
 
+/* The same from the key (from_ms, from_client) on, that key included: a
+ * caller that knows no entry lies before it skips the deleted entries of
+ * earlier rounds at from_ms itself (a daily tick puts every client of a
+ * partition at one time, fired a limited round at a time). */
+int store_scan_timers_after(store_t *s, uint32_t part, int64_t from_ms,
+                            const char *from_client, size_t from_len,
+                            int64_t upto_ms, size_t limit, store_timer_fn fn,
+                            void *arg, churn_err_t *err);
+
 /* Call fn for each held event of partition part with ts <= upto_ms, in
  * (ts, tag) order, at most limit entries (0: no limit); fn as above. */
 typedef int (*store_held_fn)(void *arg, uint32_t part, int64_t ts_ms,

@@ -1,0 +1,238 @@
+/*
+ * test_processor.c - timer rounds of the processor over a real RocksDB
+ * state, as the daemon runs them: at most a limited number of clients per
+ * round, each round committed before the next, events applied between
+ * rounds. A daily tick puts every client of a partition at one due time,
+ * so a burst takes many rounds; each round resumes at the index key where
+ * the previous one stopped. The alerts must be those of one unlimited
+ * round per tick, whatever the limit and whatever the events in between
+ * put into the index (including entries before the resume key).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <sys/stat.h>
+
+#include <cmocka.h>
+
+#include "../lib/harness.h"
+#include "churnd/config.h"
+#include "churnd/engine.h"
+#include "churnd/event.h"
+#include "churnd/processor.h"
+#include "churnd/rules.h"
+#include "churnd/store.h"
+
+#define DAY_MS (24 * 3600 * 1000LL)
+#define T0_MS 1772323200000LL /* 2026-03-01T00:00:00Z */
+#define N_CLIENTS 240
+#define N_DAYS 6
+
+static char tmp[256];
+
+/* Silence fires at the first daily tick that finds a contact over two
+ * days old; a new contact resolves it. */
+static const char RULES[] =
+    "features:\n"
+    "  contact:\n"
+    "    last: [email.sent]\n"
+    "rules:\n"
+    "  silence:\n"
+    "    on: [every 1d, email.sent]\n"
+    "    when: seen(contact) and since(contact) > 2d\n"
+    "    severity: warning\n"
+    "    summary: \"silent for {{ since(contact) }}\"\n";
+
+typedef struct world {
+    config_t cfg;
+    ruleset_t *rules;
+    store_t *store;
+    processor_t *proc;
+    engine_out_t out;
+    engine_opts_t opts;
+    char **alerts; /* "rule client status alert_id" */
+    size_t n_alerts, cap_alerts;
+    size_t rounds;
+} world_t;
+
+static void take_alerts(world_t *w) {
+    for (size_t i = 0; i < w->out.n_alerts; i++) {
+        const alert_t *a = &w->out.alerts[i];
+        if (w->n_alerts == w->cap_alerts) {
+            w->cap_alerts = w->cap_alerts ? 2 * w->cap_alerts : 256;
+            w->alerts = realloc(w->alerts, w->cap_alerts * sizeof(*w->alerts));
+            assert_non_null(w->alerts);
+        }
+        char line[512];
+        snprintf(line, sizeof(line), "%s %s %d %s", a->rule, a->client_id,
+                 (int)a->status, a->alert_id);
+        w->alerts[w->n_alerts] = strdup(line);
+        assert_non_null(w->alerts[w->n_alerts]);
+        w->n_alerts++;
+    }
+    engine_out_reset(&w->out);
+}
+
+static void world_open(world_t *w, const char *name) {
+    memset(w, 0, sizeof(*w));
+    churn_err_t err = {0};
+    assert_int_equal(config_init(&w->cfg, &err), 0);
+    char dir[512], path[600];
+    snprintf(dir, sizeof(dir), "%s/rules", tmp);
+    snprintf(path, sizeof(path), "%s/silence.yaml", dir);
+    if (mkdir(dir, 0755) != 0) assert_int_equal(errno, EEXIST);
+    assert_int_equal(th_write_file(path, RULES), 0);
+    churn_errs_t errs;
+    churn_errs_init(&errs);
+    assert_int_equal(ruleset_load_dir(dir, &w->rules, &errs), 0);
+    churn_errs_free(&errs);
+    snprintf(path, sizeof(path), "%s/%s", tmp, name);
+    store_opts_t so = {.dir = path, .mode = STORE_READ_WRITE};
+    assert_int_equal(store_open(&so, &w->store, &err), 0);
+    /* A cache smaller than the clients: rounds load states from RocksDB. */
+    w->proc = processor_new(w->store, 50, &w->opts);
+    assert_non_null(w->proc);
+    processor_set_rules(w->proc, w->rules);
+    engine_out_init(&w->out);
+}
+
+static void world_close(world_t *w) {
+    for (size_t i = 0; i < w->n_alerts; i++) free(w->alerts[i]);
+    free(w->alerts);
+    engine_out_free(&w->out);
+    processor_free(w->proc);
+    store_close(w->store);
+    ruleset_free(w->rules);
+    config_free(&w->cfg);
+}
+
+static void contact(world_t *w, const char *client, int64_t ts_ms) {
+    char json[256];
+    snprintf(json, sizeof(json),
+             "{\"id\":\"%s-%lld\",\"type\":\"email.sent\",\"client_id\":\"%s\","
+             "\"ts\":%lld}",
+             client, (long long)ts_ms, client, (long long)ts_ms);
+    event_t ev;
+    char detail[256];
+    assert_int_equal(event_parse(&w->cfg.event, json, strlen(json), &ev, detail,
+                                 sizeof(detail)),
+                     EVENT_OK);
+    churn_err_t err = {0};
+    assert_int_equal(processor_event(w->proc, 0, &ev, &w->out, &err),
+                     ENGINE_APPLIED);
+    event_clear(&ev);
+    take_alerts(w);
+    assert_int_equal(processor_commit(w->proc, NULL, 0, &err), 0);
+}
+
+/* Rounds of at most limit clients (0: one round) up to upto_ms, each
+ * committed; between two rounds, between(w, k) runs with the round's
+ * number. */
+static void fire_until(world_t *w, int64_t upto_ms, size_t limit,
+                       void (*between)(world_t *, size_t, int64_t)) {
+    churn_err_t err = {0};
+    for (size_t k = 0;; k++) {
+        size_t n = 0;
+        int rc = processor_fire_timers(w->proc, 0, upto_ms, limit, &w->out, &n, &err);
+        assert_true(rc >= 0);
+        take_alerts(w);
+        assert_int_equal(processor_commit(w->proc, NULL, 0, &err), 0);
+        w->rounds++;
+        if (rc == 0) break;
+        if (between) between(w, k, upto_ms);
+    }
+}
+
+/* Between rounds of a tick's burst: a contact of a client that is not due
+ * now, and a new client whose first contact, a moment before the tick,
+ * schedules its own first tick at this very due time, with an id that
+ * sorts before every client already fired ("a-" < "c-"), so its entry lies
+ * before the key the next round resumes at. */
+static void events_between(world_t *w, size_t k, int64_t tick_ms) {
+    char id[64];
+    if (k % 3 == 0) {
+        snprintf(id, sizeof(id), "a-late-%lld-%zu", (long long)((tick_ms - T0_MS) / DAY_MS), k);
+        contact(w, id, tick_ms - 1);
+    }
+    if (k % 3 == 1) {
+        snprintf(id, sizeof(id), "c-%04zu", (k * 37) % N_CLIENTS);
+        contact(w, id, tick_ms);
+    }
+}
+
+/* The reference: the same events, in the same event-time order, with one
+ * unlimited round per tick. The events that came between rounds of the
+ * limited run come here before the tick's round (they are at or before
+ * the tick), which per client is the same order. */
+static void events_before(world_t *w, size_t n_rounds, int64_t tick_ms) {
+    for (size_t k = 0; k < n_rounds; k++) events_between(w, k, tick_ms);
+}
+
+static int cmp_str(const void *a, const void *b) {
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void test_limited_rounds_fire_what_one_round_fires(void **state) {
+    (void)state;
+    static world_t lim, ref;
+    world_open(&lim, "limited");
+    world_open(&ref, "reference");
+    char id[32];
+    for (int i = 0; i < N_CLIENTS; i++) {
+        snprintf(id, sizeof(id), "c-%04d", i);
+        /* Spread over the first day: every client's tick is at the same
+         * midnights after it. */
+        contact(&lim, id, T0_MS + (int64_t)i * 1000 * 60);
+        contact(&ref, id, T0_MS + (int64_t)i * 1000 * 60);
+    }
+    size_t limit = 7, total_between = 0;
+    for (int d = 1; d <= N_DAYS; d++) {
+        int64_t tick = T0_MS + d * DAY_MS;
+        size_t before = lim.rounds;
+        fire_until(&lim, tick, limit, events_between);
+        size_t rounds = lim.rounds - before;
+        /* The burst took many rounds: the limit was in force. */
+        assert_true(rounds > N_CLIENTS / limit);
+        total_between += rounds - 1;
+        events_before(&ref, rounds - 1, tick);
+        fire_until(&ref, tick, 0, NULL);
+    }
+    assert_true(total_between > 0);
+    /* Every client, the late ones included, fell silent and was alerted. */
+    assert_true(ref.n_alerts >= N_CLIENTS);
+    int late_fired = 0;
+    for (size_t i = 0; i < ref.n_alerts; i++)
+        if (strstr(ref.alerts[i], " a-late-1-0 ")) late_fired = 1;
+    assert_true(late_fired);
+    qsort(lim.alerts, lim.n_alerts, sizeof(*lim.alerts), cmp_str);
+    qsort(ref.alerts, ref.n_alerts, sizeof(*ref.alerts), cmp_str);
+    for (size_t i = 0; i < lim.n_alerts && i < ref.n_alerts; i++)
+        assert_string_equal(lim.alerts[i], ref.alerts[i]);
+    assert_int_equal(lim.n_alerts, ref.n_alerts);
+    world_close(&lim);
+    world_close(&ref);
+}
+
+static int setup(void **state) {
+    (void)state;
+    return th_tmpdir(tmp, sizeof(tmp));
+}
+
+static int teardown(void **state) {
+    (void)state;
+    th_rmtree(tmp);
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_limited_rounds_fire_what_one_round_fires,
+                                        setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
