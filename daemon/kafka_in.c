@@ -206,7 +206,12 @@ void kin_pump(daemon_t *d) {
     size_t max = (size_t)d->cfg->batch_max_events;
     int batches = 0;
     while (d->phase == PHASE_COLLECTING && !d->close_scheduled) {
-        if (d->n_msgs == 0 && pipeline_fire_timers(d)) {
+        /* Timer batches and event batches take turns while both have work:
+         * after a timer batch the queue is looked at first. Per client the
+         * order is kept either way: an event first fires the client's own
+         * deadlines up to its time (engine_on_event). */
+        if (d->n_msgs == 0 && !d->events_turn && pipeline_fire_timers(d)) {
+            d->events_turn = 1;
             if (++batches > 4) {
                 uv_timer_start(&d->pump_timer, on_pump_timer, 0, 0);
                 break;
@@ -227,6 +232,10 @@ void kin_pump(daemon_t *d) {
              * more (batch.max_wait 0, or draining). */
             if (d->n_msgs > 0 && (d->cfg->batch_max_ms == 0 || d->stopping)) {
                 pipeline_process(d);
+                continue;
+            }
+            if (d->n_msgs == 0 && d->events_turn) {
+                d->events_turn = 0; /* no event waits: the timers go on */
                 continue;
             }
             break;

@@ -324,6 +324,7 @@ void pipeline_process(daemon_t *d) {
         d->batch_timer_armed = 0;
     }
     d->phase = PHASE_AWAITING;
+    d->events_turn = 0; /* the timers' turn next */
     for (size_t i = 0; i < d->n_msgs && !d->close_scheduled; i++)
         process_one(d, d->msgs[i].msg);
     drop_msgs(d);

@@ -153,6 +153,10 @@ typedef struct daemon {
     int batch_timer_armed;
     uv_timer_t pump_timer;  /* resumes pumping on the next loop turn */
     int in_pump;
+    /* A timer batch just ran: look for waiting events before the next one,
+     * so that a burst of due timers (every client's daily tick) does not
+     * hold new events back until it is over. */
+    int events_turn;
 
     /* lifecycle */
     uv_signal_t sig_term;
