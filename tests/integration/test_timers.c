@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -81,11 +82,92 @@ static void test_for_deadline_fires_on_watermark_and_survives_kill(void **state)
     th_env_teardown(&e);
 }
 
+/* A burst of due timers: clients replayed into the state 31.5 days ago,
+ * each with a decision maker's last contact then, so the daemon's catch-up
+ * of their daily ticks (some 32 per client) ends with every one of them
+ * firing decision_maker_silent (30 days). An event produced once the burst
+ * has begun must not wait for its end: the timer batches and the event
+ * batches take turns. On the alerts topic (one partition, in publication
+ * order) the event's detractor alert comes before the burst's alerts. */
+#define BURST_CLIENTS 2000
+
+static int64_t wall_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void test_an_event_during_a_burst_of_timers_waits_for_no_burst(void **state) {
+    (void)state;
+    char defaults[1024];
+    if (!getcwd(defaults, sizeof(defaults) - 16)) fail_msg("getcwd");
+    strcat(defaults, "/rules");
+    th_env_t e;
+    assert_int_equal(th_env_setup_inputs(&e, 1, defaults, NULL,
+                                         "log:\n  level: debug\n", 1), 0);
+    char stream[600], out[600];
+    snprintf(stream, sizeof(stream), "%s/burst.jsonl", e.dir);
+    snprintf(out, sizeof(out), "%s/replay.out", e.dir);
+    FILE *f = fopen(stream, "w");
+    assert_non_null(f);
+    int64_t then = wall_ms() - (int64_t)(31.5 * 86400000.0);
+    for (int i = 0; i < BURST_CLIENTS; i++)
+        fprintf(f, "{\"id\":\"m%d\",\"type\":\"meeting.held\",\"client_id\":"
+                   "\"q-%05d\",\"ts\":%lld,\"data\":{\"meeting_id\":\"M%d\","
+                   "\"attendee_roles\":[\"decision_maker\"]}}\n",
+                i, i, (long long)(then + i), i);
+    assert_int_equal(fclose(f), 0);
+    const char *b = getenv("CHURND_BIN");
+    char *argv[] = {(char *)(b ? b : "build/churnd"), "replay", "-r", defaults,
+                    "--state", e.state, stream, NULL};
+    assert_int_equal(th_run(argv, out, 120000), 0);
+
+    const char *env[] = {"CHURND_KAFKA_FETCH_WAIT_MAX_MS=10", NULL};
+    assert_int_equal(th_env_start_daemon_env(&e, env), 0);
+    if (th_log_wait_from(e.log, e.log_from, "msg=fired", WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("no timer batch");
+    }
+    char json[256];
+    snprintf(json, sizeof(json),
+             "{\"id\":\"n1\",\"type\":\"survey.nps\",\"client_id\":\"NEW\","
+             "\"ts\":%lld,\"data\":{\"score\":2}}", (long long)wall_ms());
+    assert_int_equal(th_env_send(&e, e.crm, "NEW", json), 0);
+    if (th_env_wait_caught_up(&e, 4 * WAIT_MS)) {
+        th_env_dump_log(&e);
+        fail_msg("no catch-up");
+    }
+    th_msgs_t m = {0};
+    assert_int_equal(th_consume_to_end(e.broker.bootstrap, e.alerts, WAIT_MS, &m), 0);
+    long new_at = -1, silent_first = -1, silent_n = 0;
+    for (size_t i = 0; i < m.n; i++) {
+        th_alert_t a;
+        if (th_alert_parse(&m.v[i], &a) != 0) continue;
+        if (!strcmp(a.client, "NEW") && !strcmp(a.rule, "detractor") && new_at < 0)
+            new_at = (long)i;
+        if (!strcmp(a.rule, "decision_maker_silent") && !strncmp(a.client, "q-", 2)) {
+            if (silent_first < 0) silent_first = (long)i;
+            silent_n++;
+        }
+    }
+    th_msgs_free(&m);
+    /* The burst ran to its end: every client fell silent once. */
+    assert_int_equal(silent_n, BURST_CLIENTS);
+    if (new_at < 0 || new_at > silent_first) {
+        th_env_dump_log(&e);
+        fail_msg("the event's alert is at %ld, the burst's first at %ld", new_at,
+                 silent_first);
+    }
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
 int main(void) {
     if (!getcwd(rules_dir, sizeof(rules_dir) - 64)) return 1;
     strcat(rules_dir, "/tests/data/daemon-timers");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_for_deadline_fires_on_watermark_and_survives_kill),
+        cmocka_unit_test(test_an_event_during_a_burst_of_timers_waits_for_no_burst),
     };
     return cmocka_run_group_tests_name("integration_timers", tests, NULL, NULL);
 }
