@@ -772,6 +772,34 @@ void engine_drop_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms) {
     st->quiet_ms = INT64_MIN;
 }
 
+void engine_settle_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms) {
+    st->quiet_ms = INT64_MIN;
+    int64_t idx = st->indexed_wake;
+    if (settled_ms == INT64_MIN || idx == INT64_MAX || idx == INT64_MIN) return;
+    /* Every deadline of the state before its index entry is a tick that
+     * changes nothing: look_ahead put the entry there, or there is none
+     * (the entry is the natural next deadline). Those at or before
+     * settled_ms have passed the runtime's timers: done. This holds
+     * whatever rule set indexed the state, since a rule's id names its
+     * definition (every included); so the state need not be bound. */
+    int64_t lim = settled_ms < idx - 1 ? settled_ms : idx - 1;
+    int aligned = st->bound && st->bound_hash == rs->hash;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        const rule_def_t *r = &rs->rules[i];
+        if (!r->every_ms) continue;
+        rule_state_t *s = NULL;
+        if (aligned) {
+            s = &st->rules[i];
+        } else { /* as decoded: by id, as cstate_next_wake */
+            for (size_t j = 0; j < st->n_rules && !s; j++)
+                if (st->rules[j].id == r->id) s = &st->rules[j];
+        }
+        if (!s || s->tick_ms == INT64_MIN) continue;
+        int64_t f = floor_to(lim, r->every_ms);
+        if (f > s->tick_ms) s->tick_ms = f;
+    }
+}
+
 void engine_look_ahead(const ruleset_t *rs, const engine_opts_t *opts,
                        cstate_t *st) {
     if (!st->look_pending) return;

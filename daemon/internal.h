@@ -83,6 +83,11 @@ void pipeline_commit(daemon_t *d);
 void pipeline_assign(daemon_t *d, const rd_kafka_topic_partition_list_t *parts);
 /* The rule set changed (d->rules): evaluate with it from now on. */
 void pipeline_set_rules(daemon_t *d);
+/* Before d->rules is replaced: with look-ahead, index every client of the
+ * assigned partitions where it would be without (processor_settle_partition),
+ * so that none sleeps past a tick the new set needs. 0, or -1 when fatal
+ * (daemon_fatal was called). */
+int pipeline_settle_rules(daemon_t *d);
 /* Partitions were revoked: forget their uncommitted messages and cache. */
 void pipeline_revoke(daemon_t *d,
                      const rd_kafka_topic_partition_list_t *parts);

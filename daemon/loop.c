@@ -24,6 +24,13 @@
 #include "churnd/log.h"
 #include "internal.h"
 
+/* `every` ticks the daemon looks ahead after each wake-up of a client
+ * (engine_opts.lookahead_ticks), as replay does (REPLAY_LOOKAHEAD_TICKS):
+ * a client whose daily ticks change nothing is woken about monthly. What
+ * makes it exact in a daemon, whose rule set and memory do not last, is
+ * processor_set_live (pipeline_init). */
+#define DAEMON_LOOKAHEAD_TICKS 32
+
 int64_t daemon_wall_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
@@ -295,6 +302,10 @@ int daemon_reload_rules(daemon_t *d) {
         notify_reloaded(&d->notify, status);
         return 1;
     }
+    if (pipeline_settle_rules(d) < 0) {
+        ruleset_free(rs);
+        return CHURN_EIO;
+    }
     ruleset_free(d->rules);
     d->rules = rs;
     d->rules_next = NULL;
@@ -351,6 +362,7 @@ int daemon_run(config_t *cfg, int embedded_broker) {
     d.engine_opts.dedup_window_ms = cfg->dedup_window_ms;
     d.engine_opts.dedup_max_ids = (unsigned)cfg->dedup_max_ids;
     d.engine_opts.ledger = cfg->state_ledger;
+    d.engine_opts.lookahead_ticks = DAEMON_LOOKAHEAD_TICKS;
     if (metrics_init(&d) != 0) {
         LOG0(LOG_FATAL, "daemon", "out of memory");
         metrics_free(&d);

@@ -55,6 +55,7 @@ int pipeline_init(daemon_t *d, churn_err_t *err) {
     d->proc = processor_new(d->store, (size_t)d->cfg->cache_clients,
                             &d->engine_opts);
     if (!d->proc) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    if (d->engine_opts.lookahead_ticks) processor_set_live(d->proc);
     processor_set_rules(d->proc, d->rules);
     engine_out_init(&d->out);
     buf_init(&d->enc);
@@ -92,6 +93,23 @@ void pipeline_set_rules(daemon_t *d) {
     if (d->proc) processor_set_rules(d->proc, d->rules);
 }
 
+int pipeline_settle_rules(daemon_t *d) {
+    if (!d->proc || !d->assigned) return 0;
+    for (int i = 0; i < d->assigned->cnt; i++) {
+        int32_t part = d->assigned->elems[i].partition;
+        int seen = 0; /* co-partitioned topics share a state partition */
+        for (int j = 0; j < i && !seen; j++)
+            seen = d->assigned->elems[j].partition == part;
+        if (seen) continue;
+        churn_err_t err = {0};
+        if (processor_settle_partition(d->proc, (uint32_t)part, &err) < 0) {
+            daemon_fatal(d, EXIT_STATE, "state", err.msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* Is any topic's partition with this number still assigned? State is
  * keyed by partition number, shared by the co-partitioned input topics. */
 static int part_still_assigned(daemon_t *d, int32_t part,
@@ -114,8 +132,10 @@ void pipeline_assign(daemon_t *d, const rd_kafka_topic_partition_list_t *parts) 
         /* for churnd_timers_pending: one scan of the partition's keys */
         churn_err_t err = {0};
         if (d->proc &&
-            processor_count_partition(d->proc, (uint32_t)parts->elems[i].partition,
-                                   &err) < 0)
+            (processor_count_partition(d->proc, (uint32_t)parts->elems[i].partition,
+                                       &err) < 0 ||
+             processor_resume_partition(d->proc, (uint32_t)parts->elems[i].partition,
+                                        &err) < 0))
             daemon_fatal(d, EXIT_STATE, "state", err.msg);
     }
 }
@@ -419,7 +439,13 @@ int pipeline_fire_timers(daemon_t *d) {
     d->timers_more = more;
     if (fired == 0) {
         d->last_fired_wm = w;
-        return 0;
+        /* With look-ahead the watermark may pass ticks that wake no one;
+         * how far it got is written at once all the same, as the states
+         * of those ticks would have been without look-ahead. */
+        if (!processor_fired_pending(d->proc)) return 0;
+        d->phase = PHASE_AWAITING;
+        settle(d);
+        return 1;
     }
     d->stats.batch_start_ns = t0;
     prom_hist_observe(&d->stats.h_timers, metrics_seconds(t0, uv_hrtime()));
@@ -570,6 +596,7 @@ void pipeline_commit(daemon_t *d) {
     }
     d->phase = PHASE_COLLECTING;
     if (d->rules_next) { /* a reload that waited for this batch */
+        if (pipeline_settle_rules(d) < 0) return;
         ruleset_free(d->rules);
         d->rules = d->rules_next;
         d->rules_next = NULL;

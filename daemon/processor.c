@@ -199,9 +199,11 @@ struct processor {
     buf_t tag;
     /* Per partition number: every timer due at or before this time has
      * fired (the last processor_fire_timers round that left nothing due);
-     * INT64_MIN: none. In memory only: what engine_on_event_settled needs
-     * for opts.lookahead_ticks, which only a fresh replay turns on. */
+     * INT64_MIN: none. What engine_on_event_settled needs for
+     * opts.lookahead_ticks. Replay keeps it in memory (a fresh run); the
+     * daemon (live) writes it with the next commit when fired_dirty. */
     int64_t *settled;
+    unsigned char *fired_dirty;
     /* Per partition number: no timer-index entry lies before this time
      * (INT64_MIN: unknown), so scans start there rather than stepping over
      * the deleted entries of every earlier round. Lowered by any entry put
@@ -237,6 +239,7 @@ struct processor {
      * cached clients, which the store does not have. */
     int write_back;
     wake_heap_t wakes;
+    int live; /* processor_set_live */
 };
 
 static void free_state(void *p) { cstate_free(p); }
@@ -287,6 +290,7 @@ void processor_free(processor_t *p) {
     buf_free(&p->enc);
     buf_free(&p->tag);
     free(p->settled);
+    free(p->fired_dirty);
     free(p->scan_from);
     for (size_t i = 0; i < p->n_settled; i++) free(p->scan_key[i].client);
     free(p->scan_key);
@@ -342,6 +346,9 @@ static int grow_parts(processor_t *p, uint32_t part) {
     int64_t *v = realloc(p->settled, n * sizeof(*v));
     if (!v) return CHURN_ENOMEM;
     p->settled = v;
+    unsigned char *fd = realloc(p->fired_dirty, n * sizeof(*fd));
+    if (!fd) return CHURN_ENOMEM;
+    p->fired_dirty = fd;
     int64_t *f = realloc(p->scan_from, n * sizeof(*f));
     if (!f) return CHURN_ENOMEM;
     p->scan_from = f;
@@ -359,6 +366,7 @@ static int grow_parts(processor_t *p, uint32_t part) {
     p->held = h;
     for (size_t i = p->n_settled; i < n; i++) {
         v[i] = f[i] = INT64_MIN;
+        fd[i] = 0;
         t[i] = 0;
         memset(&c[i], 0, sizeof(c[i]));
         h[i] = (part_held_t){INT64_MIN, INT64_MAX};
@@ -370,8 +378,10 @@ static int grow_parts(processor_t *p, uint32_t part) {
 
 static int note_settled(processor_t *p, uint32_t part, int64_t upto_ms) {
     if (grow_parts(p, part)) return CHURN_ENOMEM;
-    if (p->opts.lookahead_ticks && upto_ms > p->settled[part])
+    if (p->opts.lookahead_ticks && upto_ms > p->settled[part]) {
         p->settled[part] = upto_ms;
+        p->fired_dirty[part] = 1;
+    }
     /* Every entry at or before upto_ms is gone (deleted in the batch at
      * hand, which the next scan follows): the next one starts after. */
     if (upto_ms != INT64_MAX && upto_ms + 1 > p->scan_from[part]) {
@@ -381,7 +391,17 @@ static int note_settled(processor_t *p, uint32_t part, int64_t upto_ms) {
     return 0;
 }
 
-void processor_set_rules(processor_t *p, const ruleset_t *rs) { p->rules = rs; }
+void processor_set_rules(processor_t *p, const ruleset_t *rs) {
+    /* The fired records of the partitions at hand name the rule set: the
+     * next commit writes the new one's (a crash before it only costs a
+     * needless re-index at the next start). */
+    if (p->live && p->rules && rs && ruleset_hash64(p->rules) != ruleset_hash64(rs))
+        for (size_t i = 0; i < p->n_settled; i++)
+            if (counting(p, (uint32_t)i)) p->fired_dirty[i] = 1;
+    p->rules = rs;
+}
+
+void processor_set_live(processor_t *p) { p->live = 1; }
 
 /* The client's state: hot cache, else RocksDB, else a new one. */
 static int client_state(processor_t *p, uint32_t part, const char *client,
@@ -795,9 +815,12 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
      * is fired up to its own deadline only), and the rounds decide the
      * order of the alerts. So each round wakes every client at the time it
      * would have been woken, virtually (nothing to do) before its entry.
-     * Only replay turns lookahead on, with no limit. */
+     * Replay does, with no limit; the daemon (live) does not: its order
+     * across clients is not defined, and its rounds are cut to a limit
+     * that a virtual wake-up would not advance. */
+    int virt = p->opts.lookahead_ticks && !p->live;
     int64_t settled = settled_of(p, part);
-    for (size_t i = 0; p->opts.lookahead_ticks && rc >= 0 && i < l.n; i++) {
+    for (size_t i = 0; virt && rc >= 0 && i < l.n; i++) {
         cstate_t *st = NULL;
         rc = client_state(p, part, l.v[i].client, l.v[i].len, &st, err);
         if (rc) break;
@@ -807,7 +830,7 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
         int64_t v = cstate_next_tick_after(st, p->rules, pos);
         if (v < l.v[i].v_ms) l.v[i].v_ms = v;
     }
-    if (p->opts.lookahead_ticks && rc >= 0 && l.n > 1)
+    if (virt && rc >= 0 && l.n > 1)
         qsort(l.v, l.n, sizeof(*l.v), due_cmp);
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
         cstate_t *st = NULL;
@@ -821,7 +844,7 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
                 p->n_timers[part]--; /* a stale entry, counted by the scan */
             continue;
         }
-        if (p->opts.lookahead_ticks) {
+        if (virt) {
             int64_t at = l.v[i].v_ms;
             if (vpos_set(&p->vpos, l.v[i].client, l.v[i].len, at)) {
                 rc = churn_err_set(err, CHURN_ENOMEM, "out of memory");
@@ -943,6 +966,12 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
         if (p->write_back) store_batch_del_counts(p->wb, (uint32_t)i);
         else store_batch_put_counts(p->wb, (uint32_t)i, &p->counts[i].c);
     }
+    for (size_t i = 0; p->live && p->rules && i < p->n_settled; i++) {
+        if (!p->fired_dirty[i]) continue;
+        store_fired_t f = {.upto_ms = p->settled[i],
+                           .rules_hash = ruleset_hash64(p->rules)};
+        store_batch_put_fired(p->wb, (uint32_t)i, &f);
+    }
     for (size_t i = 0; i < n_offs; i++)
         store_batch_put_offset(p->wb, offs[i].topic, offs[i].partition,
                                offs[i].next_offset);
@@ -963,6 +992,7 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
     }
     for (size_t i = 0; i < p->n_settled; i++) {
         p->counts[i].dirty = 0;
+        p->fired_dirty[i] = 0;
         p->held[i].pending = INT64_MAX;
     }
     return 0;
@@ -1093,6 +1123,7 @@ void processor_drop_partition(processor_t *p, uint32_t part) {
     if (part < p->n_settled) {
         p->settled[part] = p->scan_from[part] = INT64_MIN;
         scan_key_clear(&p->scan_key[part]);
+        p->fired_dirty[part] = 0;
         p->held[part] = (part_held_t){INT64_MIN, INT64_MAX};
         p->n_timers[part] = 0;
         memset(&p->counts[part], 0, sizeof(p->counts[part]));
@@ -1147,6 +1178,67 @@ int processor_count_partition(processor_t *p, uint32_t part, churn_err_t *err) {
     /* States changed since the last commit are not in the record yet:
      * counting starts between commits only. */
     pc->loaded = 1;
+    return 0;
+}
+
+/* Commit every this many re-indexed states while settling a partition,
+ * so that the cache (which keeps changed states until a commit) stays
+ * bounded on a large store. */
+#define SETTLE_BATCH 4096
+
+int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err) {
+    if (!p->live || !p->opts.lookahead_ticks || !p->rules) return 0;
+    if (processor_dirty(p) > 0)
+        return churn_err_set(err, CHURN_EINVAL,
+                             "settle before commit: %zu client states not committed",
+                             processor_dirty(p));
+    int64_t settled = settled_of(p, part);
+    due_list_t l = {0};
+    int rc = store_scan_timers_from(p->store, part, scan_from_of(p, part),
+                                    INT64_MAX, 0, collect_due, &l, err);
+    if (rc == CHURN_ENOMEM) churn_err_set(err, rc, "out of memory");
+    size_t moved = 0;
+    for (size_t i = 0; rc >= 0 && i < l.n; i++) {
+        cstate_t *st = NULL;
+        rc = client_state(p, part, l.v[i].client, l.v[i].len, &st, err);
+        if (rc) break;
+        if (cstate_indexed_wake(st) != l.v[i].due_ms) continue; /* stale */
+        engine_settle_quiet(p->rules, st, settled);
+        if (cstate_next_wake(st, p->rules) >= l.v[i].due_ms) continue;
+        /* Re-indexed by the commit (put_dirty), as any changed state. */
+        if (cache_mark_dirty(p->cache, part, l.v[i].client, l.v[i].len)) {
+            rc = churn_err_set(err, CHURN_EINVAL, "client state vanished from the cache");
+            break;
+        }
+        if (++moved % SETTLE_BATCH == 0) rc = processor_commit(p, NULL, 0, err);
+    }
+    for (size_t i = 0; i < l.n; i++) free(l.v[i].own);
+    free(l.v);
+    if (rc >= 0) rc = processor_commit(p, NULL, 0, err);
+    return rc < 0 ? rc : 0;
+}
+
+int processor_resume_partition(processor_t *p, uint32_t part, churn_err_t *err) {
+    if (!p->live || !p->opts.lookahead_ticks || !p->rules) return 0;
+    if (grow_parts(p, part)) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    store_fired_t f;
+    int rc = store_get_fired(p->store, part, &f, err);
+    /* None yet: clients indexed from now on are looked ahead under this
+     * rule set, which the next commit records. */
+    p->fired_dirty[part] = 1;
+    if (rc == CHURN_ENOTFOUND) return 0;
+    if (rc < 0) return rc;
+    p->settled[part] = f.upto_ms;
+    if (f.rules_hash == ruleset_hash64(p->rules)) {
+        p->fired_dirty[part] = 0;
+        return 0;
+    }
+    return processor_settle_partition(p, part, err);
+}
+
+int processor_fired_pending(const processor_t *p) {
+    for (size_t i = 0; p->live && i < p->n_settled; i++)
+        if (p->fired_dirty[i]) return 1;
     return 0;
 }
 

@@ -1502,6 +1502,7 @@ const char *ruleset_rule_name(const ruleset_t *rs, size_t i) {
     return i < rs->n_rules ? rs->rules[i].name : NULL;
 }
 const char *ruleset_hash(const ruleset_t *rs) { return rs->hash_hex; }
+uint64_t ruleset_hash64(const ruleset_t *rs) { return rs->hash; }
 const char *ruleset_summary(const ruleset_t *rs) { return rs->summary; }
 
 int ruleset_uses_type(const ruleset_t *rs, const char *type) {

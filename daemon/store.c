@@ -10,7 +10,7 @@
  *  - WAL on, point-in-time recovery: after kill -9 the directory holds
  *    exactly the batches that were committed, a torn last WAL record is
  *    dropped (that batch was never acknowledged as committed).
- *  - A fixed 5-byte prefix extractor ('C'/'T'/'O'/'B' + u32 partition) so the
+ *  - A fixed 5-byte prefix extractor (tag byte + u32 partition) so the
  *    bloom filters also hold prefixes and a timer scan of a partition with
  *    no timers in an SST file skips it. Scans that stay in one partition set
  *    prefix_same_as_start; the all-partition client scan sets
@@ -637,6 +637,43 @@ int store_get_counts(store_t *s, uint32_t part, store_counts_t *c,
     return rc;
 }
 
+#define FIRED_VERSION 1
+
+void store_batch_put_fired(store_batch_t *b, uint32_t part,
+                           const store_fired_t *f) {
+    buf_t v;
+    buf_init(&v);
+    int rc = buf_putc(&v, FIRED_VERSION);
+    if (!rc) rc = buf_put_svarint(&v, f->upto_ms);
+    if (!rc) rc = buf_put_u64be(&v, f->rules_hash);
+    if (rc) b->failed = 1; /* store_commit refuses the batch */
+    else batch_put(b, key_prefix(&b->key, 'F', part), v.data, v.len);
+    buf_free(&v);
+}
+
+int store_get_fired(store_t *s, uint32_t part, store_fired_t *f,
+                    churn_err_t *err) {
+    if (key_prefix(&s->key, 'F', part))
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    buf_t v;
+    buf_init(&v);
+    int rc = get_key(s, &s->key, &v, err);
+    if (rc == 0) {
+        reader_t r;
+        reader_init(&r, v.data, v.len);
+        uint8_t ver = 0;
+        if (reader_u8(&r, &ver) || ver != FIRED_VERSION ||
+            reader_svarint(&r, &f->upto_ms) ||
+            reader_u64be(&r, &f->rules_hash) || reader_left(&r))
+            rc = churn_err_set(err, CHURN_ECORRUPT,
+                               "state directory %s: how far the timers of "
+                               "partition %u fired is not a record this build "
+                               "reads", s->dir, part);
+    }
+    buf_free(&v);
+    return rc;
+}
+
 /* Refuse to write once a background flush or compaction has failed.
  * RocksDB treats a compaction that hits ENOSPC as a "soft" error: writes
  * are still accepted but throttled down to its minimum delayed-write rate
@@ -901,7 +938,7 @@ int store_find_client(store_t *s, const char *client, size_t client_len,
 
 int store_drop_partition(store_t *s, uint32_t part, churn_err_t *err) {
     /* One batch of range deletions: the partition goes as a unit. */
-    static const char tags[] = {'C', 'T', 'O', 'B', 'S'};
+    static const char tags[] = {'C', 'T', 'O', 'B', 'S', 'F'};
     rocksdb_writebatch_t *wb = rocksdb_writebatch_create();
     for (size_t i = 0; i < sizeof(tags); i++) {
         uint8_t lo[PREFIX_LEN], hi[PREFIX_LEN];

@@ -50,6 +50,8 @@ size_t ruleset_n_features(const ruleset_t *rs);
 const char *ruleset_rule_name(const ruleset_t *rs, size_t i);
 /* Hex digest of the set's normalised definition; equal sets, equal hash. */
 const char *ruleset_hash(const ruleset_t *rs);
+/* The same digest as a number (what a state records it under). */
+uint64_t ruleset_hash64(const ruleset_t *rs);
 /* One line for logs and `churnd check`: "2 rules, 3 features, 4 vars in 2
  * files", or "no rules: ..." for an empty (valid) directory. */
 const char *ruleset_summary(const ruleset_t *rs);
@@ -148,8 +150,10 @@ typedef struct engine_opts {
     /* After a timer wake-up, look this many `every` ticks ahead and skip
      * waking the client for those that provably change nothing (0: off).
      * Exact only when the runtime passes, with each event, the time up to
-     * which it has fired every due timer (engine_on_event_settled) and the
-     * rule set never changes under it: `churnd replay` on a fresh state. */
+     * which it has fired every due timer (engine_on_event_settled), and,
+     * before the rule set changes under a state, settles its quiet ticks
+     * (engine_settle_quiet): `churnd replay` on a fresh state (one rule
+     * set, one run) and the daemon (processor.h, processor_set_live). */
     unsigned lookahead_ticks;
     /* Keep each client's commercial ledger (ledger.h) for `churnd report`:
      * orders and contract events are then applied even when no rule uses
@@ -199,6 +203,17 @@ void engine_look_ahead(const ruleset_t *rs, const engine_opts_t *opts,
  * cstate_next_wake is the client's natural next deadline. A later run,
  * which wakes it at every tick, then continues as this run would have. */
 void engine_drop_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms);
+
+/* For a runtime that looks ahead but cannot keep what it knows of quiet
+ * ticks (the daemon: its rule set changes on reload, its memory is lost on
+ * restart): the state is indexed at cstate_indexed_wake, every timer due
+ * at or before settled_ms has fired, and the state has not changed since
+ * it was indexed. Count the ticks before both as done (the entry lies past
+ * them only because they change nothing) and forget quiet_ms, so that
+ * cstate_next_wake under rs is where a runtime without look-ahead would
+ * index the client. The state need not be bound to rs; it is not bound by
+ * this call. */
+void engine_settle_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms);
 
 /* Event time has reached now_ms for this client: fire every deadline of its
  * state that is <= now_ms, in deadline order. Returns 0 or CHURN_ENOMEM. */

@@ -42,8 +42,41 @@ typedef struct processor processor_t;
 processor_t *processor_new(store_t *store, size_t cache_clients,
                            const engine_opts_t *opts);
 void processor_free(processor_t *p);
-/* The rule set to evaluate with (borrowed; swap only between batches). */
+/* The rule set to evaluate with (borrowed; swap only between batches).
+ * With processor_set_live, call processor_settle_partition for every
+ * partition, and commit, before changing it. */
 void processor_set_rules(processor_t *p, const ruleset_t *rs);
+
+/* The daemon's look-ahead (opts.lookahead_ticks in a runtime that
+ * restarts, reloads its rules and takes partitions over), not replay's:
+ *  - a timer round wakes clients at their own index entries only. Replay
+ *    also wakes them virtually at each tick they skip, so that alerts of
+ *    different clients come out in the order a run without look-ahead
+ *    gives; the daemon's order across clients is not defined (it depends
+ *    on how its rounds are cut), and each client's own alerts do not
+ *    depend on it;
+ *  - how far each partition's timers have fired is written with the
+ *    commits (store_fired_t), so that after a restart an event behind it
+ *    still finds the ticks the look-ahead skipped done (engine.h,
+ *    engine_on_event_settled), and read back by processor_resume_partition.
+ * Not with processor_set_write_back. */
+void processor_set_live(processor_t *p);
+/* Live look-ahead: partition part was assigned. Reads how far its timers
+ * had fired; when that was under another rule set (the rules changed
+ * while the daemon was down), the clients are re-indexed as by
+ * processor_settle_partition. Commits what it changed. 0 or a negative
+ * CHURN_E* with err. Between commits only. */
+int processor_resume_partition(processor_t *p, uint32_t part, churn_err_t *err);
+/* Live look-ahead: a client indexed past ticks the look-ahead found quiet
+ * under the rule set at hand may need them under another. Index every
+ * client of partition part at the deadline a run without look-ahead would
+ * have indexed it at (engine_settle_quiet): the first one after what the
+ * partition's timers have fired, under the rule set at hand. Commits what
+ * it changed. 0 or a negative CHURN_E* with err. Between commits only. */
+int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err);
+/* Live look-ahead: has how far some partition's timers fired changed since
+ * the last commit (to be written by the next one)? */
+int processor_fired_pending(const processor_t *p);
 
 /* Apply one parsed event of input partition part. Returns an
  * engine_result (APPLIED, DUPLICATE, IGNORED) or a negative CHURN_E* with

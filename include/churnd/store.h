@@ -11,6 +11,8 @@
  *   'B' u32 part | u64 ts | tag       -> an event held back until the
  *                                        watermark passes ts (opaque here)
  *   'S' u32 part                      -> the partition's counts (below)
+ *   'F' u32 part                      -> how far its timers have fired
+ *                                        (store_fired_t, below)
  * Everything of one input partition number shares the u32 prefix, so a
  * partition's state can be dropped or restored as a unit (SPEC section 9).
  * `due` is stored as (uint64)(ts_ms) ^ (1<<63) so negative times sort too.
@@ -101,6 +103,22 @@ void store_batch_del_counts(store_batch_t *b, uint32_t part);
  * before the counts), CHURN_ECORRUPT or CHURN_EIO with err. */
 int store_get_counts(store_t *s, uint32_t part, store_counts_t *c,
                      churn_err_t *err);
+/* Every timer of the partition due at or before upto_ms has fired, under
+ * the rule set whose hash is rules_hash. The daemon's look-ahead leaves
+ * clients indexed past `every` ticks that change nothing and marks them
+ * done only when it next touches the client; this record says up to where
+ * they count as done across a restart (processor.c). Value: u8 version 1,
+ * svarint upto_ms, u64 rules_hash. */
+typedef struct store_fired {
+    int64_t upto_ms;
+    uint64_t rules_hash;
+} store_fired_t;
+void store_batch_put_fired(store_batch_t *b, uint32_t part,
+                           const store_fired_t *f);
+/* 0 with f filled, CHURN_ENOTFOUND (never written), CHURN_ECORRUPT or
+ * CHURN_EIO with err. */
+int store_get_fired(store_t *s, uint32_t part, store_fired_t *f,
+                    churn_err_t *err);
 /* Atomic: all of the batch or none of it. CHURN_EIO with err on failure
  * (a full or read-only disk, a store opened read-only or secondary);
  * CHURN_ENOMEM when a key of the batch could not be built (nothing is

@@ -115,10 +115,96 @@ static void test_sighup_keeps_old_set_on_error_and_takes_a_valid_one(void **stat
     th_rmtree(rules);
 }
 
+/* An event no rule uses: it moves the watermark and nothing else. */
+static void send_tick(th_env_t *e, const char *id, const char *ts) {
+    char json[256];
+    for (int i = 0; i < 2; i++) {
+        snprintf(json, sizeof(json),
+                 "{\"id\":\"%s-%d\",\"type\":\"x.clock\",\"client_id\":\"CLOCK\","
+                 "\"ts\":\"%s\",\"data\":{}}", id, i, ts);
+        assert_int_equal(th_env_send(e, i ? e->helpdesk : e->crm, "CLOCK", json), 0);
+    }
+}
+
+static const char silence_rules[] =
+    "features:\n"
+    "  last_nps:\n"
+    "    last: survey.nps\n"
+    "rules:\n"
+    "  nps_silence:\n"
+    "    on: [survey.nps, every 1d]\n"
+    "    when: since(last_nps) > 100d\n"
+    "    severity: warning\n";
+
+/* The daemon looks ahead at a client's daily ticks and, when they cannot
+ * change anything, does not wake it for them. A new rule set must not
+ * leave the client asleep: without look-ahead it would be woken at its
+ * next tick (the new rule's schedule starts there) and the new rule fire
+ * the day after; so it must with look-ahead, whether the set comes by
+ * SIGHUP or with a restart (restart != 0). */
+static void new_set_wakes_sleeping_clients(int restart) {
+    char dir[256], path[400];
+    th_env_t e;
+    assert_int_equal(th_tmpdir(dir, sizeof(dir)), 0);
+    snprintf(path, sizeof(path), "%s/silence.yaml", dir);
+    assert_int_equal(th_write_file(path, silence_rules), 0);
+    assert_int_equal(th_env_setup(&e, 1, dir, NULL,
+                                  "time:\n  allowed_lateness: 0s\n  idle_timeout: 1h\n"), 0);
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    send_nps(&e, "A", "a1", 9, "2026-06-01T10:00:00Z");
+    send_tick(&e, "t1", "2026-06-01T10:00:00Z");
+    caught_up(&e);
+    /* Four daily ticks of A pass, none changing anything. */
+    send_tick(&e, "t2", "2026-06-05T12:00:00Z");
+    caught_up(&e);
+    assert_int_equal(th_env_count_alerts(&e, NULL, "A", NULL, NULL), 0);
+
+    char text[1024];
+    snprintf(text, sizeof(text), "%s"
+             "  nps_silence_short:\n"
+             "    on: [every 1d]\n"
+             "    when: since(last_nps) > 2d\n"
+             "    severity: warning\n", silence_rules);
+    assert_int_equal(th_write_file(path, text), 0);
+    if (restart) {
+        assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+        assert_int_equal(th_env_start_daemon(&e), 0);
+    } else {
+        assert_int_equal(th_proc_signal(&e.daemon, SIGHUP), 0);
+        if (th_log_wait(e.log, "msg=reloaded", WAIT_MS) != 0) {
+            th_env_dump_log(&e);
+            fail_msg("no 'reloaded' in the log");
+        }
+    }
+    send_tick(&e, "t3", "2026-06-10T12:00:00Z");
+    caught_up(&e);
+    /* A's next tick was 06-06: the new rule starts there, first evaluated
+     * at 06-07, when the last NPS is more than 2 days old. */
+    assert_int_equal(th_env_count_alerts(&e, "nps_silence_short", "A", "firing",
+                                         "2026-06-07T00:00:00Z"), 1);
+    assert_int_equal(th_env_count_alerts(&e, NULL, "A", NULL, NULL), 1);
+
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+    th_rmtree(dir);
+}
+
+static void test_reload_wakes_clients_the_new_set_needs(void **state) {
+    (void)state;
+    new_set_wakes_sleeping_clients(0);
+}
+
+static void test_restart_under_a_new_set_wakes_clients_it_needs(void **state) {
+    (void)state;
+    new_set_wakes_sleeping_clients(1);
+}
+
 int main(void) {
     if (!getcwd(repo, sizeof(repo))) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sighup_keeps_old_set_on_error_and_takes_a_valid_one),
+        cmocka_unit_test(test_reload_wakes_clients_the_new_set_needs),
+        cmocka_unit_test(test_restart_under_a_new_set_wakes_clients_it_needs),
     };
     return cmocka_run_group_tests_name("integration_reload", tests, NULL, NULL);
 }

@@ -588,12 +588,38 @@ static void test_slow_shuffled_copy_gives_the_sorted_alerts(void **state) {
     check_case(*state, &c);
 }
 
+/* The daemon looks ahead at daily ticks and sleeps through the quiet
+ * ones: over six months of 3000 clients on 16 partitions (more clients
+ * due at once than one timer round takes), it must publish what replay,
+ * and the daemon without look-ahead, publish. */
+static void test_gen_seed5_many_clients_sixteen_partitions(void **state) {
+    const stream_case_t c = {.name = "seed 5", .seed = 5, .clients = 3000,
+                             .gen_events = 15000, .days = 180, .disorder = "30m",
+                             .partitions = 16, .n_inputs = 2, .lateness = "1h",
+                             .min_alerts = 100, .min_rules = 10};
+    check_case(*state, &c);
+}
+
+/* The same in pieces, with a kill -9 half-way: clients asleep past their
+ * quiet ticks when the daemon dies find them done after the restart. */
+static void test_slow_many_clients_killed_half_way(void **state) {
+    const stream_case_t c = {.name = "slow seed 6", .seed = 6, .clients = 3000,
+                             .gen_events = 15000, .days = 180, .disorder = "2h",
+                             .partitions = 16, .n_inputs = 2, .lateness = "3h",
+                             .min_alerts = 100, .min_rules = 10, .pieces = 4,
+                             .kill_after = 2, .replay_sorted = 1};
+    check_case(*state, &c);
+}
+
 int main(void) {
     if (!getcwd(rules_dir, sizeof(rules_dir) - 16)) return 1;
     strcat(rules_dir, "/rules");
     churnd_bin = getenv("CHURND_BIN");
     if (!churnd_bin) churnd_bin = "build/churnd";
     find_gen();
+    /* CHURND_TEST_FILTER=NAME runs the cases whose name matches (cmocka's
+     * pattern), to look at one by hand. */
+    if (getenv("CHURND_TEST_FILTER")) cmocka_set_test_filter(getenv("CHURND_TEST_FILTER"));
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_demo_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_gen_seed1_four_partitions, setup, teardown),
@@ -601,6 +627,10 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_gen_seed3_two_topics_shuffled, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_slow_shuffled_copy_gives_the_sorted_alerts,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_gen_seed5_many_clients_sixteen_partitions,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_slow_many_clients_killed_half_way,
                                         setup, teardown),
     };
     return cmocka_run_group_tests_name("integration_replay_live", tests, NULL, NULL);

@@ -850,6 +850,62 @@ static void test_every_huge_period(void **state) {
     ruleset_free(rs);
 }
 
+/* The daemon's look-ahead indexes a client past its quiet ticks; before
+ * another rule set takes over, engine_settle_quiet brings the entry back to
+ * where a run without look-ahead has it: the first tick after what has
+ * fired. On a decoded state too (quiet_ms is not stored), by rule id. */
+static void test_settle_quiet(void **state) {
+    (void)state;
+    ruleset_t *rs = load_text("features:\n"
+                              "  last_nps:\n    last: survey.nps\n"
+                              "rules:\n"
+                              "  quiet:\n    on: [survey.nps, every 1d]\n"
+                              "    when: since(last_nps) > 100d\n");
+    engine_opts_t look = opts;
+    look.lookahead_ticks = 32;
+    cstate_t *st = cstate_new(C, strlen(C));
+    char js[] = "{\"id\":\"n1\",\"type\":\"survey.nps\",\"client_id\":\"" C
+                "\",\"ts\":\"2026-06-01T10:00:00Z\",\"data\":{\"score\":9}}";
+    event_t ev;
+    char detail[128];
+    assert_int_equal(event_parse(&cfg, js, strlen(js), &ev, detail, sizeof(detail)),
+                     EVENT_OK);
+    engine_out_t out;
+    engine_out_init(&out);
+    assert_int_equal(engine_on_event(rs, &look, st, &ev, &out), ENGINE_APPLIED);
+    event_clear(&ev);
+    assert_int_equal(out.n_alerts, 0);
+    engine_out_free(&out);
+    assert_true(cstate_next_wake(st, rs) == ts("2026-06-02T00:00:00Z"));
+    engine_look_ahead(rs, &look, st);
+    /* 32 quiet ticks from 06-02: the first one looked at no more. */
+    assert_true(cstate_next_wake(st, rs) == ts("2026-07-04T00:00:00Z"));
+    cstate_set_indexed_wake(st, cstate_next_wake(st, rs));
+
+    uint8_t rec[4096];
+    size_t n = encoded(st, rec, sizeof(rec));
+    cstate_t *dec[3];
+    churn_err_t err;
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(cstate_decode(rec, n, C, strlen(C), &dec[i], &err), 0);
+
+    /* In memory, bound: fired up to 06-05 12:00, the next tick is 06-06. */
+    engine_settle_quiet(rs, st, ts("2026-06-05T12:00:00Z"));
+    assert_true(cstate_next_wake(st, rs) == ts("2026-06-06T00:00:00Z"));
+    /* Decoded, not bound: the same. */
+    engine_settle_quiet(rs, dec[0], ts("2026-06-05T12:00:00Z"));
+    assert_true(cstate_next_wake(dec[0], rs) == ts("2026-06-06T00:00:00Z"));
+    /* Nothing known to have fired: the ticks stay to do. */
+    engine_settle_quiet(rs, dec[1], INT64_MIN);
+    assert_true(cstate_next_wake(dec[1], rs) == ts("2026-06-02T00:00:00Z"));
+    /* Fired past the entry: the ticks before it are done, not the entry. */
+    engine_settle_quiet(rs, dec[2], ts("2026-08-01T00:00:00Z"));
+    assert_true(cstate_next_wake(dec[2], rs) == ts("2026-07-04T00:00:00Z"));
+    for (int i = 0; i < 3; i++) cstate_free(dec[i]);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
 /* repeat: across a long jump of event time sends at most the last 100
  * missed repeats of a firing and of each incident. Before, every period
  * was an alert: an expectation opened by an event of 1000-01-01 and
@@ -1292,6 +1348,7 @@ int main(void) {
         cmocka_unit_test(test_pack_meetings_and_detractor),
         cmocka_unit_test(test_pack_state_all_kinds),
         cmocka_unit_test(test_every_huge_period),
+        cmocka_unit_test(test_settle_quiet),
         cmocka_unit_test(test_repeat_catch_up_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);

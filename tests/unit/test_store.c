@@ -184,6 +184,35 @@ static void test_offsets(void **state) {
     store_close(s);
 }
 
+/* How far a partition's timers fired: absent until written, one record
+ * per partition, durable, gone with the partition. */
+static void test_fired_record(void **state) {
+    fixture_t *f = *state;
+    store_t *s = open_rw(f->db);
+    store_batch_t *b = store_batch_new();
+    churn_err_t err = {0};
+    store_fired_t got = {0};
+    assert_int_equal(store_get_fired(s, 1, &got, &err), CHURN_ENOTFOUND);
+    store_batch_put_fired(b, 1, &(store_fired_t){-5, 0xfedcba9876543210ull});
+    store_batch_put_fired(b, 2, &(store_fired_t){INT64_MIN, 7});
+    commit(s, b);
+    store_close(s);
+    s = open_rw(f->db);
+    assert_int_equal(store_get_fired(s, 1, &got, &err), 0);
+    assert_true(got.upto_ms == -5 && got.rules_hash == 0xfedcba9876543210ull);
+    assert_int_equal(store_get_fired(s, 2, &got, &err), 0);
+    assert_true(got.upto_ms == INT64_MIN && got.rules_hash == 7);
+    store_batch_put_fired(b, 1, &(store_fired_t){INT64_MAX, 1});
+    commit(s, b);
+    assert_int_equal(store_get_fired(s, 1, &got, &err), 0);
+    assert_true(got.upto_ms == INT64_MAX && got.rules_hash == 1);
+    assert_int_equal(store_drop_partition(s, 2, &err), 0);
+    assert_int_equal(store_get_fired(s, 2, &got, &err), CHURN_ENOTFOUND);
+    assert_int_equal(store_get_fired(s, 1, &got, &err), 0);
+    store_batch_free(b);
+    store_close(s);
+}
+
 /* ---- timers ---- */
 
 typedef struct seen {
@@ -970,6 +999,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         T(test_client_round_trip),
         T(test_offsets),
+        T(test_fired_record),
         T(test_timers_in_due_order),
         T(test_scan_clients),
         T(test_drop_partition),
