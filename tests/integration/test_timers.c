@@ -88,7 +88,10 @@ static void test_for_deadline_fires_on_watermark_and_survives_kill(void **state)
  * firing decision_maker_silent (30 days). An event produced once the burst
  * has begun must not wait for its end: the timer batches and the event
  * batches take turns. On the alerts topic (one partition, in publication
- * order) the event's detractor alert comes before the burst's alerts. */
+ * order) some of the burst's alerts come after the event's detractor
+ * alert; without the turns all of them came first. (With the look-ahead
+ * most of each client's quiet ticks are skipped, and the burst is the
+ * clients' wake-ups at the ticks that fire, 1,000 a batch.) */
 #define BURST_CLIENTS 10000
 
 static int64_t wall_ms(void) {
@@ -139,24 +142,24 @@ static void test_an_event_during_a_burst_of_timers_waits_for_no_burst(void **sta
     }
     th_msgs_t m = {0};
     assert_int_equal(th_consume_to_end(e.broker.bootstrap, e.alerts, WAIT_MS, &m), 0);
-    long new_at = -1, silent_first = -1, silent_n = 0;
+    long new_at = -1, silent_after = 0, silent_n = 0;
     for (size_t i = 0; i < m.n; i++) {
         th_alert_t a;
         if (th_alert_parse(&m.v[i], &a) != 0) continue;
         if (!strcmp(a.client, "NEW") && !strcmp(a.rule, "detractor") && new_at < 0)
             new_at = (long)i;
         if (!strcmp(a.rule, "decision_maker_silent") && !strncmp(a.client, "q-", 2)) {
-            if (silent_first < 0) silent_first = (long)i;
+            if (new_at >= 0) silent_after++;
             silent_n++;
         }
     }
     th_msgs_free(&m);
     /* The burst ran to its end: every client fell silent once. */
     assert_int_equal(silent_n, BURST_CLIENTS);
-    if (new_at < 0 || new_at > silent_first) {
+    if (new_at < 0 || silent_after == 0) {
         th_env_dump_log(&e);
-        fail_msg("the event's alert is at %ld, the burst's first at %ld", new_at,
-                 silent_first);
+        fail_msg("the event's alert is at %ld, with %ld of the burst's after it",
+                 new_at, silent_after);
     }
     assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
     th_env_teardown(&e);
