@@ -194,6 +194,7 @@ struct processor {
     cache_t *cache;
     store_batch_t *wb;
     const ruleset_t *rules;  /* borrowed */
+    uint64_t rules_hash;     /* its ruleset_hash64 */
     engine_opts_t opts;
     buf_t enc;
     buf_t tag;
@@ -394,11 +395,14 @@ static int note_settled(processor_t *p, uint32_t part, int64_t upto_ms) {
 void processor_set_rules(processor_t *p, const ruleset_t *rs) {
     /* The fired records of the partitions at hand name the rule set: the
      * next commit writes the new one's (a crash before it only costs a
-     * needless re-index at the next start). */
-    if (p->live && p->rules && rs && ruleset_hash64(p->rules) != ruleset_hash64(rs))
+     * needless re-index at the next start). The old set may be freed
+     * already: its hash was kept. */
+    uint64_t h = rs ? ruleset_hash64(rs) : 0;
+    if (p->live && p->rules && rs && h != p->rules_hash)
         for (size_t i = 0; i < p->n_settled; i++)
             if (counting(p, (uint32_t)i)) p->fired_dirty[i] = 1;
     p->rules = rs;
+    p->rules_hash = h;
 }
 
 void processor_set_live(processor_t *p) { p->live = 1; }
@@ -968,8 +972,7 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
     }
     for (size_t i = 0; p->live && p->rules && i < p->n_settled; i++) {
         if (!p->fired_dirty[i]) continue;
-        store_fired_t f = {.upto_ms = p->settled[i],
-                           .rules_hash = ruleset_hash64(p->rules)};
+        store_fired_t f = {.upto_ms = p->settled[i], .rules_hash = p->rules_hash};
         store_batch_put_fired(p->wb, (uint32_t)i, &f);
     }
     for (size_t i = 0; i < n_offs; i++)
@@ -1229,7 +1232,7 @@ int processor_resume_partition(processor_t *p, uint32_t part, churn_err_t *err) 
     if (rc == CHURN_ENOTFOUND) return 0;
     if (rc < 0) return rc;
     p->settled[part] = f.upto_ms;
-    if (f.rules_hash == ruleset_hash64(p->rules)) {
+    if (f.rules_hash == p->rules_hash) {
         p->fired_dirty[part] = 0;
         return 0;
     }

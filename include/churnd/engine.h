@@ -50,7 +50,7 @@ size_t ruleset_n_features(const ruleset_t *rs);
 const char *ruleset_rule_name(const ruleset_t *rs, size_t i);
 /* Hex digest of the set's normalised definition; equal sets, equal hash. */
 const char *ruleset_hash(const ruleset_t *rs);
-/* The same digest as a number (what a state records it under). */
+/* The same digest as a number (as the store records it: store_fired_t). */
 uint64_t ruleset_hash64(const ruleset_t *rs);
 /* One line for logs and `churnd check`: "2 rules, 3 features, 4 vars in 2
  * files", or "no rules: ..." for an empty (valid) directory. */
