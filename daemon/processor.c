@@ -6,6 +6,7 @@
  * moved in the same WriteBatch as the state that moved them.
  */
 #include "churnd/processor.h"
+#include "churnd/rules.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -377,11 +378,31 @@ static int grow_parts(processor_t *p, uint32_t part) {
     return 0;
 }
 
+/* Does an `every` tick (a multiple of a rule's period since the epoch)
+ * lie in (from_ms, to_ms]? Only then can the fired record's value change
+ * what a later event finds done. */
+static int passes_tick(const ruleset_t *rs, int64_t from_ms, int64_t to_ms) {
+    if (!rs || from_ms == INT64_MIN) return 1;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        int64_t e = rs->rules[i].every_ms;
+        if (e <= 0) continue;
+        /* Floor division: the ticks at or before a time. */
+        int64_t a = from_ms / e - (from_ms % e < 0);
+        int64_t b = to_ms / e - (to_ms % e < 0);
+        if (b != a) return 1;
+    }
+    return 0;
+}
+
 static int note_settled(processor_t *p, uint32_t part, int64_t upto_ms) {
     if (grow_parts(p, part)) return CHURN_ENOMEM;
     if (p->opts.lookahead_ticks && upto_ms > p->settled[part]) {
+        /* With the watermark following the wall clock this runs at every
+         * round; writing the record each time made the daemon commit in a
+         * loop. Between two ticks it changes nothing an event could see. */
+        if (passes_tick(p->rules, p->settled[part], upto_ms))
+            p->fired_dirty[part] = 1;
         p->settled[part] = upto_ms;
-        p->fired_dirty[part] = 1;
     }
     /* Every entry at or before upto_ms is gone (deleted in the batch at
      * hand, which the next scan follows): the next one starts after. */
