@@ -196,6 +196,12 @@ static int push_msg(daemon_t *d, rd_kafka_message_t *m) {
 
 static void on_pump_timer(uv_timer_t *t) { kin_pump(t->data); }
 
+/* How long kin_pump yields after a few batches. Not 0: libuv (1.44) runs a
+ * timer re-armed with 0 ms from its own callback again in the same timers
+ * phase, so as long as there was work the loop never reached its poll
+ * phase, and signals, HTTP and delivery reports starved. */
+#define PUMP_YIELD_MS 1
+
 /* Take messages while collecting; evaluate each full batch. Batches that
  * commit at once (nothing to acknowledge) continue in this loop rather than
  * recursing through pipeline_commit(); after a few of them the loop yields
@@ -213,14 +219,14 @@ void kin_pump(daemon_t *d) {
         if (d->n_msgs == 0 && !d->events_turn && pipeline_fire_timers(d)) {
             d->events_turn = 1;
             if (++batches > 4) {
-                uv_timer_start(&d->pump_timer, on_pump_timer, 0, 0);
+                uv_timer_start(&d->pump_timer, on_pump_timer, PUMP_YIELD_MS, 0);
                 break;
             }
             continue;
         }
         if (d->n_msgs >= max) {
             if (++batches > 4) {
-                uv_timer_start(&d->pump_timer, on_pump_timer, 0, 0);
+                uv_timer_start(&d->pump_timer, on_pump_timer, PUMP_YIELD_MS, 0);
                 break;
             }
             pipeline_process(d);
