@@ -320,8 +320,8 @@ static void scan_key_clear(scan_key_t *k) {
     k->len = 0;
 }
 
-/* Client bytes in the timer index's order (RocksDB's bytewise). */
-static int client_cmp(const char *a, size_t an, const char *b, size_t bn) {
+/* Client bytes in the store's key order (RocksDB's bytewise). */
+static int bytes_cmp(const char *a, size_t an, const char *b, size_t bn) {
     int c = memcmp(a, b, an < bn ? an : bn);
     return c ? c : an < bn ? -1 : an > bn;
 }
@@ -337,7 +337,7 @@ static void lower_scan(processor_t *p, uint32_t part, int64_t due,
         p->scan_from[part] = due;
         scan_key_clear(k);
     } else if (due == p->scan_from[part] && k->client &&
-               client_cmp(client, len, k->client, k->len) < 0) {
+               bytes_cmp(client, len, k->client, k->len) < 0) {
         scan_key_clear(k);
     }
 }
@@ -732,10 +732,8 @@ typedef struct due {
 static int due_cmp(const void *a, const void *b) {
     const due_t *x = a, *y = b;
     if (x->v_ms != y->v_ms) return x->v_ms < y->v_ms ? -1 : 1;
-    size_t n = x->len < y->len ? x->len : y->len;
-    int c = memcmp(x->client, y->client, n);
+    int c = bytes_cmp(x->client, x->len, y->client, y->len);
     if (c) return c;
-    if (x->len != y->len) return x->len < y->len ? -1 : 1;
     return x->due_ms < y->due_ms ? -1 : x->due_ms > y->due_ms;
 }
 
@@ -1053,12 +1051,6 @@ static int flush_collect(void *arg, uint32_t part, const char *client,
     }
     l->v[l->n++] = (flush_item_t){part, client, len, val};
     return 0;
-}
-
-static int bytes_cmp(const char *a, size_t an, const char *b, size_t bn) {
-    int c = memcmp(a, b, an < bn ? an : bn);
-    if (c) return c;
-    return an < bn ? -1 : an > bn;
 }
 
 /* The store's order of client keys: partition, then client bytes. */
