@@ -614,13 +614,20 @@ void store_batch_del_counts(store_batch_t *b, uint32_t part) {
     rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
 }
 
+/* A partition's one-key record (tag + partition) into v: 0,
+ * CHURN_ENOTFOUND or an error with err. */
+static int get_part_record(store_t *s, char tag, uint32_t part, buf_t *v,
+                           churn_err_t *err) {
+    if (key_prefix(&s->key, tag, part))
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    return get_key(s, &s->key, v, err);
+}
+
 int store_get_counts(store_t *s, uint32_t part, store_counts_t *c,
                      churn_err_t *err) {
-    if (key_prefix(&s->key, 'S', part))
-        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     buf_t v;
     buf_init(&v);
-    int rc = get_key(s, &s->key, &v, err);
+    int rc = get_part_record(s, 'S', part, &v, err);
     if (rc == 0) {
         reader_t r;
         reader_init(&r, v.data, v.len);
@@ -653,11 +660,9 @@ void store_batch_put_fired(store_batch_t *b, uint32_t part,
 
 int store_get_fired(store_t *s, uint32_t part, store_fired_t *f,
                     churn_err_t *err) {
-    if (key_prefix(&s->key, 'F', part))
-        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     buf_t v;
     buf_init(&v);
-    int rc = get_key(s, &s->key, &v, err);
+    int rc = get_part_record(s, 'F', part, &v, err);
     if (rc == 0) {
         reader_t r;
         reader_init(&r, v.data, v.len);
