@@ -164,6 +164,15 @@ static void test_replay_lists_at_most_twenty_invalid_lines(void **state) {
     assert_true(file_has(err_path, "... and 5 more invalid lines"));
 }
 
+/* A replay's exit status must be 0; its alerts, one per line, sorted. */
+static char *sorted_output(int rc, size_t *n) {
+    if (rc != 0) dump();
+    assert_int_equal(rc, 0);
+    char *got = sorted_lines(out_path, n);
+    assert_non_null(got);
+    return got;
+}
+
 static void test_replay_output_does_not_depend_on_chunk_size(void **state) {
     (void)state;
     const char *chunks[] = {"1", "7", "1000"};
@@ -172,11 +181,8 @@ static void test_replay_output_does_not_depend_on_chunk_size(void **state) {
     for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
         int rc = RUN(NULL, "replay", "-r", "rules", "--chunk", (char *)chunks[i], "--until",
                      "2026-04-01T00:00:00Z", "tests/data/replay-chunks/events.jsonl");
-        if (rc != 0) dump();
-        assert_int_equal(rc, 0);
         size_t n = 0;
-        char *got = sorted_lines(out_path, &n);
-        assert_non_null(got);
+        char *got = sorted_output(rc, &n);
         if (!first) {
             first = got;
             n_first = n;
@@ -206,11 +212,8 @@ static void test_replay_output_does_not_depend_on_cache_size(void **state) {
                   "tests/data/replay-chunks/events.jsonl")
             : RUN(NULL, "replay", "-r", "rules", "--chunk", "5", "--until",
                   "2026-04-01T00:00:00Z", "tests/data/replay-chunks/events.jsonl");
-        if (rc != 0) dump();
-        assert_int_equal(rc, 0);
         size_t n = 0;
-        char *got = sorted_lines(out_path, &n);
-        assert_non_null(got);
+        char *got = sorted_output(rc, &n);
         if (!first) {
             assert_true(n > 50);
             first = got;
