@@ -16,11 +16,14 @@
  *
  * Event time, not arrival, decides what rules see (SPEC sections 1, 4): a
  * valid event is not applied on arrival but held in the reorder buffer
- * (processor_hold), committed with its offset. When the watermark
- * (slowest non-idle partition minus time.allowed_lateness) advances, a
- * release batch applies the held events it passed in event-time order,
- * before any timer of that watermark fires, so a client's crm and
- * helpdesk events meet in time order. An event that arrives behind what
+ * (processor_hold). When the watermark (slowest non-idle partition minus
+ * time.allowed_lateness) advances, the held events it passed are applied
+ * in event-time order, before any timer of that watermark fires, so a
+ * client's crm and helpdesk events meet in time order: at the end of the
+ * event batch that moved it (the events it held itself then never reach
+ * the store), and by release batches of their own when the watermark
+ * moves between event batches. What stays held is committed with the
+ * batch's offsets. An event that arrives behind what
  * was already released is late: it is applied at once (counted, logged,
  * never dropped).
  */
@@ -50,6 +53,7 @@ static uint64_t wm_tick_ms(int64_t idle_timeout_ms) {
 }
 
 static void on_wm_timer(uv_timer_t *t);
+static long release_passed(daemon_t *d, int64_t w);
 
 int pipeline_init(daemon_t *d, churn_err_t *err) {
     d->proc = processor_new(d->store, (size_t)d->cfg->cache_clients,
@@ -348,6 +352,11 @@ void pipeline_process(daemon_t *d) {
     for (size_t i = 0; i < d->n_msgs && !d->close_scheduled; i++)
         process_one(d, d->msgs[i].msg);
     drop_msgs(d);
+    /* What this batch lets the watermark pass is applied in it: one
+     * commit and one wait for acknowledgements per event, not two, and
+     * the events released here never reach the store's buffer. */
+    if (!d->close_scheduled && d->assigned)
+        release_passed(d, wm_compute(&d->wm, daemon_wall_ms()));
     settle(d);
 }
 
@@ -362,18 +371,16 @@ static int32_t nth_state_part(const daemon_t *d, int i) {
 }
 
 /* Release the held events the watermark w passed, at most
- * TIMER_BATCH_CLIENTS. Returns how many; -1 when fatal. */
+ * batch.max_events. Returns how many; -1 when fatal. */
 static long release_held(daemon_t *d, int64_t w) {
-    size_t released = 0;
+    size_t released = 0, limit = (size_t)d->cfg->batch_max_events;
     int more = 0;
-    for (int i = 0; i < d->assigned->cnt && released < TIMER_BATCH_CLIENTS;
-         i++) {
+    for (int i = 0; i < d->assigned->cnt && released < limit; i++) {
         int32_t part = nth_state_part(d, i);
         if (part < 0) continue;
         size_t n = 0;
         churn_err_t err = {0};
-        int rc = processor_release(d->proc, (uint32_t)part, w,
-                                   TIMER_BATCH_CLIENTS - released,
+        int rc = processor_release(d->proc, (uint32_t)part, w, limit - released,
                                    release_one, d, &n, &err);
         if (rc < 0) {
             if (!d->close_scheduled) daemon_fatal(d, EXIT_STATE, "state", err.msg);
@@ -387,6 +394,18 @@ static long release_held(daemon_t *d, int64_t w) {
     return (long)released;
 }
 
+/* Release, into the batch at hand, the held events the watermark (now)
+ * passed. Returns how many; -1 when fatal. */
+static long release_passed(daemon_t *d, int64_t w) {
+    if (w == WM_NONE || !(w > d->released_wm || d->release_more || d->held_at_edge))
+        return 0;
+    d->held_at_edge = 0;
+    /* Release up to where the previous, cut-short round aimed at least;
+     * never move released_wm backwards. */
+    if (w < d->released_wm) w = d->released_wm;
+    return release_held(d, w);
+}
+
 /* Fire what the watermark has passed, as a batch of its own, between
  * event batches (kin_pump calls this at every batch boundary): first the
  * held events it passed, then, once none is left, its timers. Returns 1
@@ -398,24 +417,18 @@ int pipeline_fire_timers(daemon_t *d) {
     int64_t w = wm_compute(&d->wm, daemon_wall_ms());
     if (w == WM_NONE) return 0;
     uint64_t t0 = uv_hrtime();
-    if (w > d->released_wm || d->release_more || d->held_at_edge) {
-        d->held_at_edge = 0;
-        /* Release up to where the previous, cut-short round aimed at
-         * least; never move released_wm backwards. */
-        if (w < d->released_wm) w = d->released_wm;
-        d->phase = PHASE_AWAITING;
-        long n = release_held(d, w);
-        if (n < 0) return 1;
-        if (n > 0) {
-            d->stats.batch_start_ns = t0;
-            d->stats.n_timer_batches++;
-            LOG(LOG_DEBUG, "timers", "released held events", LF_INT("events", n),
-                LF_INT("watermark", w));
-            settle(d);
-            return 1;
-        }
-        d->phase = PHASE_COLLECTING;
+    d->phase = PHASE_AWAITING;
+    long n = release_passed(d, w);
+    if (n < 0) return 1;
+    if (n > 0) {
+        d->stats.batch_start_ns = t0;
+        d->stats.n_timer_batches++;
+        LOG(LOG_DEBUG, "timers", "released held events", LF_INT("events", n),
+            LF_INT("watermark", w));
+        settle(d);
+        return 1;
     }
+    d->phase = PHASE_COLLECTING;
     /* Timers never run ahead of the events still held. */
     if (w > d->released_wm) w = d->released_wm;
     if (w == WM_NONE || (w <= d->last_fired_wm && !d->timers_more)) return 0;

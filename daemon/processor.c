@@ -74,9 +74,32 @@ static void vpos_clear(vpos_map_t *m) {
 }
 
 typedef struct part_held {
-    int64_t from;    /* no held event before this (INT64_MIN: unknown) */
-    int64_t pending; /* earliest hold since the last commit (INT64_MAX) */
+    int64_t from; /* no held event in the store before this (INT64_MIN: unknown) */
 } part_held_t;
+
+/* A held event: read back from the store, or held in the batch at hand
+ * (processor_t.pend). Its key's time and tag and its value share one
+ * allocation, tag first. */
+typedef struct held_copy {
+    int64_t ts_ms;
+    uint8_t *tag;
+    size_t tag_len;
+    uint8_t *val;
+    size_t val_len;
+    uint32_t part;
+    int taken; /* pend only: released before its commit */
+} held_copy_t;
+
+typedef struct held_list {
+    held_copy_t *v;
+    size_t n, cap;
+    int sorted; /* pend only: in (part, time, tag) order */
+} held_list_t;
+
+static void held_clear(held_list_t *l) {
+    for (size_t i = 0; i < l->n; i++) free(l->v[i].tag);
+    l->n = 0;
+}
 
 typedef struct part_counts {
     int loaded; /* counting this partition (its record was read) */
@@ -220,10 +243,13 @@ struct processor {
     /* Per partition number, the same for the held events ('B' keys, a
      * queue too: put on hold, deleted on release): none lies before
      * held[part].from (INT64_MIN: unknown). A release raises it past what
-     * it took; a hold lowers it, and so does held[part].pending, the
-     * earliest hold of the batch not yet committed, which a release cannot
-     * see in the store and must not step over. */
+     * it took; writing a held event at a commit lowers it. */
     part_held_t *held;
+    /* The events held since the last commit. A release takes them along
+     * with the store's, in order; the commit writes only those still
+     * held, so an event released in the batch that consumed it never
+     * reaches the store (no put, no delete, no scan). */
+    held_list_t pend;
     /* Per partition number: timer-index entries (clients with a pending
      * deadline), counted by processor_count_partition and kept by reindex. */
     int64_t *n_timers;
@@ -297,6 +323,8 @@ void processor_free(processor_t *p) {
     for (size_t i = 0; i < p->n_settled; i++) free(p->scan_key[i].client);
     free(p->scan_key);
     free(p->held);
+    held_clear(&p->pend);
+    free(p->pend.v);
     free(p->n_timers);
     free(p->counts);
     vpos_clear(&p->vpos);
@@ -371,7 +399,7 @@ static int grow_parts(processor_t *p, uint32_t part) {
         fd[i] = 0;
         t[i] = 0;
         memset(&c[i], 0, sizeof(c[i]));
-        h[i] = (part_held_t){INT64_MIN, INT64_MAX};
+        h[i] = (part_held_t){INT64_MIN};
         sk[i] = (scan_key_t){NULL, 0, INT64_MAX};
     }
     p->n_settled = n;
@@ -578,42 +606,10 @@ static int held_tag(buf_t *b, const held_event_t *h, const event_t *ev) {
     return rc;
 }
 
-int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
-                   const event_t *ev, churn_err_t *err) {
-    if (!engine_keeps_type(p->rules, &p->opts, ev->type)) return ENGINE_IGNORED;
-    if (held_tag(&p->tag, h, ev) || held_encode(&p->enc, h) || grow_parts(p, part))
-        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
-    store_batch_put_held(p->wb, part, ev->ts_ms, p->tag.data, p->tag.len,
-                         p->enc.data, p->enc.len);
-    part_held_t *ph = &p->held[part];
-    if (ev->ts_ms < ph->pending) ph->pending = ev->ts_ms;
-    if (ev->ts_ms < ph->from) ph->from = ev->ts_ms;
-    return 0;
-}
-
-static int64_t held_from_of(const processor_t *p, uint32_t part) {
-    return part < p->n_settled ? p->held[part].from : INT64_MIN;
-}
-
-/* A held event read back: the key and the copied value it decodes from. */
-typedef struct held_copy {
-    int64_t ts_ms;
-    uint8_t *tag;
-    size_t tag_len;
-    uint8_t *val;
-    size_t val_len;
-} held_copy_t;
-
-typedef struct held_list {
-    held_copy_t *v;
-    size_t n, cap;
-} held_list_t;
-
-static int collect_held(void *arg, uint32_t part, int64_t ts_ms,
-                        const void *tag, size_t tag_len, const void *val,
-                        size_t val_len) {
-    (void)part;
-    held_list_t *l = arg;
+/* Append a copy of one held event to l. */
+static int held_push(held_list_t *l, uint32_t part, int64_t ts_ms,
+                     const void *tag, size_t tag_len, const void *val,
+                     size_t val_len) {
     if (l->n == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 64;
         held_copy_t *v = realloc(l->v, cap * sizeof(*v));
@@ -625,8 +621,44 @@ static int collect_held(void *arg, uint32_t part, int64_t ts_ms,
     if (!mem) return CHURN_ENOMEM;
     memcpy(mem, tag, tag_len);
     memcpy(mem + tag_len, val, val_len);
-    l->v[l->n++] = (held_copy_t){ts_ms, mem, tag_len, mem + tag_len, val_len};
+    l->v[l->n++] = (held_copy_t){ts_ms,   mem,  tag_len, mem + tag_len,
+                                 val_len, part, 0};
+    l->sorted = 0;
     return 0;
+}
+
+/* The store's order of held events within a partition: time, then tag. */
+static int held_cmp(const held_copy_t *a, const held_copy_t *b) {
+    if (a->ts_ms != b->ts_ms) return a->ts_ms < b->ts_ms ? -1 : 1;
+    return bytes_cmp((const char *)a->tag, a->tag_len, (const char *)b->tag,
+                     b->tag_len);
+}
+
+static int pend_cmp(const void *a, const void *b) {
+    const held_copy_t *x = a, *y = b;
+    if (x->part != y->part) return x->part < y->part ? -1 : 1;
+    return held_cmp(x, y);
+}
+
+int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
+                   const event_t *ev, churn_err_t *err) {
+    if (!engine_keeps_type(p->rules, &p->opts, ev->type)) return ENGINE_IGNORED;
+    if (held_tag(&p->tag, h, ev) || held_encode(&p->enc, h) ||
+        grow_parts(p, part) ||
+        held_push(&p->pend, part, ev->ts_ms, p->tag.data, p->tag.len,
+                  p->enc.data, p->enc.len))
+        return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    return 0;
+}
+
+static int64_t held_from_of(const processor_t *p, uint32_t part) {
+    return part < p->n_settled ? p->held[part].from : INT64_MIN;
+}
+
+static int collect_held(void *arg, uint32_t part, int64_t ts_ms,
+                        const void *tag, size_t tag_len, const void *val,
+                        size_t val_len) {
+    return held_push(arg, part, ts_ms, tag, tag_len, val, val_len);
 }
 
 /* Decode a held value; the topic is copied to topic (NUL-terminated). */
@@ -655,6 +687,23 @@ static int held_decode(const held_copy_t *c, held_event_t *h, buf_t *topic) {
     return 0;
 }
 
+/* The batch's own held events of part, in order: [*lo, *hi) of pend,
+ * sorted first if a hold came since the last sort. */
+static void pend_range(processor_t *p, uint32_t part, size_t *lo, size_t *hi) {
+    held_list_t *l = &p->pend;
+    if (!l->sorted && l->n > 1) qsort(l->v, l->n, sizeof(*l->v), pend_cmp);
+    l->sorted = 1;
+    size_t a = 0, b = l->n;
+    while (a < b) { /* the first entry of part */
+        size_t m = a + (b - a) / 2;
+        if (l->v[m].part < part) a = m + 1;
+        else b = m;
+    }
+    *lo = a;
+    while (a < l->n && l->v[a].part == part) a++;
+    *hi = a;
+}
+
 int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
                       size_t limit, processor_held_fn fn, void *arg,
                       size_t *n_released, churn_err_t *err) {
@@ -663,12 +712,31 @@ int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
     int rc = store_scan_held_from(p->store, part, held_from_of(p, part), upto_ms,
                                   limit, collect_held, &l, err);
     if (rc == CHURN_ENOMEM) churn_err_set(err, rc, "out of memory");
-    int more = limit && l.n >= limit;
+    size_t j = 0, j_end = 0;
+    pend_range(p, part, &j, &j_end);
+    /* Merge the store's events and the batch's, in key order. When the
+     * store gave limit events, the limit stops the merge before any of
+     * the batch's could pass one the store did not give. */
+    size_t i = 0;
+    int64_t last_ts = INT64_MIN;
     buf_t topic;
     buf_init(&topic);
-    for (size_t i = 0; rc >= 0 && i < l.n; i++) {
+    while (rc >= 0 && (!limit || *n_released < limit)) {
+        while (j < j_end && p->pend.v[j].taken) j++;
+        int mine = j < j_end && p->pend.v[j].ts_ms <= upto_ms;
+        if (i == l.n && !mine) break;
+        held_copy_t *c;
+        if (!mine || (i < l.n && held_cmp(&l.v[i], &p->pend.v[j]) <= 0)) {
+            c = &l.v[i++];
+            /* The same message held again (a redelivery) is one event. */
+            if (mine && held_cmp(c, &p->pend.v[j]) == 0) p->pend.v[j].taken = 1;
+            store_batch_del_held(p->wb, part, c->ts_ms, c->tag, c->tag_len);
+        } else {
+            c = &p->pend.v[j];
+            c->taken = 1;
+        }
         held_event_t h;
-        rc = held_decode(&l.v[i], &h, &topic);
+        rc = held_decode(c, &h, &topic);
         if (rc == CHURN_ENOMEM) {
             churn_err_set(err, rc, "out of memory");
             break;
@@ -678,25 +746,25 @@ int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
                           "decoded", part);
             break;
         }
-        store_batch_del_held(p->wb, part, l.v[i].ts_ms, l.v[i].tag,
-                             l.v[i].tag_len);
+        last_ts = c->ts_ms;
         rc = fn(arg, part, &h);
         if (rc < 0) break;
         rc = 0;
         (*n_released)++;
     }
     buf_free(&topic);
-    /* Everything taken is deleted in the batch at hand, which the next
-     * scan follows: it can start past it (at the last time taken when the
-     * limit stopped this one, as more events of that time may wait). */
+    int more = limit && *n_released >= limit;
+    /* Everything taken from the store is deleted in the batch at hand,
+     * which the next scan follows: it can start past it (at the last time
+     * taken when the limit stopped this one, as more events of that time
+     * may wait). */
     if (rc >= 0 && part < p->n_settled) {
         part_held_t *ph = &p->held[part];
-        int64_t past = more ? l.v[l.n - 1].ts_ms
+        int64_t past = more ? last_ts
                             : upto_ms == INT64_MAX ? INT64_MIN : upto_ms + 1;
         if (past > ph->from) ph->from = past;
-        if (ph->pending < ph->from) ph->from = ph->pending;
     }
-    for (size_t i = 0; i < l.n; i++) free(l.v[i].tag);
+    held_clear(&l);
     free(l.v);
     if (rc < 0) return rc;
     return more;
@@ -712,6 +780,11 @@ static int note_any(void *arg, uint32_t part, int64_t ts_ms, const void *tag,
 int processor_has_held(processor_t *p, uint32_t part, int *held,
                        churn_err_t *err) {
     *held = 0;
+    for (size_t i = 0; i < p->pend.n; i++)
+        if (p->pend.v[i].part == part && !p->pend.v[i].taken) {
+            *held = 1;
+            return 0;
+        }
     int rc = store_scan_held_from(p->store, part, held_from_of(p, part), INT64_MAX,
                                   1, note_any, held, err);
     return rc < 0 ? rc : 0;
@@ -1003,11 +1076,19 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
         rc = cache_evict_each(p->cache, evict_one, p);
         if (rc) return churn_err_set(err, rc, "cannot encode a client state");
     }
+    for (size_t i = 0; i < p->pend.n; i++) {
+        const held_copy_t *c = &p->pend.v[i];
+        if (c->taken) continue;
+        store_batch_put_held(p->wb, c->part, c->ts_ms, c->tag, c->tag_len,
+                             c->val, c->val_len);
+        if (c->ts_ms < p->held[c->part].from) p->held[c->part].from = c->ts_ms;
+    }
     if (store_batch_count(p->wb) > 0) {
         rc = store_commit(p->store, p->wb, err);
         if (rc) return rc;
     }
     store_batch_clear(p->wb);
+    held_clear(&p->pend);
     if (!p->write_back) {
         cache_clear_dirty(p->cache);
         cache_evict(p->cache);
@@ -1015,7 +1096,6 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
     for (size_t i = 0; i < p->n_settled; i++) {
         p->counts[i].dirty = 0;
         p->fired_dirty[i] = 0;
-        p->held[i].pending = INT64_MAX;
     }
     return 0;
 }
@@ -1140,10 +1220,18 @@ void processor_drop_partition(processor_t *p, uint32_t part) {
         p->settled[part] = p->scan_from[part] = INT64_MIN;
         scan_key_clear(&p->scan_key[part]);
         p->fired_dirty[part] = 0;
-        p->held[part] = (part_held_t){INT64_MIN, INT64_MAX};
+        p->held[part] = (part_held_t){INT64_MIN};
         p->n_timers[part] = 0;
         memset(&p->counts[part], 0, sizeof(p->counts[part]));
     }
+    /* Revocations come between batches, when nothing is pending; should
+     * one come inside a batch, the partition's holds go with it. */
+    size_t w = 0;
+    for (size_t i = 0; i < p->pend.n; i++) {
+        if (p->pend.v[i].part == part) free(p->pend.v[i].tag);
+        else p->pend.v[w++] = p->pend.v[i];
+    }
+    p->pend.n = w;
 }
 
 static int count_one(void *arg, uint32_t part, int64_t due_ms,

@@ -16,11 +16,11 @@
  * Timers are read from the committed index, so fire timers only between
  * commits. Nothing here reads a clock or touches Kafka.
  *
- * The reorder buffer (time.allowed_lateness > 0): instead of applying an
- * event at once, the runtime holds it (processor_hold, persisted with the
- * batch that consumed it) and releases held events in event-time order
- * once the watermark passes them (processor_release), before firing the
- * timers of that watermark. Every client then sees its events and
+ * The reorder buffer: instead of applying an event at once, the runtime
+ * holds it (processor_hold; persisted with the batch that consumed it
+ * unless released within that batch) and releases held events in
+ * event-time order once the watermark passes them (processor_release),
+ * before firing the timers of that watermark. Every client then sees its events and
  * deadlines in time order whatever order the events arrived in, within
  * the lateness bound.
  */
@@ -114,7 +114,8 @@ uint64_t processor_event_order(const event_t *ev, const void *payload,
 /* Hold h (ev is its parse) in state partition part until
  * processor_release passes ev's time. Returns ENGINE_IGNORED for a type
  * no rule uses (nothing held), 0 when held, or CHURN_ENOMEM with err.
- * Written with the next processor_commit. */
+ * Kept in memory until the next processor_commit, which writes it unless
+ * a release took it first. */
 int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
                    const event_t *ev, churn_err_t *err);
 
@@ -123,15 +124,17 @@ int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
  * (it parses and applies the event, through processor_event). Each one
  * leaves the buffer with the next commit. *n_released gets the count.
  * Returns 0, 1 when more may be due (commit, then call again), fn's
- * negative code, or a negative CHURN_E* with err. Like timers, held
- * events are read from committed state: release only between commits. */
+ * negative code, or a negative CHURN_E* with err. The events come from
+ * the committed buffer and from the holds of the batch at hand, merged in
+ * order, so a batch may release what it held itself. */
 typedef int (*processor_held_fn)(void *arg, uint32_t part,
                                  const held_event_t *h);
 int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
                       size_t limit, processor_held_fn fn, void *arg,
                       size_t *n_released, churn_err_t *err);
 
-/* Does partition part hold any event (committed)? 0 with *held set, or
+/* Does partition part hold any event (committed or in the batch at
+ * hand)? 0 with *held set, or
  * a negative CHURN_E* with err. */
 int processor_has_held(processor_t *p, uint32_t part, int *held,
                        churn_err_t *err);

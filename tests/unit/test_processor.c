@@ -7,6 +7,9 @@
  * the previous one stopped. The alerts must be those of one unlimited
  * round per tick, whatever the limit and whatever the events in between
  * put into the index (including entries before the resume key).
+ *
+ * And the reorder buffer: a release merges what is committed with what
+ * the batch at hand held, in order, within its limit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -218,6 +221,134 @@ static void test_limited_rounds_fire_what_one_round_fires(void **state) {
     world_close(&ref);
 }
 
+/* ---- the reorder buffer ---- */
+
+/* Hold an email.sent of client at ts_ms, as consumed from crm.events
+ * partition 0 at offset. */
+static void hold(world_t *w, const char *client, int64_t ts_ms, int64_t offset) {
+    char json[256];
+    int n = snprintf(json, sizeof(json),
+                     "{\"id\":\"%s-%lld\",\"type\":\"email.sent\","
+                     "\"client_id\":\"%s\",\"ts\":%lld}",
+                     client, (long long)ts_ms, client, (long long)ts_ms);
+    event_t ev;
+    char detail[256];
+    assert_int_equal(event_parse(&w->cfg.event, json, (size_t)n, &ev, detail,
+                                 sizeof(detail)),
+                     EVENT_OK);
+    held_event_t h = {"crm.events", 0, offset, client, strlen(client),
+                      json, (size_t)n, ts_ms};
+    churn_err_t err = {0};
+    assert_int_equal(processor_hold(w->proc, 0, &h, &ev, &err), 0);
+    event_clear(&ev);
+}
+
+/* What a release hands over: "offset@time" of each event, in order. */
+typedef struct released {
+    char seen[1024];
+    size_t n;
+} released_t;
+
+static int note_release(void *arg, uint32_t part, const held_event_t *h) {
+    released_t *r = arg;
+    assert_int_equal(part, 0);
+    size_t at = strlen(r->seen);
+    snprintf(r->seen + at, sizeof(r->seen) - at, "%s%lld@%lld", at ? " " : "",
+             (long long)h->offset, (long long)(h->ts_ms - T0_MS));
+    r->n++;
+    return 0;
+}
+
+static int release(world_t *w, int64_t upto, size_t limit, released_t *r) {
+    size_t n = 0;
+    churn_err_t err = {0};
+    int rc = processor_release(w->proc, 0, T0_MS + upto, limit, note_release, r,
+                               &n, &err);
+    assert_true(rc >= 0);
+    return rc;
+}
+
+static void commit(world_t *w) {
+    churn_err_t err = {0};
+    assert_int_equal(processor_commit(w->proc, NULL, 0, &err), 0);
+}
+
+static int has_held(world_t *w) {
+    int held = -1;
+    churn_err_t err = {0};
+    assert_int_equal(processor_has_held(w->proc, 0, &held, &err), 0);
+    return held;
+}
+
+/* A release merges the committed buffer with the holds of the batch at
+ * hand, in (time, content) order, one event per message even when the
+ * message was held again (a redelivery); what the batch released itself
+ * is not written by its commit, what it kept is. */
+static void test_release_merges_the_batch_holds_with_the_store(void **state) {
+    (void)state;
+    static world_t w;
+    world_open(&w, "held");
+    hold(&w, "c-1", T0_MS + 10, 1);
+    hold(&w, "c-3", T0_MS + 30, 3);
+    commit(&w); /* 1 and 3 in the store */
+    hold(&w, "c-2", T0_MS + 20, 2);
+    hold(&w, "c-4", T0_MS + 40, 4);
+    hold(&w, "c-5", T0_MS + 25, 5);
+    hold(&w, "c-3", T0_MS + 30, 3); /* delivered again */
+    assert_int_equal(has_held(&w), 1);
+
+    released_t r = {{0}, 0};
+    assert_int_equal(release(&w, 30, 0, &r), 0);
+    assert_string_equal(r.seen, "1@10 2@20 5@25 3@30");
+    commit(&w); /* writes 4 only */
+
+    released_t again = {{0}, 0};
+    assert_int_equal(release(&w, 35, 0, &again), 0);
+    assert_string_equal(again.seen, "");
+    assert_int_equal(has_held(&w), 1);
+    assert_int_equal(release(&w, 40, 0, &again), 0);
+    assert_string_equal(again.seen, "4@40");
+    commit(&w);
+    assert_int_equal(has_held(&w), 0);
+
+    /* Held and released in one batch: the commit leaves nothing held,
+     * and a later release finds nothing more. */
+    hold(&w, "c-6", T0_MS + 50, 6);
+    released_t six = {{0}, 0};
+    assert_int_equal(release(&w, 60, 0, &six), 0);
+    assert_string_equal(six.seen, "6@50");
+    commit(&w);
+    assert_int_equal(has_held(&w), 0);
+    assert_int_equal(release(&w, 100, 0, &six), 0);
+    assert_int_equal(six.n, 1);
+    world_close(&w);
+}
+
+/* With a limit, the merge stops at it: nothing of the batch's holds goes
+ * past an event of the store it did not read; the rest follows, after a
+ * commit, once each. */
+static void test_a_limited_release_goes_on_after_the_commit(void **state) {
+    (void)state;
+    static world_t w;
+    world_open(&w, "held-limit");
+    for (int i = 0; i < 6; i++) hold(&w, "c-s", T0_MS + 10 * (2 * i + 1), 100 + i);
+    commit(&w); /* 10, 30, 50, 70, 90, 110 in the store */
+    for (int i = 0; i < 6; i++) hold(&w, "c-b", T0_MS + 10 * (2 * i + 2), 200 + i);
+    released_t r = {{0}, 0};
+    int rounds = 0;
+    while (release(&w, 1000, 4, &r) == 1) {
+        commit(&w);
+        rounds++;
+        assert_true(rounds < 10);
+    }
+    commit(&w);
+    assert_int_equal(rounds, 3);
+    assert_string_equal(r.seen, "100@10 200@20 101@30 201@40 102@50 202@60 103@70 "
+                                "203@80 104@90 204@100 105@110 205@120");
+    assert_int_equal(has_held(&w), 0);
+    world_close(&w);
+}
+
 static int setup(void **state) {
     (void)state;
     return th_tmpdir(tmp, sizeof(tmp));
@@ -232,6 +363,10 @@ static int teardown(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_limited_rounds_fire_what_one_round_fires,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_release_merges_the_batch_holds_with_the_store,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_limited_release_goes_on_after_the_commit,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
