@@ -135,8 +135,10 @@ static const opt_t opts[] = {
 
     O_NUM("batch.max_events", OPT_INT, int64_t, batch_max_events, "5000", 1,
           1000000, "Most events evaluated and committed as one micro-batch"),
-    O_NUM("batch.max_wait", OPT_DURATION, int64_t, batch_max_ms, "10ms", 0,
-          10 * SEC, "Longest a micro-batch waits to fill before it is processed"),
+    O_NUM("batch.max_wait", OPT_DURATION, int64_t, batch_max_ms, "0s", 0,
+          10 * SEC,
+          "How long a micro-batch waits for more events once none are "
+          "waiting (0: it goes at once with what has arrived)"),
 
     O_STR("event.id_path", CHK_PATH, event.id_path, "id",
           "JSON path of the event id (dotted: meta.id)"),

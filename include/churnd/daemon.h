@@ -6,8 +6,9 @@
  * no sleeping thread.
  *
  * Processing is in micro-batches, one in flight at a time:
- *   COLLECTING  messages are taken from the consumer queue until
- *               batch.max_events or batch.max_wait, whichever first;
+ *   COLLECTING  messages are taken from the consumer queue until it is
+ *               empty (then batch.max_wait more, 0 by default) or
+ *               batch.max_events are in hand;
  *   AWAITING    the batch was evaluated, its alerts and dead letters are
  *               produced; consumption pauses until every one is acknowledged;
  *   (commit)    one RocksDB WriteBatch holds the batch's client states,

@@ -80,7 +80,7 @@ static void test_defaults_are_the_documented_ones(void **state) {
     assert_int_equal(c.state_sync, 0);
     assert_int_equal(c.state_ledger, 1);
     assert_int_equal(c.batch_max_events, 5000);
-    assert_int_equal(c.batch_max_ms, 10);
+    assert_int_equal(c.batch_max_ms, 0);
     assert_string_equal(c.event.id_path, "id");
     assert_string_equal(c.event.client_path, "client_id");
     assert_string_equal(c.event.type_path, "type");
@@ -701,8 +701,9 @@ static void test_help_lists_every_option(void **state) {
     assert_true(strncmp(md, "| option | env | type | default | description |\n"
                             "| --- | --- | --- | --- | --- |\n", 70) == 0);
     assert_non_null(strstr(md, "\n| `batch.max_wait` | `CHURND_BATCH_MAX_WAIT` | "
-                               "duration 0s..10s | `10ms` | Longest a micro-batch "
-                               "waits to fill before it is processed |\n"));
+                               "duration 0s..10s | `0s` | How long a micro-batch "
+                               "waits for more events once none are waiting (0: "
+                               "it goes at once with what has arrived) |\n"));
     assert_non_null(strstr(md, "\n| `input.topics` | `CHURND_INPUT_TOPICS` | list "
                                "of topics | `crm.events,helpdesk.events` |"));
     /* One row per option, and names and env names are unique. */
