@@ -389,7 +389,7 @@ row_daemon() {
 # not churnd, set the latency; with event time = wall clock the fewer and
 # busier the partitions, the closer the watermark follows, see
 # docs/bench.md); benchkit latency paces the events, measures production
-# -> alert arrival for the triggering events after a 2 s warm-up. Each
+# -> alert arrival for the triggering events after a 3 s warm-up. Each
 # run: fresh broker, state and group.
 row_latency() {
     : >"$work/p50"
