@@ -80,6 +80,19 @@ int buf_reserve(buf_t *b, size_t extra) {
     return 0;
 }
 
+void *churn_grow(void *v, size_t n, size_t *cap, size_t elem, size_t first) {
+    if (n < *cap) return v;
+    size_t c = *cap ? *cap : first ? first : 1;
+    if (*cap) {
+        if (c > SIZE_MAX / 2) return NULL;
+        c *= 2;
+    }
+    if (elem == 0 || c > SIZE_MAX / elem) return NULL;
+    void *p = realloc(v, c * elem);
+    if (p) *cap = c;
+    return p;
+}
+
 int buf_append(buf_t *b, const void *p, size_t n) {
     if (n == 0) return 0;
     int rc = buf_reserve(b, n);

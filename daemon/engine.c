@@ -208,13 +208,9 @@ static int emit_keyed(const ruleset_t *rs, cstate_t *st, size_t ri,
                       const event_t *ev, engine_out_t *out, const char *key,
                       size_t key_len, int64_t fired_at_ms, unsigned repeat) {
     const rule_def_t *r = &rs->rules[ri];
-    if (out->n_alerts == out->cap) {
-        size_t cap = out->cap ? out->cap * 2 : 4;
-        alert_t *v = realloc(out->alerts, cap * sizeof(alert_t));
-        if (!v) return CHURN_ENOMEM;
-        out->alerts = v;
-        out->cap = cap;
-    }
+    alert_t *v = churn_grow(out->alerts, out->n_alerts, &out->cap, sizeof(*v), 4);
+    if (!v) return CHURN_ENOMEM;
+    out->alerts = v;
     alert_t a;
     memset(&a, 0, sizeof(a));
     a.rule = r->name;

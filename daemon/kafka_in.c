@@ -183,13 +183,9 @@ static void on_batch_timer(uv_timer_t *t) {
 }
 
 static int push_msg(daemon_t *d, rd_kafka_message_t *m) {
-    if (d->n_msgs == d->cap_msgs) {
-        size_t cap = d->cap_msgs ? d->cap_msgs * 2 : 256;
-        batch_msg_t *v = realloc(d->msgs, cap * sizeof(*v));
-        if (!v) return CHURN_ENOMEM;
-        d->msgs = v;
-        d->cap_msgs = cap;
-    }
+    batch_msg_t *v = churn_grow(d->msgs, d->n_msgs, &d->cap_msgs, sizeof(*v), 256);
+    if (!v) return CHURN_ENOMEM;
+    d->msgs = v;
     d->msgs[d->n_msgs++].msg = m;
     return 0;
 }

@@ -182,13 +182,9 @@ static int wake_set(wake_heap_t *h, uint32_t part, cstate_t *st,
         else wake_sift_down(h, i);
         return 0;
     }
-    if (h->n == h->cap) {
-        size_t cap = h->cap ? h->cap * 2 : 1024;
-        wake_entry_t *v = realloc(h->v, cap * sizeof(*v));
-        if (!v) return CHURN_ENOMEM;
-        h->v = v;
-        h->cap = cap;
-    }
+    wake_entry_t *v = churn_grow(h->v, h->n, &h->cap, sizeof(*v), 1024);
+    if (!v) return CHURN_ENOMEM;
+    h->v = v;
     h->n++;
     wake_place(h, h->n - 1, (wake_entry_t){due_ms, st, part});
     wake_sift_up(h, h->n - 1);
@@ -610,13 +606,9 @@ static int held_tag(buf_t *b, const held_event_t *h, const event_t *ev) {
 static int held_push(held_list_t *l, uint32_t part, int64_t ts_ms,
                      const void *tag, size_t tag_len, const void *val,
                      size_t val_len) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        held_copy_t *v = realloc(l->v, cap * sizeof(*v));
-        if (!v) return CHURN_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    held_copy_t *v = churn_grow(l->v, l->n, &l->cap, sizeof(*v), 64);
+    if (!v) return CHURN_ENOMEM;
+    l->v = v;
     uint8_t *mem = malloc(tag_len + val_len + 1);
     if (!mem) return CHURN_ENOMEM;
     memcpy(mem, tag, tag_len);
@@ -817,12 +809,9 @@ typedef struct due_list {
 } due_list_t;
 
 static int due_grow(due_list_t *l) {
-    if (l->n < l->cap) return 0;
-    size_t cap = l->cap ? l->cap * 2 : 64;
-    due_t *v = realloc(l->v, cap * sizeof(*v));
+    due_t *v = churn_grow(l->v, l->n, &l->cap, sizeof(*v), 64);
     if (!v) return CHURN_ENOMEM;
     l->v = v;
-    l->cap = cap;
     return 0;
 }
 
@@ -1122,13 +1111,9 @@ typedef struct flush_list {
 static int flush_collect(void *arg, uint32_t part, const char *client,
                          size_t len, void *val) {
     flush_list_t *l = arg;
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 1024;
-        flush_item_t *v = realloc(l->v, cap * sizeof(*v));
-        if (!v) return CHURN_ENOMEM;
-        l->v = v;
-        l->cap = cap;
-    }
+    flush_item_t *v = churn_grow(l->v, l->n, &l->cap, sizeof(*v), 1024);
+    if (!v) return CHURN_ENOMEM;
+    l->v = v;
     l->v[l->n++] = (flush_item_t){part, client, len, val};
     return 0;
 }

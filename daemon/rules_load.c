@@ -47,13 +47,9 @@ void churn_errs_free(churn_errs_t *e) {
 }
 
 int churn_errs_push(churn_errs_t *e, const churn_err_t *err) {
-    if (e->n == e->cap) {
-        size_t cap = e->cap ? e->cap * 2 : 8;
-        churn_err_t *v = realloc(e->v, cap * sizeof(*v));
-        if (!v) return CHURN_ENOMEM;
-        e->v = v;
-        e->cap = cap;
-    }
+    churn_err_t *v = churn_grow(e->v, e->n, &e->cap, sizeof(*v), 8);
+    if (!v) return CHURN_ENOMEM;
+    e->v = v;
     e->v[e->n++] = *err;
     return 0;
 }
@@ -540,16 +536,12 @@ static int parse_duration_node(loader_t *L, file_t *f, yaml_node_t *n,
 
 static int entries_push(loader_t *L, entries_t *es, const char *name,
                         yaml_node_t *val, file_t *f, yaml_mark_t m) {
-    if (es->n == es->cap) {
-        size_t cap = es->cap ? es->cap * 2 : 16;
-        entry_t *v = realloc(es->v, cap * sizeof(*v));
-        if (!v) {
-            L->oom = 1;
-            return CHURN_ENOMEM;
-        }
-        es->v = v;
-        es->cap = cap;
+    entry_t *v = churn_grow(es->v, es->n, &es->cap, sizeof(*v), 16);
+    if (!v) {
+        L->oom = 1;
+        return CHURN_ENOMEM;
     }
+    es->v = v;
     es->v[es->n].name = name;
     es->v[es->n].val = val;
     es->v[es->n].f = f;

@@ -101,4 +101,10 @@ uint64_t churn_hash64(const void *p, size_t n, uint64_t seed);
 
 #define CHURN_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
+/* Room for one more element in array v of *cap elements of elem bytes, n
+ * of them in use: v itself while n < *cap, else v reallocated to twice the
+ * capacity (first when it has none) and *cap updated. NULL when out of
+ * memory; v and *cap are then unchanged. */
+void *churn_grow(void *v, size_t n, size_t *cap, size_t elem, size_t first);
+
 #endif

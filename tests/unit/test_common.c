@@ -1,11 +1,13 @@
 /*
  * test_common.c - the buffer, the varint/fixed-width encoders and the
- * bounds-checked reader that every on-disk record is built on.
+ * bounds-checked reader that every on-disk record is built on, and the
+ * array growth every list uses.
  */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cmocka.h>
@@ -144,6 +146,30 @@ static void test_error_strings(void **state) {
     assert_string_equal(churn_err_str(&e, line, sizeof(line)), "disk full");
 }
 
+/* churn_grow: the array as it is while there is room, doubled when full,
+ * and on a size that cannot be allocated, NULL with the array and its
+ * capacity left as they were. */
+static void test_grow_doubles_only_when_full(void **state) {
+    (void)state;
+    size_t cap = 0, n = 0;
+    int *v = NULL;
+    for (int i = 0; i < 100; i++) {
+        int *g = churn_grow(v, n, &cap, sizeof(*v), 8);
+        assert_non_null(g);
+        if (n < 8) assert_int_equal(cap, 8);
+        v = g;
+        v[n++] = i;
+        assert_true(n <= cap && cap < 2 * n + 8);
+    }
+    assert_int_equal(cap, 128);
+    for (int i = 0; i < 100; i++) assert_int_equal(v[i], i);
+    assert_ptr_equal(churn_grow(v, 50, &cap, sizeof(*v), 8), v); /* room */
+    size_t huge = SIZE_MAX / 4;
+    assert_null(churn_grow(v, huge, &huge, 16, 8)); /* would overflow */
+    assert_int_equal(huge, SIZE_MAX / 4);
+    free(v);
+}
+
 static void test_hash_is_stable(void **state) {
     (void)state;
     /* persisted ids depend on this value never changing (FNV-1a 64) */
@@ -160,6 +186,7 @@ int main(void) {
         cmocka_unit_test(test_json_string_escaping),
         cmocka_unit_test(test_printf_grows_and_reset_keeps_capacity),
         cmocka_unit_test(test_error_strings),
+        cmocka_unit_test(test_grow_doubles_only_when_full),
         cmocka_unit_test(test_hash_is_stable),
     };
     return cmocka_run_group_tests_name("common", tests, NULL, NULL);
