@@ -56,6 +56,7 @@ struct cache {
     uint32_t *slot;     /* entry index or NIL */
     size_t n_slots;     /* 0 or a power of two */
     size_t size;
+    size_t peak; /* the most entries at once */
     size_t n_dirty;
     size_t capacity;
     size_t key_heap_bytes;
@@ -304,6 +305,7 @@ int cache_put(cache_t *c, uint32_t part, const char *client, size_t len,
     slot_insert(c, idx);
     list_push_tail(c, idx);
     c->size++;
+    if (c->size > c->peak) c->peak = c->size;
     return 0;
 }
 
@@ -399,6 +401,7 @@ size_t cache_drop_partition(cache_t *c, uint32_t part) {
 }
 
 size_t cache_size(const cache_t *c) { return c->size; }
+size_t cache_peak(const cache_t *c) { return c->peak; }
 size_t cache_dirty_count(const cache_t *c) { return c->n_dirty; }
 size_t cache_capacity(const cache_t *c) { return c->capacity; }
 

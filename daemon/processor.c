@@ -1272,7 +1272,9 @@ int processor_count_partition(processor_t *p, uint32_t part, churn_err_t *err) {
 
 /* Commit every this many re-indexed states while settling a partition,
  * so that the cache (which keeps changed states until a commit) stays
- * bounded on a large store. */
+ * bounded on a large store; the states read and left as they were are
+ * let go as the walk goes (a reload on 1,000,000 clients peaked at
+ * 2.4 GiB while they waited for a commit that only changed ones bring). */
 #define SETTLE_BATCH 4096
 
 int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err) {
@@ -1288,6 +1290,8 @@ int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err) 
     if (rc == CHURN_ENOMEM) churn_err_set(err, rc, "out of memory");
     size_t moved = 0;
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
+        /* Unchanged states of the clients before, over the capacity. */
+        if (!p->write_back) cache_evict(p->cache);
         cstate_t *st = NULL;
         rc = client_state(p, part, l.v[i].client, l.v[i].len, &st, err);
         if (rc) break;
@@ -1338,6 +1342,7 @@ size_t processor_dirty(const processor_t *p) {
 void processor_get_stats(const processor_t *p, processor_stats_t *st) {
     *st = (processor_stats_t){
         .cached_clients = cache_size(p->cache),
+        .cache_peak = cache_peak(p->cache),
         .cache_capacity = cache_capacity(p->cache),
         .cache_bytes = cache_memory_bytes(p->cache),
         .cache_hits = p->n_hits,

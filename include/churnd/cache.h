@@ -93,6 +93,8 @@ int cache_each(cache_t *c, cache_dirty_fn fn, void *arg);
 size_t cache_drop_partition(cache_t *c, uint32_t part);
 
 size_t cache_size(const cache_t *c);
+/* The most entries the cache has held at once. */
+size_t cache_peak(const cache_t *c);
 size_t cache_dirty_count(const cache_t *c);
 size_t cache_capacity(const cache_t *c);
 /* Bytes the cache itself holds (entries, table, long ids), values not

@@ -183,6 +183,7 @@ size_t processor_dirty(const processor_t *p);
 typedef struct processor_stats {
     size_t cached_clients;
     size_t cache_capacity;
+    size_t cache_peak;      /* the most clients cached at once */
     size_t cache_bytes;     /* the cache's own memory, states not included */
     uint64_t cache_hits;
     uint64_t cache_misses;  /* loaded from the store or created */
