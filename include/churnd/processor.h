@@ -20,9 +20,9 @@
  * holds it (processor_hold; persisted with the batch that consumed it
  * unless released within that batch) and releases held events in
  * event-time order once the watermark passes them (processor_release),
- * before firing the timers of that watermark. Every client then sees its events and
- * deadlines in time order whatever order the events arrived in, within
- * the lateness bound.
+ * before firing the timers of that watermark. Every client then sees its
+ * events and deadlines in time order whatever order the events arrived
+ * in, within the lateness bound.
  */
 #ifndef CHURND_PROCESSOR_H
 #define CHURND_PROCESSOR_H
