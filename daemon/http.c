@@ -123,7 +123,6 @@ static void on_conn_closed(uv_handle_t *h) {
     if (c->prev) c->prev->next = c->next;
     else srv->conns = c->next;
     if (c->next) c->next->prev = c->prev;
-    srv->n_conns--;
     buf_free(&c->out);
     free(c);
     server_release(srv);
@@ -132,6 +131,11 @@ static void on_conn_closed(uv_handle_t *h) {
 static void conn_close(http_conn_t *c) {
     if (c->state == C_CLOSING) return;
     c->state = C_CLOSING;
+    /* The slot is free now, not at the close callback: the peer sees
+     * the socket closed at once, and a connection it opens next may be
+     * accepted in this same loop turn, before closing handles are
+     * reaped. */
+    c->srv->n_conns--;
     uv_close((uv_handle_t *)&c->tcp, on_conn_closed);
 }
 
