@@ -52,8 +52,11 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
 
 /* kafka_in.c */
 int kin_start(daemon_t *d, churn_err_t *err);
-/* Take messages from the consumer queue while collecting. */
+/* Take messages from the consumer queue while collecting, and while an
+ * event batch awaiting acknowledgements may take more. */
 void kin_pump(daemon_t *d);
+/* Apply the rebalance that waited for a batch to commit, if any. */
+void kin_rebalance_deferred(daemon_t *d);
 void kin_destroy(daemon_t *d, int leave_group);
 
 /* kafka_out.c */
@@ -74,6 +77,8 @@ int pipeline_init(daemon_t *d, churn_err_t *err);
 void pipeline_free(daemon_t *d);
 /* Evaluate the batch in hand (COLLECTING -> AWAITING or commit). */
 void pipeline_process(daemon_t *d);
+/* 1 while the batch awaiting acknowledgements may take more events. */
+int pipeline_may_continue(const daemon_t *d);
 /* Fire timers the watermark passed (at a batch boundary); 1 if a timer
  * batch was started. */
 int pipeline_fire_timers(daemon_t *d);

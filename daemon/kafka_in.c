@@ -97,9 +97,9 @@ static void parts_text(const rd_kafka_topic_partition_list_t *l, char *out,
     if (n >= size && size > 4) memcpy(out + size - 4, "...", 4);
 }
 
-static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
-                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
-    daemon_t *d = opaque;
+static void rebalance_apply(daemon_t *d, rd_kafka_t *rk,
+                            rd_kafka_resp_err_t err,
+                            rd_kafka_topic_partition_list_t *parts) {
     int coop = !strcmp(rd_kafka_rebalance_protocol(rk), "COOPERATIVE");
     char moved[512];
     parts_text(parts, moved, sizeof(moved));
@@ -146,6 +146,33 @@ static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
     }
 }
 
+/* A rebalance served while a batch awaits its acknowledgements (the
+ * batch may take more events meanwhile, pipeline_may_continue) waits for
+ * that batch's commit: the partitions it touched are not given up with
+ * uncommitted state, and new ones join at a batch boundary. librdkafka
+ * lets the (un)assign come after the callback, within the session. */
+static void rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
+                         rd_kafka_topic_partition_list_t *parts, void *opaque) {
+    daemon_t *d = opaque;
+    if (d->phase == PHASE_AWAITING && !d->close_scheduled && !d->closed &&
+        !d->rebalance_parts) {
+        d->rebalance_parts = rd_kafka_topic_partition_list_copy(parts);
+        d->rebalance_err = err;
+        LOG(LOG_INFO, "consumer", "rebalance waits for the batch in hand to commit",
+            LF_INT("in_flight", d->inflight));
+        return;
+    }
+    rebalance_apply(d, rk, err, parts);
+}
+
+void kin_rebalance_deferred(daemon_t *d) {
+    rd_kafka_topic_partition_list_t *parts = d->rebalance_parts;
+    if (!parts) return;
+    d->rebalance_parts = NULL;
+    if (d->consumer) rebalance_apply(d, d->consumer, d->rebalance_err, parts);
+    rd_kafka_topic_partition_list_destroy(parts);
+}
+
 static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason,
                               void *opaque) {
     daemon_t *d = opaque;
@@ -178,7 +205,8 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 static void on_batch_timer(uv_timer_t *t) {
     daemon_t *d = t->data;
     d->batch_timer_armed = 0;
-    if (d->phase == PHASE_COLLECTING && d->n_msgs > 0 && !d->close_scheduled)
+    if ((d->phase == PHASE_COLLECTING || pipeline_may_continue(d)) &&
+        d->n_msgs > 0 && !d->close_scheduled)
         pipeline_process(d);
 }
 
@@ -205,9 +233,11 @@ static void on_pump_timer(uv_timer_t *t) { kin_pump(t->data); }
 void kin_pump(daemon_t *d) {
     if (d->in_pump || d->close_scheduled || d->closed) return;
     d->in_pump = 1;
-    size_t max = (size_t)d->cfg->batch_max_events;
     int batches = 0;
-    while (d->phase == PHASE_COLLECTING && !d->close_scheduled) {
+    while ((d->phase == PHASE_COLLECTING || pipeline_may_continue(d)) &&
+           !d->close_scheduled) {
+        size_t max = (size_t)d->cfg->batch_max_events;
+        if (d->phase != PHASE_COLLECTING) max -= d->unit_events;
         /* Timer batches and event batches take turns while both have work:
          * after a timer batch the queue is looked at first. Per client the
          * order is kept either way: an event first fires the client's own
@@ -257,7 +287,7 @@ void kin_pump(daemon_t *d) {
             daemon_fatal(d, EXIT_KAFKA, "consumer", "out of memory");
             break;
         }
-        if (d->n_msgs == 1) d->stats.batch_start_ns = uv_hrtime();
+        if (!d->stats.batch_start_ns) d->stats.batch_start_ns = uv_hrtime();
         if (d->n_msgs == 1 && !d->batch_timer_armed) {
             d->batch_timer_armed = 1;
             uv_timer_start(&d->batch_timer, on_batch_timer,
@@ -369,6 +399,13 @@ static int close_bounded(daemon_t *d, int64_t timeout_ms) {
 }
 
 void kin_destroy(daemon_t *d, int leave_group) {
+    if (d->rebalance_parts && d->consumer) {
+        /* librdkafka waits for it before it can revoke for the close */
+        rd_kafka_topic_partition_list_t *parts = d->rebalance_parts;
+        d->rebalance_parts = NULL;
+        rebalance_apply(d, d->consumer, d->rebalance_err, parts);
+        rd_kafka_topic_partition_list_destroy(parts);
+    }
     if (!d->consumer) return;
     kqueue_watch_stop(&d->in_watch);
     int closed = 0;

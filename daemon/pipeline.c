@@ -7,7 +7,13 @@
  * headers, where it came from and why), the processor applies the event,
  * alerts are produced. Nothing is written to RocksDB yet. pipeline_commit()
  * runs once every produced message is acknowledged and writes the batch's
- * states, timer-index changes and next offsets in one WriteBatch.
+ * states, timer-index changes and next offsets in one WriteBatch. While an
+ * event batch waits for its acknowledgements, the events that arrive are
+ * evaluated into the same batch (pipeline_may_continue, up to
+ * batch.max_events): their alerts go out at once instead of after the
+ * previous batch's broker round trip and commit, and they commit with the
+ * batch or not at all. Rebalances served meanwhile wait for the commit
+ * (kafka_in.c).
  *
  * After each commit the watermark is recomputed; when it passed deadlines
  * in the timer index, a timer batch fires them (in deadline order, a
@@ -341,8 +347,23 @@ static void settle(daemon_t *d) {
     if (d->inflight == 0 && !d->close_scheduled) pipeline_commit(d);
 }
 
+/* May the event batch awaiting acknowledgements take more events? Not a
+ * timer batch (its rounds stay bounded), nor when something waits for
+ * the commit: a drain, a reload, a rebalance. */
+int pipeline_may_continue(const daemon_t *d) {
+    return d->phase == PHASE_AWAITING && d->unit_is_events && !d->close_scheduled &&
+           !d->stopping && !d->rules_next && !d->rebalance_parts &&
+           d->unit_events < (size_t)d->cfg->batch_max_events;
+}
+
 void pipeline_process(daemon_t *d) {
-    if (d->phase != PHASE_COLLECTING || d->close_scheduled) return;
+    if (d->close_scheduled) return;
+    if (d->phase == PHASE_COLLECTING) {
+        d->unit_events = 0;
+        d->unit_is_events = 1;
+    } else if (!pipeline_may_continue(d)) {
+        return;
+    }
     if (d->batch_timer_armed) {
         uv_timer_stop(&d->batch_timer);
         d->batch_timer_armed = 0;
@@ -350,6 +371,7 @@ void pipeline_process(daemon_t *d) {
     d->phase = PHASE_AWAITING;
     d->events_turn = 0; /* the timers' turn next */
     size_t n = d->n_msgs;
+    d->unit_events += n;
     for (size_t i = 0; i < n && !d->close_scheduled; i++)
         process_one(d, d->msgs[i].msg);
     drop_msgs(d);
@@ -423,6 +445,7 @@ int pipeline_fire_timers(daemon_t *d) {
     if (w == WM_NONE) return 0;
     uint64_t t0 = uv_hrtime();
     d->phase = PHASE_AWAITING;
+    d->unit_is_events = 0;
     /* Rounds of their own take TIMER_BATCH_CLIENTS: rounds of
      * batch.max_events (5,000) made a 1,000,000-event backlog take 19-21 s
      * to lag 0 instead of 11-14 s, their alerts waiting longer for the
@@ -466,6 +489,7 @@ int pipeline_fire_timers(daemon_t *d) {
          * of those ticks would have been without look-ahead. */
         if (!processor_fired_pending(d->proc)) return 0;
         d->phase = PHASE_AWAITING;
+        d->unit_is_events = 0;
         settle(d);
         return 1;
     }
@@ -476,6 +500,7 @@ int pipeline_fire_timers(daemon_t *d) {
     LOG(LOG_DEBUG, "timers", "fired", LF_INT("clients", fired),
         LF_INT("watermark", w));
     d->phase = PHASE_AWAITING;
+    d->unit_is_events = 0;
     publish_alerts(d);
     settle(d);
     return 1;
@@ -617,6 +642,8 @@ void pipeline_commit(daemon_t *d) {
         d->batch_offsets = rd_kafka_topic_partition_list_new(16);
     }
     d->phase = PHASE_COLLECTING;
+    d->unit_events = 0;
+    d->unit_is_events = 0;
     if (d->rules_next) { /* a reload that waited for this batch */
         if (pipeline_settle_rules(d) < 0) return;
         ruleset_free(d->rules);
@@ -625,8 +652,11 @@ void pipeline_commit(daemon_t *d) {
         d->rules_loaded_ms = d->rules_next_loaded_ms;
         pipeline_set_rules(d);
     }
+    kin_rebalance_deferred(d);
     if (d->stopping) {
-        daemon_close(d);
+        /* events taken while acknowledgements were awaited go too */
+        if (d->n_msgs > 0) pipeline_process(d);
+        else daemon_close(d);
         return;
     }
     kin_pump(d); /* no-op when called from inside kin_pump's loop */

@@ -1,6 +1,6 @@
 /*
  * test_faults.c - churnd under injected faults: the broker refusing the
- * alerts, an alerts topic that does not exist, a broker that is not there
+ * alerts (also while the group rebalances), an alerts topic that does not exist, a broker that is not there
  * at start, a state filesystem that fills up, a storm of rules reloads
  * (some broken) and a flood of malformed input.
  *
@@ -288,6 +288,129 @@ static void test_produce_errors_hold_the_commit(void **state) {
     size_t n = verify_exact(&e, NULL);
     fprintf(stderr, "produce errors: %zu alert messages for %d incidents\n", n,
             N_STREAK);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
+/* A second member joins the group while churnd's batch waits for alerts
+ * the broker keeps refusing; churnd goes on polling meanwhile (it may take
+ * more events into that batch), so the rebalance reaches it then. It must
+ * not give up a partition with state it has not committed: the revoke
+ * waits for the commit, which waits for the alerts. Once they get through,
+ * the newcomer gets its share; when it leaves, churnd takes the partitions
+ * back from its own stored offsets and the stream comes out exact. */
+static rd_kafka_t *cooperative_member(th_env_t *e) {
+    char errstr[512];
+    rd_kafka_conf_t *conf = rd_kafka_conf_new();
+    const char *kv[][2] = {
+        {"bootstrap.servers", e->broker.bootstrap},
+        {"group.id", e->group},
+        {"partition.assignment.strategy", "cooperative-sticky"},
+        {"enable.auto.commit", "false"},
+        {"session.timeout.ms", "6000"},
+        {"heartbeat.interval.ms", "500"},
+        {"log_level", "3"},
+    };
+    for (size_t i = 0; i < sizeof(kv) / sizeof(kv[0]); i++)
+        if (rd_kafka_conf_set(conf, kv[i][0], kv[i][1], errstr, sizeof(errstr)) !=
+            RD_KAFKA_CONF_OK)
+            fail_msg("%s: %s", kv[i][0], errstr);
+    rd_kafka_t *rk = rd_kafka_new(RD_KAFKA_CONSUMER, conf, errstr, sizeof(errstr));
+    if (!rk) fail_msg("consumer: %s", errstr);
+    rd_kafka_poll_set_consumer(rk);
+    rd_kafka_topic_partition_list_t *t = rd_kafka_topic_partition_list_new(1);
+    rd_kafka_topic_partition_list_add(t, e->crm, RD_KAFKA_PARTITION_UA);
+    assert_int_equal(rd_kafka_subscribe(rk, t), 0);
+    rd_kafka_topic_partition_list_destroy(t);
+    return rk;
+}
+
+/* Partitions the member holds now. */
+static int member_assigned(rd_kafka_t *rk) {
+    rd_kafka_topic_partition_list_t *l = NULL;
+    if (rd_kafka_assignment(rk, &l) != 0 || !l) return 0;
+    int n = l->cnt;
+    rd_kafka_topic_partition_list_destroy(l);
+    return n;
+}
+
+static void member_poll(rd_kafka_t *rk, int ms) {
+    rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, ms);
+    if (m) rd_kafka_message_destroy(m);
+}
+
+static void test_rebalance_waits_for_the_commit(void **state) {
+    (void)state;
+    th_env_t e;
+    setup(&e, 2, rules_basic, NULL);
+    if (!e.broker.mock) {
+        th_env_teardown(&e);
+        skip();
+    }
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    /* Everything up to the streak clients' cancellations: no alert yet. */
+    size_t tail = n_stream - N_STREAK, some = tail + 5;
+    send_range(&e, 0, tail);
+    must_settle(&e, "before the cancellations");
+    assert_int_equal(th_env_count_alerts(&e, NULL, NULL, NULL, NULL), 0);
+
+    assert_int_equal(th_proc_signal(&e.daemon, SIGSTOP), 0);
+    /* Five alerts, fewer events than batch.max_events: the batch stays
+     * open and churnd keeps polling. */
+    send_range(&e, tail, some);
+    static rd_kafka_resp_err_t errs[20000];
+    for (size_t i = 0; i < 20000; i++)
+        errs[i] = i % 2 ? RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
+                        : RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
+    rd_kafka_mock_push_request_errors_array(e.broker.mock, API_PRODUCE, 20000, errs);
+    assert_int_equal(th_proc_signal(&e.daemon, SIGCONT), 0);
+    must_log(&e, e.log_from, "delivery failed", "Produce errors");
+
+    rd_kafka_t *member = cooperative_member(&e);
+    const char *waits = "rebalance waits for the batch in hand to commit";
+    const char *revoked = "partition revoked";
+    int64_t deadline = th_now_ms() + WAIT_MS;
+    while (log_count_from(e.log, e.log_from, waits) == 0 &&
+           log_count_from(e.log, e.log_from, revoked) == 0) {
+        if (th_now_ms() > deadline || !daemon_alive(&e)) {
+            rd_kafka_destroy(member);
+            rd_kafka_mock_clear_request_errors(e.broker.mock, API_PRODUCE);
+            th_env_dump_log(&e);
+            fail_msg("no rebalance reached churnd while its batch was open");
+        }
+        member_poll(member, 50);
+    }
+    /* While the alerts fail, churnd gives nothing up. */
+    for (int i = 0; i < 20; i++) member_poll(member, 50);
+    if (log_count_from(e.log, e.log_from, revoked) > 0) {
+        rd_kafka_destroy(member);
+        rd_kafka_mock_clear_request_errors(e.broker.mock, API_PRODUCE);
+        fail_msg("churnd gave up a partition before its batch committed");
+    }
+    assert_int_equal(member_assigned(member), 0);
+
+    rd_kafka_mock_clear_request_errors(e.broker.mock, API_PRODUCE);
+    deadline = th_now_ms() + WAIT_MS;
+    while (member_assigned(member) == 0) {
+        if (th_now_ms() > deadline) {
+            rd_kafka_destroy(member);
+            th_env_dump_log(&e);
+            fail_msg("the newcomer never got a partition after the commit");
+        }
+        member_poll(member, 50);
+    }
+    assert_true(log_count_from(e.log, e.log_from, revoked) > 0);
+    fprintf(stderr, "the newcomer got %d partition(s) after churnd committed\n",
+            member_assigned(member));
+    rd_kafka_consumer_close(member);
+    rd_kafka_destroy(member);
+
+    /* churnd takes everything back and finishes the stream. */
+    send_range(&e, some, n_stream);
+    must_settle(&e, "after the newcomer left");
+    size_t n = verify_exact(&e, NULL);
+    fprintf(stderr, "rebalance during a stalled batch: %zu alert messages for %d "
+            "incidents\n", n, N_STREAK);
     assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
     th_env_teardown(&e);
 }
@@ -734,6 +857,7 @@ int main(void) {
     if (only && *only) cmocka_set_test_filter(only);
     const struct CMUnitTest tests[] = {
         T(test_produce_errors_hold_the_commit),
+        T(test_rebalance_waits_for_the_commit),
         T(test_missing_alerts_topic_waits_for_it),
         T(test_restart_at_end_releases_held_events),
         T(test_broker_down_at_start),
