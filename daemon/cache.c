@@ -43,10 +43,11 @@ typedef struct centry {
     uint32_t prev; /* clean or dirty list, by META_DIRTY */
     uint32_t next; /* also the free-list link */
     uint32_t part;
-    uint32_t meta; /* key length | META_DIRTY */
+    uint32_t meta;   /* key length | META_DIRTY */
+    uint32_t weight; /* the value's bytes as last weighed (cache_set_weigher) */
 } centry_t;
 
-_Static_assert(sizeof(centry_t) == 40, "a cache entry should stay 40 bytes");
+_Static_assert(sizeof(centry_t) == 48, "a cache entry should stay 48 bytes");
 
 struct cache {
     centry_t *e;
@@ -63,6 +64,9 @@ struct cache {
     uint32_t clean_head, clean_tail; /* LRU .. MRU */
     uint32_t dirty_head, dirty_tail;
     cache_free_fn free_val;
+    cache_weigh_fn weigh; /* NULL: values weigh nothing */
+    size_t max_bytes;     /* 0: no byte bound */
+    size_t bytes;         /* sum of the entries' weights */
 };
 
 /* FNV-1a seeded with the partition, then a 64-bit finalizer (murmur3's
@@ -95,6 +99,19 @@ static inline const char *key_ptr(const centry_t *e) {
 static size_t home_of(const cache_t *c, uint32_t idx) {
     const centry_t *e = &c->e[idx];
     return (size_t)key_hash(e->part, key_ptr(e), key_len(e)) & (c->n_slots - 1);
+}
+
+/* Weigh entry idx's value again and keep the sum in step. */
+static void reweigh(cache_t *c, centry_t *e) {
+    size_t w = c->weigh ? c->weigh(e->val) : 0;
+    if (w > UINT32_MAX) w = UINT32_MAX;
+    c->bytes = c->bytes - e->weight + w;
+    e->weight = (uint32_t)w;
+}
+
+/* Over a bound: more entries than the capacity, or more bytes. */
+static int over(const cache_t *c) {
+    return c->size > c->capacity || (c->max_bytes && c->bytes > c->max_bytes);
 }
 
 /* Index of the entry, NIL if absent; *pos gets its slot. */
@@ -221,6 +238,8 @@ static void entry_remove(cache_t *c, uint32_t idx, size_t pos) {
     list_unlink(c, idx);
     centry_t *e = &c->e[idx];
     if (is_dirty(e)) c->n_dirty--;
+    c->bytes -= e->weight;
+    e->weight = 0;
     void *val = e->val;
     if (key_len(e) > KEY_INLINE) {
         c->key_heap_bytes -= heap_cost(key_len(e));
@@ -274,6 +293,7 @@ int cache_put(cache_t *c, uint32_t part, const char *client, size_t len,
     if (idx != NIL) {
         void *old = c->e[idx].val;
         c->e[idx].val = val;
+        reweigh(c, &c->e[idx]);
         touch(c, idx);
         if (old != val && c->free_val) c->free_val(old);
         return 0;
@@ -296,6 +316,8 @@ int cache_put(cache_t *c, uint32_t part, const char *client, size_t len,
     e->val = val;
     e->part = part;
     e->meta = (uint32_t)len; /* clean */
+    e->weight = 0;
+    reweigh(c, e);
     if (heap) {
         e->key.ptr = heap;
         c->key_heap_bytes += heap_cost(len);
@@ -343,8 +365,11 @@ int cache_each_dirty(cache_t *c, cache_dirty_fn fn, void *arg) {
 
 void cache_clear_dirty(cache_t *c) {
     if (c->dirty_head == NIL) return;
-    for (uint32_t idx = c->dirty_head; idx != NIL; idx = c->e[idx].next)
+    /* The batch's changes are done: what they weigh now counts. */
+    for (uint32_t idx = c->dirty_head; idx != NIL; idx = c->e[idx].next) {
         c->e[idx].meta &= ~META_DIRTY;
+        reweigh(c, &c->e[idx]);
+    }
     /* Splice the whole dirty list onto the MRU end of the clean list. */
     if (c->clean_tail == NIL) {
         c->clean_head = c->dirty_head;
@@ -359,7 +384,7 @@ void cache_clear_dirty(cache_t *c) {
 
 size_t cache_evict(cache_t *c) {
     size_t n = 0;
-    while (c->size > c->capacity && c->clean_head != NIL) {
+    while (over(c) && c->clean_head != NIL) {
         uint32_t idx = c->clean_head;
         entry_remove(c, idx, slot_of(c, idx));
         n++;
@@ -368,7 +393,7 @@ size_t cache_evict(cache_t *c) {
 }
 
 int cache_evict_each(cache_t *c, cache_dirty_fn fn, void *arg) {
-    while (c->size > c->capacity && c->clean_head != NIL) {
+    while (over(c) && c->clean_head != NIL) {
         uint32_t idx = c->clean_head;
         const centry_t *e = &c->e[idx];
         int rc = fn(arg, e->part, key_ptr(e), key_len(e), e->val);
@@ -399,6 +424,16 @@ size_t cache_drop_partition(cache_t *c, uint32_t part) {
     }
     return n;
 }
+
+void cache_set_weigher(cache_t *c, cache_weigh_fn weigh, size_t max_bytes) {
+    c->weigh = weigh;
+    c->max_bytes = max_bytes;
+    for (uint32_t i = 0; i < c->e_used; i++)
+        if (c->e[i].val) reweigh(c, &c->e[i]);
+}
+
+size_t cache_value_bytes(const cache_t *c) { return c->bytes; }
+size_t cache_max_bytes(const cache_t *c) { return c->max_bytes; }
 
 size_t cache_size(const cache_t *c) { return c->size; }
 size_t cache_peak(const cache_t *c) { return c->peak; }

@@ -123,8 +123,12 @@ static const opt_t opts[] = {
 
     O_STR("state.dir", CHK_NONEMPTY, state_dir, "./state",
           "RocksDB directory holding client state, timers and offsets"),
-    O_NUM("state.cache_clients", OPT_INT, int64_t, cache_clients, "20000", 0,
-          INT64_MAX, "Client states kept decoded in memory (0: none)"),
+    O_NUM("state.cache_clients", OPT_INT, int64_t, cache_clients, "1000000", 0,
+          INT64_MAX, "Client states kept decoded in memory at most (0: none)"),
+    O_NUM("state.cache_memory", OPT_SIZE, int64_t, cache_memory_bytes, "48MiB",
+          0, INT64_MAX,
+          "Memory the decoded client states kept in memory may take, 64 bytes "
+          "of index each included (0: only state.cache_clients bounds them)"),
     O_NUM("state.block_cache", OPT_SIZE, int64_t, block_cache_bytes, "32MiB",
           0, INT64_MAX, "RocksDB block cache"),
     O_BOOL("state.sync", state_sync, "false",

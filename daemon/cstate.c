@@ -114,6 +114,24 @@ void cstate_free(cstate_t *st) {
     free(st);
 }
 
+size_t cstate_heap_bytes(const cstate_t *st) {
+    size_t n = churn_heap_cost(sizeof(*st)) + churn_heap_cost(st->client_len + 1) +
+               2 * churn_heap_cost(st->dd_cap * sizeof(uint64_t)) +
+               churn_heap_cost(st->n_feats * sizeof(feat_slot_t)) +
+               churn_heap_cost(st->n_rules * sizeof(rule_state_t)) +
+               ledger_heap_bytes(&st->ledger);
+    for (size_t i = 0; i < st->n_feats; i++)
+        n += st->feats[i].raw ? churn_heap_cost(st->feats[i].raw_len)
+                              : feat_state_heap_bytes(&st->feats[i].s);
+    for (size_t i = 0; i < st->n_rules; i++) {
+        const rule_state_t *r = &st->rules[i];
+        n += churn_heap_cost((size_t)r->cap_inc * sizeof(rule_incident_t));
+        for (uint32_t j = 0; j < r->n_inc; j++)
+            n += churn_heap_cost((size_t)r->inc[j].key_len + 1);
+    }
+    return n;
+}
+
 static int64_t add_sat(int64_t a, int64_t b) {
     return a > INT64_MAX - b ? INT64_MAX : a + b;
 }

@@ -978,6 +978,28 @@ void feat_state_clear(feat_state_t *s) {
     if (ops) ops->clear(s);
 }
 
+size_t feat_state_heap_bytes(const feat_state_t *s) {
+    size_t n = 0;
+    switch ((feature_kind_t)s->kind) {
+    case FEAT_SERIES:
+        n = churn_heap_cost((size_t)s->u.series.cap * sizeof(series_bucket_t));
+        break;
+    case FEAT_EXPECT:
+        n = churn_heap_cost((size_t)s->u.expect.cap * sizeof(expectation_t));
+        for (uint32_t i = 0; i < s->u.expect.n; i++)
+            n += churn_heap_cost((size_t)s->u.expect.v[i].key_len + 1);
+        break;
+    case FEAT_LAST:
+    case FEAT_LATEST:
+        n = churn_heap_cost(s->u.last.v.cap) +
+            churn_heap_cost((size_t)s->u.last.cap_hist * sizeof(int64_t));
+        break;
+    case FEAT_STREAK:
+        break;
+    }
+    return n;
+}
+
 int feat_state_encode(const feat_state_t *s, buf_t *out) {
     const feature_ops_t *ops = feature_ops((feature_kind_t)s->kind);
     return ops ? ops->encode(s, out) : CHURN_EINVAL;

@@ -49,6 +49,15 @@ void ledger_clear(ledger_t *l) {
     ledger_init(l);
 }
 
+size_t ledger_heap_bytes(const ledger_t *l) {
+    size_t n = churn_heap_cost((size_t)l->cap_days * sizeof(ledger_day_t)) +
+               churn_heap_cost((size_t)l->cap_contracts * sizeof(ledger_contract_t)) +
+               churn_heap_cost((size_t)l->cap_firings * sizeof(ledger_firing_t));
+    for (uint32_t i = 0; i < l->n_firings; i++)
+        n += churn_heap_cost(strlen(l->firings[i].rule) + 1);
+    return n;
+}
+
 int ledger_is_empty(const ledger_t *l) {
     return l->first_ms == INT64_MAX && !l->n_days && !l->n_contracts &&
            !l->n_firings;

@@ -463,6 +463,16 @@ static int render_state(daemon_t *d, buf_t *b) {
                        "Memory of the cache's own structures, the states "
                        "not included.", (double)ps.cache_bytes);
         if (!rc)
+            rc = gauge(b, "churnd_cache_state_bytes",
+                       "Memory of the cached client states as weighed against "
+                       "state.cache_memory (64 bytes of index each included).",
+                       (double)ps.cache_state_bytes);
+        if (!rc)
+            rc = gauge(b, "churnd_cache_capacity_bytes",
+                       "Memory the cached states may take between batches "
+                       "(state.cache_memory; 0: no bound).",
+                       (double)ps.cache_max_bytes);
+        if (!rc)
             rc = counter(b, "churnd_cache_hits_total",
                          "Client states found in the cache.", ps.cache_hits);
         if (!rc)

@@ -65,6 +65,7 @@ int pipeline_init(daemon_t *d, churn_err_t *err) {
     d->proc = processor_new(d->store, (size_t)d->cfg->cache_clients,
                             &d->engine_opts);
     if (!d->proc) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
+    processor_set_cache_memory(d->proc, (size_t)d->cfg->cache_memory_bytes);
     if (d->engine_opts.lookahead_ticks) processor_set_live(d->proc);
     processor_set_rules(d->proc, d->rules);
     engine_out_init(&d->out);

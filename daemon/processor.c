@@ -290,6 +290,14 @@ static exp_count_t exp_before(const processor_t *p, uint32_t part,
     return counting(p, part) ? exp_of(st) : (exp_count_t){0, 0};
 }
 
+static size_t state_weight(const void *val) {
+    return cstate_heap_bytes(val) + PROCESSOR_CACHE_ENTRY_BYTES;
+}
+
+void processor_set_cache_memory(processor_t *p, size_t max_bytes) {
+    cache_set_weigher(p->cache, state_weight, max_bytes);
+}
+
 processor_t *processor_new(store_t *store, size_t cache_clients,
                            const engine_opts_t *opts) {
     processor_t *p = calloc(1, sizeof(*p));
@@ -1345,6 +1353,8 @@ void processor_get_stats(const processor_t *p, processor_stats_t *st) {
         .cache_peak = cache_peak(p->cache),
         .cache_capacity = cache_capacity(p->cache),
         .cache_bytes = cache_memory_bytes(p->cache),
+        .cache_state_bytes = cache_value_bytes(p->cache),
+        .cache_max_bytes = cache_max_bytes(p->cache),
         .cache_hits = p->n_hits,
         .cache_misses = p->n_misses,
         .new_clients = p->n_new,

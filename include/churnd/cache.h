@@ -16,17 +16,21 @@
  * Capacity bounds the entries kept *between* batches: put never evicts (a
  * pointer returned by get stays valid until the next evict, drop_partition,
  * remove, put on the same key or free), evict trims clean entries down to
- * capacity. Capacity 0 keeps nothing clean.
+ * capacity. Capacity 0 keeps nothing clean. With a weigher
+ * (cache_set_weigher) evict also trims them down to a number of bytes:
+ * each value is weighed when it is put and again when its batch is
+ * committed (clear_dirty), the only times the runtime changes it.
  *
  * Values are owned by the cache once put succeeds and are released with
  * free_val (when not NULL) exactly once: on replace by a different pointer,
  * evict, remove, drop_partition or cache_free.
  *
- * Memory, values not included: a 40-byte entry per client (ids up to 16
+ * Memory, values not included: a 48-byte entry per client (ids up to 16
  * bytes stored inline, longer ones in one extra allocation) plus 4 bytes
- * per hash slot at a load factor between 3/8 and 3/4. Measured resident:
- * 46-49 bytes per client with 12-byte ids (1 to 3 million clients), 97
- * with 36-byte UUID ids. cache_memory_bytes reports what is allocated,
+ * per hash slot at a load factor between 3/8 and 3/4. Measured resident,
+ * with the 40-byte entry the cache had before entries carried their
+ * weight: 46-49 bytes per client with 12-byte ids (1 to 3 million
+ * clients), 97 with 36-byte UUID ids; 8 more per client now. cache_memory_bytes reports what is allocated,
  * which right after the entry array doubles is up to 84 bytes per client
  * with short ids (glibc's realloc of large blocks leaves the untouched half
  * non-resident).
@@ -92,6 +96,14 @@ int cache_each(cache_t *c, cache_dirty_fn fn, void *arg);
  * how many were released. O(size). */
 size_t cache_drop_partition(cache_t *c, uint32_t part);
 
+/* Weigh values with weigh (bytes a value holds) and keep the clean
+ * entries within max_bytes as well as within the capacity (0: no byte
+ * bound). Every entry is weighed now. */
+typedef size_t (*cache_weigh_fn)(const void *val);
+void cache_set_weigher(cache_t *c, cache_weigh_fn weigh, size_t max_bytes);
+/* The entries' weights summed (0 without a weigher), and the bound. */
+size_t cache_value_bytes(const cache_t *c);
+size_t cache_max_bytes(const cache_t *c);
 size_t cache_size(const cache_t *c);
 /* The most entries the cache has held at once. */
 size_t cache_peak(const cache_t *c);

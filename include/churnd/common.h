@@ -107,4 +107,14 @@ uint64_t churn_hash64(const void *p, size_t n, uint64_t seed);
  * memory; v and *cap are then unchanged. */
 void *churn_grow(void *v, size_t n, size_t *cap, size_t elem, size_t first);
 
+/* What a malloc of n bytes costs on the heap, as glibc lays it out: a
+ * chunk header and 16-byte alignment, 32 bytes at least; 0 for nothing.
+ * For memory accounting (the cache's byte budget), not exact for every
+ * allocator. */
+static inline size_t churn_heap_cost(size_t n) {
+    if (!n) return 0;
+    size_t c = (n + 8 + 15) & ~(size_t)15;
+    return c < 32 ? 32 : c;
+}
+
 #endif

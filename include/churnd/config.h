@@ -49,6 +49,7 @@ typedef struct config {
     char *rules_dir;               /* rules.dir */
     char *state_dir;               /* state.dir */
     int64_t cache_clients;         /* state.cache_clients */
+    int64_t cache_memory_bytes;    /* state.cache_memory (size) */
     int64_t block_cache_bytes;     /* state.block_cache (size: "64MiB") */
     int state_sync;                /* state.sync */
     int state_ledger;              /* state.ledger */

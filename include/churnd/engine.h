@@ -66,6 +66,9 @@ typedef struct cstate cstate_t;
 /* An empty state for a client seen for the first time (id copied). */
 cstate_t *cstate_new(const char *client_id, size_t len);
 void cstate_free(cstate_t *st);
+/* Memory the decoded state takes on the heap, its own struct included
+ * (churn_heap_cost per allocation): the weight of a cached state. */
+size_t cstate_heap_bytes(const cstate_t *st);
 const char *cstate_client_id(const cstate_t *st);
 
 /* The record format is versioned (first byte) and self-describing per

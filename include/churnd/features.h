@@ -173,6 +173,9 @@ int feature_is_awaited(const feature_def_t *d, const event_t *ev,
 /* Convenience wrappers over the table, for cstate and engine. */
 void feat_state_init(feat_state_t *s, feature_kind_t kind);
 void feat_state_clear(feat_state_t *s);
+/* Heap bytes the state owns beyond the feat_state_t itself (buckets,
+ * expectations and their keys, values, history): churn_heap_cost each. */
+size_t feat_state_heap_bytes(const feat_state_t *s);
 int feat_state_encode(const feat_state_t *s, buf_t *out);
 int feat_state_decode(feature_kind_t kind, const void *p, size_t n,
                       feat_state_t *s);

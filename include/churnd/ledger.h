@@ -88,6 +88,8 @@ typedef struct ledger {
 void ledger_init(ledger_t *l);
 void ledger_clear(ledger_t *l); /* frees everything; l is then empty */
 int ledger_is_empty(const ledger_t *l);
+/* Heap bytes the ledger owns (its arrays and rule names). */
+size_t ledger_heap_bytes(const ledger_t *l);
 
 /* Does the ledger read events of this type? */
 int ledger_wants_type(const char *type);

@@ -39,6 +39,11 @@
 typedef struct processor processor_t;
 
 /* store is borrowed and must outlive the processor. */
+/* Bound the cached states by memory too: what each decoded state holds
+ * (cstate_heap_bytes) plus PROCESSOR_CACHE_ENTRY_BYTES of index, summed,
+ * at most max_bytes between commits (0: no such bound). */
+#define PROCESSOR_CACHE_ENTRY_BYTES 64
+void processor_set_cache_memory(processor_t *p, size_t max_bytes);
 processor_t *processor_new(store_t *store, size_t cache_clients,
                            const engine_opts_t *opts);
 void processor_free(processor_t *p);
@@ -185,6 +190,8 @@ typedef struct processor_stats {
     size_t cache_capacity;
     size_t cache_peak;      /* the most clients cached at once */
     size_t cache_bytes;     /* the cache's own memory, states not included */
+    size_t cache_state_bytes; /* the cached states as weighed (index included) */
+    size_t cache_max_bytes; /* state.cache_memory; 0: none */
     uint64_t cache_hits;
     uint64_t cache_misses;  /* loaded from the store or created */
     uint64_t new_clients;   /* no stored state: seen for the first time */

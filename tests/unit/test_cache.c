@@ -293,6 +293,56 @@ static void key_of(char *k, size_t n, int i) {
         snprintf(k, n, "00000000-0000-4000-8000-%012d", i);
 }
 
+/* The weight of a tval: its id, so a test sets what a value weighs. */
+static size_t tv_weight(const void *p) { return (size_t)((const tval_t *)p)->id; }
+
+/* With a weigher, evict trims clean entries by bytes as well as by count,
+ * least recently used first; a dirty entry's new weight counts from the
+ * commit on, and a dirty one is never evicted, however heavy. */
+static void test_byte_bound(void **state) {
+    (void)state;
+    cache_t *c = cache_new(100, tv_free);
+    assert_non_null(c);
+    cache_set_weigher(c, tv_weight, 1000);
+    assert_int_equal(cache_max_bytes(c), 1000);
+    assert_int_equal(cache_put(c, 0, K("a"), tv(300)), 0);
+    assert_int_equal(cache_put(c, 0, K("b"), tv(300)), 0);
+    assert_int_equal(cache_put(c, 0, K("c"), tv(300)), 0);
+    assert_int_equal(cache_value_bytes(c), 900);
+    assert_int_equal(cache_evict(c), 0); /* within both bounds */
+    assert_int_equal(cache_put(c, 0, K("d"), tv(300)), 0);
+    assert_int_equal(cache_value_bytes(c), 1200);
+    assert_int_equal(cache_evict(c), 1); /* a, the least recently used */
+    assert_int_equal(get_id(c, 0, "a"), -1);
+    assert_int_equal(cache_value_bytes(c), 900);
+
+    /* b grows during a batch: counted at the commit, not before */
+    tval_t *b = cache_get(c, 0, K("b"));
+    assert_int_equal(cache_mark_dirty(c, 0, K("b")), 0);
+    b->id = 800;
+    assert_int_equal(cache_value_bytes(c), 900);
+    assert_int_equal(cache_evict(c), 0);
+    cache_clear_dirty(c);
+    assert_int_equal(cache_value_bytes(c), 1400);
+    /* c, then d, go (b is now the most recently used) */
+    assert_int_equal(cache_evict(c), 2);
+    assert_int_equal(get_id(c, 0, "b"), 800);
+    assert_int_equal(cache_value_bytes(c), 800);
+
+    /* a dirty entry over the bound stays */
+    assert_int_equal(cache_put(c, 1, K("huge"), tv(5000)), 0);
+    assert_int_equal(cache_mark_dirty(c, 1, K("huge")), 0);
+    assert_int_equal(cache_evict(c), 1); /* b, the only clean one */
+    assert_int_equal(get_id(c, 1, "huge"), 5000);
+    /* replacing a value weighs the new one */
+    assert_int_equal(cache_put(c, 1, K("huge"), tv(10)), 0);
+    assert_int_equal(cache_value_bytes(c), 10);
+    assert_int_equal(cache_remove(c, 1, K("huge")), 0);
+    assert_int_equal(cache_value_bytes(c), 0);
+    cache_free(c);
+    assert_int_equal(n_freed, n_made);
+}
+
 static void test_growth_100k(void **state) {
     (void)state;
     enum { N = 100000 };
@@ -502,6 +552,7 @@ int main(void) {
         cmocka_unit_test_setup(test_dirty_beyond_capacity, setup),
         cmocka_unit_test_setup(test_remove, setup),
         cmocka_unit_test_setup(test_drop_partition, setup),
+        cmocka_unit_test_setup(test_byte_bound, setup),
         cmocka_unit_test_setup(test_growth_100k, setup),
         cmocka_unit_test_setup(test_memory_per_entry, setup),
         cmocka_unit_test_setup(test_against_model, setup),

@@ -75,7 +75,8 @@ static void test_defaults_are_the_documented_ones(void **state) {
     assert_string_equal(c.deadletter_topic, "churn.deadletter");
     assert_string_equal(c.rules_dir, "./rules");
     assert_string_equal(c.state_dir, "./state");
-    assert_int_equal(c.cache_clients, 20000);
+    assert_int_equal(c.cache_clients, 1000000);
+    assert_int_equal(c.cache_memory_bytes, 48 * 1024 * 1024);
     assert_int_equal(c.block_cache_bytes, 32 * 1024 * 1024);
     assert_int_equal(c.state_sync, 0);
     assert_int_equal(c.state_ledger, 1);
@@ -124,6 +125,7 @@ static void test_nested_file_sets_every_kind(void **state) {
         "state:\n"
         "  dir: /var/lib/churnd\n"
         "  cache_clients: 0\n"
+        "  cache_memory: 4MiB\n"
         "  block_cache: 512KiB\n"
         "  sync: true\n"
         "batch:\n"
@@ -163,6 +165,7 @@ static void test_nested_file_sets_every_kind(void **state) {
     assert_string_equal(c.rules_dir, "/etc/churnd/rules");
     assert_string_equal(c.state_dir, "/var/lib/churnd");
     assert_int_equal(c.cache_clients, 0);
+    assert_int_equal(c.cache_memory_bytes, 4 * 1024 * 1024);
     assert_int_equal(c.block_cache_bytes, 512 * 1024);
     assert_int_equal(c.state_sync, 1);
     assert_int_equal(c.batch_max_events, 100);
@@ -489,6 +492,7 @@ static void test_every_option_has_a_working_env_variable(void **state) {
         {"rules.dir", "CHURND_RULES_DIR=r"},
         {"state.dir", "CHURND_STATE_DIR=s"},
         {"state.cache_clients", "CHURND_STATE_CACHE_CLIENTS=7"},
+        {"state.cache_memory", "CHURND_STATE_CACHE_MEMORY=1MiB"},
         {"state.block_cache", "CHURND_STATE_BLOCK_CACHE=1GiB"},
         {"state.sync", "CHURND_STATE_SYNC=on"},
         {"state.ledger", "CHURND_STATE_LEDGER=off"},

@@ -4,6 +4,7 @@
  * timers, risk, segments, the client-state record (round trip, damage,
  * rule-set changes) and the alert JSON text.
  */
+#include <malloc.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1321,9 +1322,50 @@ static void test_pack_state_all_kinds(void **state) {
     ruleset_free(rs);
 }
 
+/* cstate_heap_bytes, the weight of a cached state, is what decoding the
+ * state takes from the heap (glibc's own count, compared where the heap
+ * is glibc's: not under AddressSanitizer), and it grows with the state. */
+static void test_state_heap_bytes(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    cstate_t *st = cstate_new("A", 1);
+    size_t empty = cstate_heap_bytes(st);
+    assert_true(empty >= sizeof(cstate_t));
+    char id[32], day[32];
+    for (int i = 0; i < 40; i++) {
+        snprintf(id, sizeof(id), "o%d", i);
+        snprintf(day, sizeof(day), "2026-01-%02dT00:00:00Z", 1 + i % 28);
+        step(rs, st, "A", id, "order.placed", day, "{\"amount\":12.5}");
+    }
+    step(rs, st, "A", "t1", "ticket.opened", "2026-01-29T00:00:00Z",
+         "{\"ticket_id\":\"T1\",\"category\":\"complaint\"}");
+    st = reload(st);
+    size_t full = cstate_heap_bytes(st);
+    assert_true(full > empty + 40 * 16); /* 40 ids in the dedup ring at least */
+    uint8_t rec[16384];
+    size_t n = encoded(st, rec, sizeof(rec));
+#if defined(__SANITIZE_ADDRESS__)
+    (void)n;
+#else
+    churn_err_t err;
+    cstate_t *back = NULL;
+    struct mallinfo2 before = mallinfo2();
+    assert_int_equal(cstate_decode(rec, n, "A", 1, &back, &err), 0);
+    struct mallinfo2 after = mallinfo2();
+    size_t used = after.uordblks - before.uordblks;
+    size_t weighed = cstate_heap_bytes(back);
+    fprintf(stderr, "decoded state: %zu heap bytes, weighed %zu\n", used, weighed);
+    assert_true(weighed >= used - used / 10 && weighed <= used + used / 10);
+    cstate_free(back);
+#endif
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_meetings_postponed),
+        cmocka_unit_test(test_state_heap_bytes),
         cmocka_unit_test(test_detractor),
         cmocka_unit_test(test_both_rules_risk),
         cmocka_unit_test(test_duplicate_and_ignored),
