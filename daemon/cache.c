@@ -84,11 +84,6 @@ static uint64_t key_hash(uint32_t part, const char *client, size_t len) {
 }
 
 static inline size_t key_len(const centry_t *e) { return e->meta & META_LEN; }
-/* What a heap key really costs with glibc malloc (8-byte header, 16-byte
- * chunks), for cache_memory_bytes. */
-static inline size_t heap_cost(size_t len) {
-    return (len + 8 + 15) & ~(size_t)15;
-}
 static inline int is_dirty(const centry_t *e) {
     return (e->meta & META_DIRTY) != 0;
 }
@@ -242,7 +237,7 @@ static void entry_remove(cache_t *c, uint32_t idx, size_t pos) {
     e->weight = 0;
     void *val = e->val;
     if (key_len(e) > KEY_INLINE) {
-        c->key_heap_bytes -= heap_cost(key_len(e));
+        c->key_heap_bytes -= churn_heap_cost(key_len(e));
         free(e->key.ptr);
     }
     e->val = NULL;
@@ -320,7 +315,7 @@ int cache_put(cache_t *c, uint32_t part, const char *client, size_t len,
     reweigh(c, e);
     if (heap) {
         e->key.ptr = heap;
-        c->key_heap_bytes += heap_cost(len);
+        c->key_heap_bytes += churn_heap_cost(len);
     } else if (len) {
         memcpy(e->key.inl, client, len);
     }

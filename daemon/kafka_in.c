@@ -399,13 +399,9 @@ static int close_bounded(daemon_t *d, int64_t timeout_ms) {
 }
 
 void kin_destroy(daemon_t *d, int leave_group) {
-    if (d->rebalance_parts && d->consumer) {
-        /* librdkafka waits for it before it can revoke for the close */
-        rd_kafka_topic_partition_list_t *parts = d->rebalance_parts;
-        d->rebalance_parts = NULL;
-        rebalance_apply(d, d->consumer, d->rebalance_err, parts);
-        rd_kafka_topic_partition_list_destroy(parts);
-    }
+    /* librdkafka waits for a deferred (un)assign before it can revoke
+     * for the close */
+    kin_rebalance_deferred(d);
     if (!d->consumer) return;
     kqueue_watch_stop(&d->in_watch);
     int closed = 0;

@@ -349,22 +349,18 @@ static void settle(daemon_t *d) {
 }
 
 /* May the event batch awaiting acknowledgements take more events? Not a
- * timer batch (its rounds stay bounded), nor when something waits for
- * the commit: a drain, a reload, a rebalance. */
+ * timer batch (its rounds stay bounded; it evaluated no event, so
+ * unit_events is 0), nor when something waits for the commit: a drain, a
+ * reload, a rebalance. */
 int pipeline_may_continue(const daemon_t *d) {
-    return d->phase == PHASE_AWAITING && d->unit_is_events && !d->close_scheduled &&
+    return d->phase == PHASE_AWAITING && d->unit_events > 0 && !d->close_scheduled &&
            !d->stopping && !d->rules_next && !d->rebalance_parts &&
            d->unit_events < (size_t)d->cfg->batch_max_events;
 }
 
 void pipeline_process(daemon_t *d) {
     if (d->close_scheduled) return;
-    if (d->phase == PHASE_COLLECTING) {
-        d->unit_events = 0;
-        d->unit_is_events = 1;
-    } else if (!pipeline_may_continue(d)) {
-        return;
-    }
+    if (d->phase != PHASE_COLLECTING && !pipeline_may_continue(d)) return;
     if (d->batch_timer_armed) {
         uv_timer_stop(&d->batch_timer);
         d->batch_timer_armed = 0;
@@ -446,7 +442,6 @@ int pipeline_fire_timers(daemon_t *d) {
     if (w == WM_NONE) return 0;
     uint64_t t0 = uv_hrtime();
     d->phase = PHASE_AWAITING;
-    d->unit_is_events = 0;
     /* Rounds of their own take TIMER_BATCH_CLIENTS: rounds of
      * batch.max_events (5,000) made a 1,000,000-event backlog take 19-21 s
      * to lag 0 instead of 11-14 s, their alerts waiting longer for the
@@ -490,7 +485,6 @@ int pipeline_fire_timers(daemon_t *d) {
          * of those ticks would have been without look-ahead. */
         if (!processor_fired_pending(d->proc)) return 0;
         d->phase = PHASE_AWAITING;
-        d->unit_is_events = 0;
         settle(d);
         return 1;
     }
@@ -501,7 +495,6 @@ int pipeline_fire_timers(daemon_t *d) {
     LOG(LOG_DEBUG, "timers", "fired", LF_INT("clients", fired),
         LF_INT("watermark", w));
     d->phase = PHASE_AWAITING;
-    d->unit_is_events = 0;
     publish_alerts(d);
     settle(d);
     return 1;
@@ -644,7 +637,6 @@ void pipeline_commit(daemon_t *d) {
     }
     d->phase = PHASE_COLLECTING;
     d->unit_events = 0;
-    d->unit_is_events = 0;
     if (d->rules_next) { /* a reload that waited for this batch */
         if (pipeline_settle_rules(d) < 0) return;
         ruleset_free(d->rules);

@@ -30,9 +30,10 @@
  * per hash slot at a load factor between 3/8 and 3/4. Measured resident,
  * with the 40-byte entry the cache had before entries carried their
  * weight: 46-49 bytes per client with 12-byte ids (1 to 3 million
- * clients), 97 with 36-byte UUID ids; 8 more per client now. cache_memory_bytes reports what is allocated,
- * which right after the entry array doubles is up to 84 bytes per client
- * with short ids (glibc's realloc of large blocks leaves the untouched half
+ * clients), 97 with 36-byte UUID ids; 8 more per client now.
+ * cache_memory_bytes reports what is allocated, which right after the
+ * entry array doubles is up to 84 bytes per client with short ids
+ * (glibc's realloc of large blocks leaves the untouched half
  * non-resident).
  */
 #ifndef CHURND_CACHE_H

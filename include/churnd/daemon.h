@@ -158,11 +158,10 @@ typedef struct daemon {
      * so that a burst of due timers (every client's daily tick) does not
      * hold new events back until it is over. */
     int events_turn;
-    /* Events evaluated since the last commit; an event batch's wait for
-     * acknowledgements may take more events into the same commit
-     * (pipeline_may_continue). */
+    /* Events evaluated since the last commit (0 in a timer batch); an
+     * event batch's wait for acknowledgements may take more events into
+     * the same commit (pipeline_may_continue). */
     size_t unit_events;
-    int unit_is_events;     /* the uncommitted work began as an event batch */
     rd_kafka_topic_partition_list_t *rebalance_parts; /* deferred rebalance */
     rd_kafka_resp_err_t rebalance_err;
 

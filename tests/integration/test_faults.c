@@ -222,6 +222,29 @@ static void short_session(th_env_t *e) {
 
 /* ---- 1. the broker refuses the alerts ---- */
 
+/* Send stream[from, to) while churnd is stopped, so that it is on the
+ * broker before Produce starts failing (the errors hit every producer of
+ * the cluster, this test's too); then make the next n_errors Produce
+ * requests fail (a mix of errors librdkafka retries by itself and
+ * permanent ones it hands back to churnd), let churnd go on and wait for
+ * its first failed delivery. */
+#define MAX_PRODUCE_ERRORS 20000
+static void send_while_produce_fails(th_env_t *e, size_t from, size_t to,
+                                     size_t n_errors) {
+    static rd_kafka_resp_err_t errs[MAX_PRODUCE_ERRORS];
+    assert_true(n_errors <= MAX_PRODUCE_ERRORS);
+    assert_int_equal(th_proc_signal(&e->daemon, SIGSTOP), 0);
+    send_range(e, from, to);
+    for (size_t i = 0; i < n_errors; i++)
+        errs[i] = i % 2 ? RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
+              : i % 4 ? RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS
+                      : RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR;
+    rd_kafka_mock_push_request_errors_array(e->broker.mock, API_PRODUCE, n_errors,
+                                            errs);
+    assert_int_equal(th_proc_signal(&e->daemon, SIGCONT), 0);
+    must_log(e, e->log_from, "delivery failed", "Produce errors");
+}
+
 /* Produce requests fail (a mix of errors librdkafka retries by itself and
  * permanent ones it hands back to churnd) while the alerts of the stream
  * are due. No batch may commit past an alert that was not acknowledged:
@@ -241,19 +264,7 @@ static void test_produce_errors_hold_the_commit(void **state) {
     send_range(&e, 0, third);
     must_settle(&e, "first third");
 
-    /* Stopped, so the input is on the broker before Produce starts failing
-     * (the errors hit every producer of the cluster, this test's too). */
-    assert_int_equal(th_proc_signal(&e.daemon, SIGSTOP), 0);
-    send_range(&e, third, n_stream);
-    static rd_kafka_resp_err_t errs[4000];
-    for (size_t i = 0; i < 4000; i++)
-        errs[i] = i % 2 ? RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
-              : i % 4 ? RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS
-                      : RD_KAFKA_RESP_ERR_KAFKA_STORAGE_ERROR;
-    rd_kafka_mock_push_request_errors_array(e.broker.mock, API_PRODUCE, 4000, errs);
-    assert_int_equal(th_proc_signal(&e.daemon, SIGCONT), 0);
-
-    must_log(&e, e.log_from, "delivery failed", "Produce errors");
+    send_while_produce_fails(&e, third, n_stream, 4000);
     /* Nothing got through, so nothing may be settled at the end. */
     assert_int_equal(th_env_count_alerts(&e, NULL, NULL, NULL, NULL), 0);
     char needle[96];
@@ -354,17 +365,9 @@ static void test_rebalance_waits_for_the_commit(void **state) {
     must_settle(&e, "before the cancellations");
     assert_int_equal(th_env_count_alerts(&e, NULL, NULL, NULL, NULL), 0);
 
-    assert_int_equal(th_proc_signal(&e.daemon, SIGSTOP), 0);
     /* Five alerts, fewer events than batch.max_events: the batch stays
      * open and churnd keeps polling. */
-    send_range(&e, tail, some);
-    static rd_kafka_resp_err_t errs[20000];
-    for (size_t i = 0; i < 20000; i++)
-        errs[i] = i % 2 ? RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED
-                        : RD_KAFKA_RESP_ERR_NOT_ENOUGH_REPLICAS;
-    rd_kafka_mock_push_request_errors_array(e.broker.mock, API_PRODUCE, 20000, errs);
-    assert_int_equal(th_proc_signal(&e.daemon, SIGCONT), 0);
-    must_log(&e, e.log_from, "delivery failed", "Produce errors");
+    send_while_produce_fails(&e, tail, some, MAX_PRODUCE_ERRORS);
 
     rd_kafka_t *member = cooperative_member(&e);
     const char *waits = "rebalance waits for the batch in hand to commit";
