@@ -225,6 +225,14 @@ struct processor {
      * daemon (live) writes it with the next commit when fired_dirty. */
     int64_t *settled;
     unsigned char *fired_dirty;
+    /* Per partition number: its fired record names another rule set than
+     * the one at hand, and processor_resume_partition's walk has not yet
+     * re-indexed all of its clients. The record is left as it is until the
+     * walk is over, whatever commits come in between (the walk's own,
+     * every PROCESSOR_SETTLE_BATCH moved states): a start killed half-way
+     * must leave the next one with the walk to do. (A reload walks under the old set,
+     * before processor_set_rules: its commits name the old set, rightly.) */
+    unsigned char *unsettled;
     /* Per partition number: no timer-index entry lies before this time
      * (INT64_MIN: unknown), so scans start there rather than stepping over
      * the deleted entries of every earlier round. Lowered by any entry put
@@ -323,6 +331,7 @@ void processor_free(processor_t *p) {
     buf_free(&p->tag);
     free(p->settled);
     free(p->fired_dirty);
+    free(p->unsettled);
     free(p->scan_from);
     for (size_t i = 0; i < p->n_settled; i++) free(p->scan_key[i].client);
     free(p->scan_key);
@@ -383,6 +392,9 @@ static int grow_parts(processor_t *p, uint32_t part) {
     unsigned char *fd = realloc(p->fired_dirty, n * sizeof(*fd));
     if (!fd) return CHURN_ENOMEM;
     p->fired_dirty = fd;
+    unsigned char *us = realloc(p->unsettled, n * sizeof(*us));
+    if (!us) return CHURN_ENOMEM;
+    p->unsettled = us;
     int64_t *f = realloc(p->scan_from, n * sizeof(*f));
     if (!f) return CHURN_ENOMEM;
     p->scan_from = f;
@@ -400,7 +412,7 @@ static int grow_parts(processor_t *p, uint32_t part) {
     p->held = h;
     for (size_t i = p->n_settled; i < n; i++) {
         v[i] = f[i] = INT64_MIN;
-        fd[i] = 0;
+        fd[i] = us[i] = 0;
         t[i] = 0;
         memset(&c[i], 0, sizeof(c[i]));
         h[i] = (part_held_t){INT64_MIN};
@@ -1060,7 +1072,7 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
         else store_batch_put_counts(p->wb, (uint32_t)i, &p->counts[i].c);
     }
     for (size_t i = 0; p->live && p->rules && i < p->n_settled; i++) {
-        if (!p->fired_dirty[i]) continue;
+        if (!p->fired_dirty[i] || p->unsettled[i]) continue;
         store_fired_t f = {.upto_ms = p->settled[i], .rules_hash = p->rules_hash};
         store_batch_put_fired(p->wb, (uint32_t)i, &f);
     }
@@ -1092,7 +1104,7 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
     }
     for (size_t i = 0; i < p->n_settled; i++) {
         p->counts[i].dirty = 0;
-        p->fired_dirty[i] = 0;
+        if (!p->unsettled[i]) p->fired_dirty[i] = 0;
     }
     return 0;
 }
@@ -1212,7 +1224,7 @@ void processor_drop_partition(processor_t *p, uint32_t part) {
     if (part < p->n_settled) {
         p->settled[part] = p->scan_from[part] = INT64_MIN;
         scan_key_clear(&p->scan_key[part]);
-        p->fired_dirty[part] = 0;
+        p->fired_dirty[part] = p->unsettled[part] = 0;
         p->held[part] = (part_held_t){INT64_MIN};
         p->n_timers[part] = 0;
         memset(&p->counts[part], 0, sizeof(p->counts[part]));
@@ -1278,12 +1290,11 @@ int processor_count_partition(processor_t *p, uint32_t part, churn_err_t *err) {
     return 0;
 }
 
-/* Commit every this many re-indexed states while settling a partition,
- * so that the cache (which keeps changed states until a commit) stays
+/* The walk commits every PROCESSOR_SETTLE_BATCH re-indexed states, so
+ * that the cache (which keeps changed states until a commit) stays
  * bounded on a large store; the states read and left as they were are
  * let go as the walk goes (a reload on 1,000,000 clients peaked at
  * 2.4 GiB while they waited for a commit that only changed ones bring). */
-#define SETTLE_BATCH 4096
 
 int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err) {
     if (!p->live || !p->opts.lookahead_ticks || !p->rules) return 0;
@@ -1311,10 +1322,12 @@ int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err) 
             rc = churn_err_set(err, CHURN_EINVAL, "client state vanished from the cache");
             break;
         }
-        if (++moved % SETTLE_BATCH == 0) rc = processor_commit(p, NULL, 0, err);
+        if (++moved % PROCESSOR_SETTLE_BATCH == 0) rc = processor_commit(p, NULL, 0, err);
     }
     for (size_t i = 0; i < l.n; i++) free(l.v[i].own);
     free(l.v);
+    /* Only now may the fired record name the rule set at hand. */
+    if (rc >= 0 && part < p->n_settled) p->unsettled[part] = 0;
     if (rc >= 0) rc = processor_commit(p, NULL, 0, err);
     return rc < 0 ? rc : 0;
 }
@@ -1334,12 +1347,13 @@ int processor_resume_partition(processor_t *p, uint32_t part, churn_err_t *err) 
         p->fired_dirty[part] = 0;
         return 0;
     }
+    p->unsettled[part] = 1;
     return processor_settle_partition(p, part, err);
 }
 
 int processor_fired_pending(const processor_t *p) {
     for (size_t i = 0; p->live && i < p->n_settled; i++)
-        if (p->fired_dirty[i]) return 1;
+        if (p->fired_dirty[i] && !p->unsettled[i]) return 1;
     return 0;
 }
 

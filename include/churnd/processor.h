@@ -69,7 +69,9 @@ void processor_set_live(processor_t *p);
 /* Live look-ahead: partition part was assigned. Reads how far its timers
  * had fired; when that was under another rule set (the rules changed
  * while the daemon was down), the clients are re-indexed as by
- * processor_settle_partition. Commits what it changed. 0 or a negative
+ * processor_settle_partition, and the fired record names the rule set at
+ * hand only from that walk's last commit on (a start killed half-way
+ * leaves the walk to the next one). Commits what it changed. 0 or a negative
  * CHURN_E* with err. Between commits only. */
 int processor_resume_partition(processor_t *p, uint32_t part, churn_err_t *err);
 /* Live look-ahead: a client indexed past ticks the look-ahead found quiet
@@ -79,6 +81,8 @@ int processor_resume_partition(processor_t *p, uint32_t part, churn_err_t *err);
  * partition's timers have fired, under the rule set at hand. Commits what
  * it changed. 0 or a negative CHURN_E* with err. Between commits only. */
 int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err);
+/* The walk commits after every this many clients it re-indexed. */
+#define PROCESSOR_SETTLE_BATCH 4096
 /* Live look-ahead: has how far some partition's timers fired changed since
  * the last commit (to be written by the next one)? */
 int processor_fired_pending(const processor_t *p);

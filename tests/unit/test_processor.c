@@ -114,7 +114,7 @@ static void world_close(world_t *w) {
     config_free(&w->cfg);
 }
 
-static void contact(world_t *w, const char *client, int64_t ts_ms) {
+static void apply_contact(world_t *w, const char *client, int64_t ts_ms) {
     char json[256];
     snprintf(json, sizeof(json),
              "{\"id\":\"%s-%lld\",\"type\":\"email.sent\",\"client_id\":\"%s\","
@@ -129,7 +129,12 @@ static void contact(world_t *w, const char *client, int64_t ts_ms) {
     assert_int_equal(processor_event(w->proc, 0, &ev, &w->out, &err),
                      ENGINE_APPLIED);
     event_clear(&ev);
+}
+
+static void contact(world_t *w, const char *client, int64_t ts_ms) {
+    apply_contact(w, client, ts_ms);
     take_alerts(w);
+    churn_err_t err = {0};
     assert_int_equal(processor_commit(w->proc, NULL, 0, &err), 0);
 }
 
@@ -388,6 +393,132 @@ static void test_settling_keeps_the_cache_within_its_capacity(void **state) {
     world_close(&w);
 }
 
+/* The rule set of RULES with one more rule: another hash, the same
+ * silence rule. */
+static ruleset_t *load_more_rules(void) {
+    char dir[512], path[600];
+    snprintf(dir, sizeof(dir), "%s/rules-more", tmp);
+    snprintf(path, sizeof(path), "%s/silence.yaml", dir);
+    if (mkdir(dir, 0755) != 0) assert_int_equal(errno, EEXIST);
+    char text[sizeof(RULES) + 256];
+    snprintf(text, sizeof(text),
+             "%s"
+             "  bounce:\n"
+             "    on: [email.bounced]\n"
+             "    severity: info\n"
+             "    summary: \"bounced\"\n",
+             RULES);
+    assert_int_equal(th_write_file(path, text), 0);
+    churn_errs_t errs;
+    churn_errs_init(&errs);
+    ruleset_t *rs = NULL;
+    assert_int_equal(ruleset_load_dir(dir, &rs, &errs), 0);
+    churn_errs_free(&errs);
+    return rs;
+}
+
+/* Counts the timer entries of a partition: all of them, and those due at
+ * `at`. */
+typedef struct timer_count {
+    int64_t at;
+    size_t n, n_at;
+} timer_count_t;
+
+static int count_timer(void *arg, uint32_t part, int64_t due_ms,
+                       const char *client, size_t client_len) {
+    (void)part, (void)client, (void)client_len;
+    timer_count_t *c = arg;
+    c->n++;
+    if (due_ms == c->at) c->n_at++;
+    return 0;
+}
+
+static timer_count_t timers_at(world_t *w, uint32_t part, int64_t at) {
+    timer_count_t c = {at, 0, 0};
+    churn_err_t err = {0};
+    assert_true(store_scan_timers(w->store, part, INT64_MAX, 0, count_timer,
+                                  &c, &err) >= 0);
+    return c;
+}
+
+/* A live processor on w's store under rs, partition 0 assigned as the
+ * daemon assigns it; the resume's result. */
+static int live_open(world_t *w, const ruleset_t *rs) {
+    w->opts.lookahead_ticks = 64;
+    w->proc = processor_new(w->store, 50, &w->opts);
+    assert_non_null(w->proc);
+    processor_set_live(w->proc);
+    processor_set_rules(w->proc, rs);
+    churn_err_t err = {0};
+    assert_int_equal(processor_count_partition(w->proc, 0, &err), 0);
+    int rc = processor_resume_partition(w->proc, 0, &err);
+    if (rc == 0) assert_int_equal(processor_commit(w->proc, NULL, 0, &err), 0);
+    return rc;
+}
+
+static void put_raw_client(world_t *w, const char *client, const char *val,
+                           int64_t due_ms, int del) {
+    store_batch_t *b = store_batch_new();
+    assert_non_null(b);
+    size_t len = strlen(client);
+    if (del) {
+        store_batch_del_client(b, 0, client, len);
+        store_batch_del_timer(b, 0, due_ms, client, len);
+    } else {
+        store_batch_put_client(b, 0, client, len, val, strlen(val));
+        store_batch_put_timer(b, 0, due_ms, client, len);
+    }
+    churn_err_t err = {0};
+    assert_int_equal(store_commit(w->store, b, &err), 0);
+    store_batch_free(b);
+}
+
+/* A start under changed rules re-indexes every client of a partition
+ * (processor_resume_partition), committing as it goes. Those commits must
+ * not record the new rule set for the partition before the walk is over:
+ * after a crash in between, the next start would take it as walked, and
+ * the clients not reached would stay indexed past ticks only the old set
+ * found quiet. The walk here stops half-way at a record it cannot read. */
+#define WALK_CLIENTS (PROCESSOR_SETTLE_BATCH + 100)
+static void test_a_start_cut_short_in_its_walk_walks_again(void **state) {
+    (void)state;
+    static world_t w;
+    world_open(&w, "cut");
+    processor_free(w.proc);
+    assert_int_equal(live_open(&w, w.rules), 0);
+    char id[32];
+    churn_err_t err = {0};
+    for (int i = 0; i < WALK_CLIENTS; i++) {
+        snprintf(id, sizeof(id), "c-%05d", i);
+        apply_contact(&w, id, T0_MS + 60 * 1000);
+    }
+    take_alerts(&w);
+    assert_int_equal(processor_commit(w.proc, NULL, 0, &err), 0);
+    /* Looked ahead: the ticks of days 1 and 2 change nothing, the one of
+     * day 3 fires. */
+    timer_count_t c = timers_at(&w, 0, T0_MS + 3 * DAY_MS);
+    assert_int_equal(c.n, WALK_CLIENTS);
+    assert_int_equal(c.n_at, WALK_CLIENTS);
+    /* Indexed after every one of them ("z" > "c-"): an unreadable state. */
+    put_raw_client(&w, "z", "\xff\xff\xff", T0_MS + 3 * DAY_MS, 0);
+    processor_free(w.proc);
+
+    ruleset_t *more = load_more_rules();
+    assert_true(live_open(&w, more) < 0);
+    processor_free(w.proc);
+    /* It did commit part of the walk. */
+    c = timers_at(&w, 0, T0_MS + DAY_MS);
+    assert_true(c.n_at >= PROCESSOR_SETTLE_BATCH && c.n_at < WALK_CLIENTS);
+
+    put_raw_client(&w, "z", NULL, T0_MS + 3 * DAY_MS, 1);
+    assert_int_equal(live_open(&w, more), 0);
+    c = timers_at(&w, 0, T0_MS + DAY_MS);
+    assert_int_equal(c.n, WALK_CLIENTS);
+    assert_int_equal(c.n_at, WALK_CLIENTS);
+    ruleset_free(more);
+    world_close(&w);
+}
+
 static int setup(void **state) {
     (void)state;
     return th_tmpdir(tmp, sizeof(tmp));
@@ -408,6 +539,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_a_limited_release_goes_on_after_the_commit,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_settling_keeps_the_cache_within_its_capacity,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_start_cut_short_in_its_walk_walks_again,
                                         setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
