@@ -44,8 +44,12 @@ int daemon_reload_rules(daemon_t *d);
 /* librdkafka log lines into our log module. */
 void kafka_log_cb(const rd_kafka_t *rk, int level, const char *fac,
                   const char *buf);
-/* Build an rd_kafka_conf_t from config's kafka: section. */
-rd_kafka_conf_t *kafka_conf_from_config(const config_t *cfg,
+/* Build an rd_kafka_conf_t from config's kafka: section for the client of
+ * role KAFKA_CONSUMER or KAFKA_PRODUCER: the properties librdkafka knows
+ * to be the other client's only are left out. */
+#define KAFKA_CONSUMER 'C'
+#define KAFKA_PRODUCER 'P'
+rd_kafka_conf_t *kafka_conf_from_config(const config_t *cfg, char role,
                                         churn_err_t *err);
 int kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
                    churn_err_t *err);

@@ -307,7 +307,7 @@ static void on_consumer_readable(uv_poll_t *h, int status, int events) {
 
 int kin_start(daemon_t *d, churn_err_t *err) {
     const config_t *cfg = d->cfg;
-    rd_kafka_conf_t *conf = kafka_conf_from_config(cfg, err);
+    rd_kafka_conf_t *conf = kafka_conf_from_config(cfg, KAFKA_CONSUMER, err);
     if (!conf) return CHURN_EINVAL;
     /* churnd owns offsets; these are not overridable. */
     static const char *const forced[][2] = {

@@ -224,7 +224,7 @@ static void on_producer_readable(uv_poll_t *h, int status, int events) {
 }
 
 int kout_start(daemon_t *d, churn_err_t *err) {
-    rd_kafka_conf_t *conf = kafka_conf_from_config(d->cfg, err);
+    rd_kafka_conf_t *conf = kafka_conf_from_config(d->cfg, KAFKA_PRODUCER, err);
     if (!conf) return CHURN_EINVAL;
     /* The delivery guarantee rests on these: not overridable. */
     static const char *const forced[][2] = {

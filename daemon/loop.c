@@ -54,18 +54,58 @@ int kafka_conf_set(rd_kafka_conf_t *conf, const char *k, const char *v,
     return 0;
 }
 
-rd_kafka_conf_t *kafka_conf_from_config(const config_t *cfg,
+/* Which client a librdkafka property is for, as librdkafka's own property
+ * table says (rd_kafka_conf_properties_show, the text of its
+ * CONFIGURATION.md): 'C' consumer, 'P' producer, '*' both; '*' too for a
+ * name the table lacks, which rd_kafka_conf_set then judges. */
+static char prop_scope(const char *table, const char *key) {
+    size_t klen = strlen(key);
+    for (const char *line = table; line && *line;) {
+        const char *eol = strchr(line, '\n');
+        if (strncmp(line, key, klen) == 0 && line[klen] == ' ') {
+            const char *bar = memchr(line, '|', eol ? (size_t)(eol - line) : strlen(line));
+            if (!bar) return '*';
+            const char *c = bar + 1;
+            while (*c == ' ') c++;
+            if ((*c == 'C' || *c == 'P') && c[1] == ' ') return *c;
+            return '*';
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+    return '*';
+}
+
+rd_kafka_conf_t *kafka_conf_from_config(const config_t *cfg, char role,
                                         churn_err_t *err) {
+    /* A property of the other client is left out: librdkafka would ignore
+     * it there anyway, with a CONFWARN line at every start. */
+    char *table = NULL;
+    size_t table_len = 0;
+    FILE *f = open_memstream(&table, &table_len);
+    if (!f) {
+        churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        return NULL;
+    }
+    rd_kafka_conf_properties_show(f);
+    if (fclose(f) != 0) {
+        free(table);
+        churn_err_set(err, CHURN_ENOMEM, "out of memory");
+        return NULL;
+    }
     rd_kafka_conf_t *conf = rd_kafka_conf_new();
     for (size_t i = 0; i < cfg->n_kafka; i++) {
         /* No log line may carry a secret, whoever wrote it: librdkafka's
          * own errors and logs included. */
         if (config_is_secret(cfg->kafka[i].key)) log_add_secret(cfg->kafka[i].val);
+        char scope = prop_scope(table, cfg->kafka[i].key);
+        if (scope != '*' && scope != role) continue;
         if (kafka_conf_set(conf, cfg->kafka[i].key, cfg->kafka[i].val, err)) {
             rd_kafka_conf_destroy(conf);
+            free(table);
             return NULL;
         }
     }
+    free(table);
     /* librdkafka's own log lines go through our logger, served on the
      * loop (log.queue) rather than from its internal threads. */
     rd_kafka_conf_set_log_cb(conf, kafka_log_cb);

@@ -2,7 +2,8 @@
  * test_logs.c - the daemon's log lines of note as an operator reads them:
  * a flood of bad input is rate-limited with every dropped line accounted
  * for (suppressed=N, and a summary once the flood stops), and the lines
- * for dead letters, alerts and rebalances carry the fields to act on.
+ * for dead letters, alerts and rebalances carry the fields to act on. And
+ * librdkafka has nothing to warn about in how churnd configures it.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -103,11 +104,40 @@ static void test_a_flood_of_bad_input_is_rate_limited_and_accounted(void **state
     th_env_teardown(&e);
 }
 
+/* kafka: properties go to both clients, except those librdkafka knows to
+ * be the other one's: no CONFWARN ("a consumer property ... will be
+ * ignored by this producer instance") at every start. The test config
+ * already sets consumer-only ones (session.timeout.ms,
+ * heartbeat.interval.ms); linger.ms is the producer's. */
+static void test_each_client_gets_only_its_own_properties(void **state) {
+    (void)state;
+    th_env_t e;
+    assert_int_equal(th_env_setup_inputs(&e, 1, rules_dir, NULL, NULL, 1), 0);
+    const char *env[] = {"CHURND_KAFKA_LINGER_MS=2", NULL};
+    assert_int_equal(th_env_start_daemon_env(&e, env), 0);
+    assert_int_equal(th_env_send(&e, e.crm, "HOOLI-1",
+        "{\"id\":\"n1\",\"type\":\"survey.nps\",\"client_id\":\"HOOLI-1\","
+        "\"ts\":\"2026-03-01T10:00:00Z\",\"data\":{\"score\":2}}"), 0);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("not caught up");
+    }
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    if (th_file_count(e.log, "facility=CONFWARN") != 0) {
+        th_env_dump_log(&e);
+        fail_msg("a kafka property went to a client it is not for");
+    }
+    /* the alert went out: the producer works with its property */
+    assert_true(th_file_count(e.log, "msg=alert rule=detractor client=HOOLI-1") >= 1);
+    th_env_teardown(&e);
+}
+
 int main(void) {
     if (!getcwd(rules_dir, sizeof(rules_dir) - 8)) return 1;
     strcat(rules_dir, "/rules");
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_a_flood_of_bad_input_is_rate_limited_and_accounted),
+        cmocka_unit_test(test_each_client_gets_only_its_own_properties),
     };
     return cmocka_run_group_tests_name("integration_logs", tests, NULL, NULL);
 }
