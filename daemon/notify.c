@@ -83,6 +83,15 @@ static void on_timer(uv_timer_t *t) {
         return;
     }
     send_state(n, "WATCHDOG=1");
+    n->last_ping_ns = uv_hrtime();
+}
+
+void notify_busy(notify_t *n) {
+    if (!n->enabled || !n->watchdog_usec || !n->ready_sent) return;
+    uint64_t now = uv_hrtime();
+    if (now - n->last_ping_ns < n->watchdog_usec * 500u) return;
+    send_state(n, "WATCHDOG=1");
+    n->last_ping_ns = now;
 }
 
 int notify_init(notify_t *n, uv_loop_t *loop) {

@@ -61,12 +61,28 @@ static uint64_t wm_tick_ms(int64_t idle_timeout_ms) {
 static void on_wm_timer(uv_timer_t *t);
 static long release_passed(daemon_t *d, int64_t w, size_t limit);
 
+/* A walk over every client of a partition (a reload, a start under other
+ * rules) holds the loop: the watchdog timer cannot fire meanwhile, so the
+ * walk pings for it, and says how far it is every few seconds. */
+#define WALK_LOG_EVERY_NS (5 * 1000000000ull)
+static void on_walk_progress(void *arg, uint32_t part, size_t done, size_t n) {
+    daemon_t *d = arg;
+    notify_busy(&d->notify);
+    uint64_t now = uv_hrtime();
+    if (done <= PROCESSOR_PROGRESS_EVERY) d->walk_logged_ns = now; /* a walk's first call */
+    if (now - d->walk_logged_ns < WALK_LOG_EVERY_NS) return;
+    d->walk_logged_ns = now;
+    LOG(LOG_INFO, "state", "re-indexing the clients' timers",
+        LF_INT("partition", part), LF_INT("done", done), LF_INT("clients", n));
+}
+
 int pipeline_init(daemon_t *d, churn_err_t *err) {
     d->proc = processor_new(d->store, (size_t)d->cfg->cache_clients,
                             &d->engine_opts);
     if (!d->proc) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     processor_set_cache_memory(d->proc, (size_t)d->cfg->cache_memory_bytes);
     if (d->engine_opts.lookahead_ticks) processor_set_live(d->proc);
+    processor_set_progress(d->proc, on_walk_progress, d);
     processor_set_rules(d->proc, d->rules);
     engine_out_init(&d->out);
     buf_init(&d->enc);

@@ -267,6 +267,8 @@ struct processor {
      * woken (really or virtually) in it has got, in its own time. */
     vpos_map_t vpos;
     uint64_t n_hits, n_misses, n_new; /* processor_get_stats */
+    processor_progress_fn progress; /* processor_set_progress */
+    void *progress_arg;
     /* Write-back mode (processor_set_write_back): the timer entries of the
      * cached clients, which the store does not have. */
     int write_back;
@@ -471,6 +473,11 @@ void processor_set_rules(processor_t *p, const ruleset_t *rs) {
 }
 
 void processor_set_live(processor_t *p) { p->live = 1; }
+
+void processor_set_progress(processor_t *p, processor_progress_fn fn, void *arg) {
+    p->progress = fn;
+    p->progress_arg = arg;
+}
 
 /* The client's state: hot cache, else RocksDB, else a new one. */
 static int client_state(processor_t *p, uint32_t part, const char *client,
@@ -1309,6 +1316,8 @@ int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err) 
     if (rc == CHURN_ENOMEM) churn_err_set(err, rc, "out of memory");
     size_t moved = 0;
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
+        if (p->progress && i > 0 && i % PROCESSOR_PROGRESS_EVERY == 0)
+            p->progress(p->progress_arg, part, i, l.n);
         /* Unchanged states of the clients before, over the capacity. */
         if (!p->write_back) cache_evict(p->cache);
         cstate_t *st = NULL;

@@ -177,6 +177,7 @@ typedef struct daemon {
     int close_clean;        /* leave the group and flush (drain), or not (fatal) */
     int closed;
     notify_t notify;        /* READY/WATCHDOG/STOPPING to systemd (notify.c) */
+    uint64_t walk_logged_ns; /* a re-index walk's last progress line */
 
     struct http_server *http; /* /metrics, /healthz, ... (http.c) */
 

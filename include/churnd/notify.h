@@ -28,6 +28,7 @@ typedef struct notify {
     int ready_sent;         /* READY=1 went out (or was skipped: stopping) */
     int stopping;           /* STOPPING=1 went out: no more READY=1 */
     int failing;            /* the last send failed (logged once) */
+    uint64_t last_ping_ns;  /* uv_hrtime of the last WATCHDOG=1 */
     uint64_t n_sent;        /* messages the manager accepted */
     uint64_t n_failed;      /* sends that failed */
     char status[NOTIFY_STATUS_MAX]; /* STATUS= sent with READY=1 */
@@ -49,6 +50,12 @@ void notify_start(notify_t *n, const char *status);
  * after STOPPING=1. */
 void notify_reloading(notify_t *n);
 void notify_reloaded(notify_t *n, const char *status);
+
+/* The loop is held by a long task that is making progress (a rules
+ * reload re-indexing every client): WATCHDOG=1 when the watchdog is on,
+ * READY=1 went out, and half the interval has passed since the last ping.
+ * Cheap enough to call every few milliseconds. */
+void notify_busy(notify_t *n);
 
 /* The daemon is going away (a drain or a fatal stop): STOPPING=1 with
  * status, once. The watchdog keeps pinging while the loop still turns. */

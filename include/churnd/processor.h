@@ -83,6 +83,15 @@ int processor_resume_partition(processor_t *p, uint32_t part, churn_err_t *err);
 int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err);
 /* The walk commits after every this many clients it re-indexed. */
 #define PROCESSOR_SETTLE_BATCH 4096
+/* A walk takes the thread for as long as it lasts: about 6.5 s on
+ * 1,000,000 clients. fn, when set, is called every PROCESSOR_PROGRESS_EVERY
+ * clients of it with how many of the partition's n it has seen, so that
+ * the runtime can tell its supervisor it is busy, not stuck. fn must not
+ * call back into the processor. */
+#define PROCESSOR_PROGRESS_EVERY 1024
+typedef void (*processor_progress_fn)(void *arg, uint32_t part, size_t done,
+                                      size_t n);
+void processor_set_progress(processor_t *p, processor_progress_fn fn, void *arg);
 /* Live look-ahead: has how far some partition's timers fired changed since
  * the last commit (to be written by the next one)? */
 int processor_fired_pending(const processor_t *p);

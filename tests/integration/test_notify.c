@@ -20,6 +20,7 @@
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -281,10 +282,84 @@ static void test_no_socket_no_notifications(void **state) {
     th_env_teardown(&e);
 }
 
+/* A reload walks every client with a timer (about 6.5 s on 1,000,000
+ * clients) and holds the loop meanwhile, so the watchdog timer cannot
+ * fire: the walk pings for it. The state is a generated stream replayed
+ * into the daemon's state directory, enough clients for the walk to last
+ * several watchdog intervals. */
+#define WALK_CLIENTS "150000"
+static void test_a_long_reload_walk_feeds_the_watchdog(void **state) {
+    (void)state;
+    th_env_t e;
+    manager_t m;
+    setup_env(&e);
+    char gen[1024], stream[600], out[600], rules[1100];
+    th_gen_path(gen, sizeof(gen));
+    snprintf(stream, sizeof(stream), "%s/stream.jsonl", e.dir);
+    snprintf(out, sizeof(out), "%s/replay.out", e.dir);
+    snprintf(rules, sizeof(rules), "%s/rules", repo);
+    /* Thirty days up to today: the daemon then has only today's ticks to
+     * fire before it settles. */
+    char start[32];
+    time_t t0 = time(NULL) - 30 * 86400;
+    struct tm tm;
+    gmtime_r(&t0, &tm);
+    strftime(start, sizeof(start), "%Y-%m-%dT00:00:00Z", &tm);
+    char *gen_argv[] = {gen, "--clients", WALK_CLIENTS, "--events", WALK_CLIENTS,
+                        "--start", start, "--days", "30", NULL};
+    assert_int_equal(th_run_io(gen_argv, NULL, stream, NULL, WAIT_MS), 0);
+    const char *bin = getenv("CHURND_BIN");
+    char *replay_argv[] = {(char *)(bin ? bin : "build/churnd"), "replay", "-r", rules,
+                           "--state", e.state, stream, NULL};
+    if (th_run_io(replay_argv, NULL, "/dev/null", out, 5 * WAIT_MS) != 0) {
+        char *msg = th_read_file(out);
+        fail_msg("churnd replay failed: %s", msg ? msg : "");
+    }
+    manager_open(&m, e.dir);
+    char sock[600];
+    snprintf(sock, sizeof(sock), "NOTIFY_SOCKET=%s", m.path);
+    const char *env[] = {sock, "WATCHDOG_USEC=" WATCHDOG_USEC,
+                         "WATCHDOG_PID=" TH_ENV_CHILD_PID, NULL};
+    assert_int_equal(th_env_start_daemon_env(&e, env), 0);
+    long ready = wait_for(&m, &e, 0, "READY=1", 5 * WAIT_MS);
+    /* The walk covers the partitions assigned; settled, nothing else
+     * holds the loop. The manager reads on meanwhile, as systemd does:
+     * sd_notify blocks on a full socket. */
+    int64_t deadline = th_now_ms() + 5 * WAIT_MS;
+    while (th_file_count(e.log, "msg=settled ") == 0 && th_now_ms() < deadline)
+        manager_read(&m, 50);
+    if (th_file_count(e.log, "msg=settled ") == 0) {
+        th_env_dump_log(&e);
+        fail_msg("churnd did not settle on its state");
+    }
+    wait_count(&m, &e, (size_t)ready + 1, "WATCHDOG=1", 2, WAIT_MS);
+
+    size_t before_hup = m.got.n;
+    assert_int_equal(th_proc_signal(&e.daemon, SIGHUP), 0);
+    long reloading = wait_for(&m, &e, before_hup, "RELOADING=1", WAIT_MS);
+    long reready = wait_for(&m, &e, (size_t)reloading + 1, "READY=1", 5 * WAIT_MS);
+    int64_t took = m.got.at_ms[reready] - m.got.at_ms[reloading];
+    size_t pings = 0;
+    for (long i = reloading + 1; i < reready; i++)
+        pings += has_line(m.got.msg[i], "WATCHDOG=1");
+    fprintf(stderr, "reload walk: %lld ms, %zu watchdog pings\n", (long long)took,
+            pings);
+    /* A walk shorter than the interval shows nothing: the stream must be
+     * made larger (about 0.7 s here on 150,000 clients). */
+    if (took < atoi(WATCHDOG_USEC) / 1000)
+        fail_msg("the walk took %lld ms, under one watchdog interval", (long long)took);
+    /* One ping per interval at least (they are due every half of it). */
+    assert_true((int64_t)pings >= took / (atoi(WATCHDOG_USEC) / 1000));
+    stop_cleanly(&e);
+    manager_close(&m);
+    th_env_teardown(&e);
+}
+
 int main(void) {
     if (!getcwd(repo, sizeof(repo))) return 1;
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_ready_watchdog_reload_stopping),
+        cmocka_unit_test(test_a_long_reload_walk_feeds_the_watchdog),
         cmocka_unit_test(test_watchdog_meant_for_another_pid_is_ignored),
         cmocka_unit_test(test_unreachable_manager_is_logged_once),
         cmocka_unit_test(test_no_socket_no_notifications),

@@ -252,21 +252,6 @@ static size_t rule_histogram(const alert_set_t *s, const char *label) {
 
 /* ---- the stream ------------------------------------------------------------ */
 
-/* gen beside kt (scripts/run-tests.sh passes CHURND_KT=BUILD/tests/kt), or
- * CHURND_TEST_GEN, or build/tests/gen. */
-static void find_gen(void) {
-    const char *g = getenv("CHURND_TEST_GEN");
-    const char *kt = getenv("CHURND_KT");
-    if (g && *g) {
-        snprintf(gen_bin, sizeof(gen_bin), "%s", g);
-    } else if (kt && *kt && strrchr(kt, '/')) {
-        snprintf(gen_bin, sizeof(gen_bin), "%.*s/gen",
-                 (int)(strrchr(kt, '/') - kt), kt);
-    } else {
-        snprintf(gen_bin, sizeof(gen_bin), "build/tests/gen");
-    }
-}
-
 static void write_stream(const stream_case_t *c, const char *dir, char *path,
                          size_t n, int sorted) {
     snprintf(path, n, "%s/%s.jsonl", dir, sorted ? "sorted" : "events");
@@ -616,7 +601,7 @@ int main(void) {
     strcat(rules_dir, "/rules");
     churnd_bin = getenv("CHURND_BIN");
     if (!churnd_bin) churnd_bin = "build/churnd";
-    find_gen();
+    th_gen_path(gen_bin, sizeof(gen_bin));
     /* CHURND_TEST_FILTER=NAME runs the cases whose name matches (cmocka's
      * pattern), to look at one by hand. */
     if (getenv("CHURND_TEST_FILTER")) cmocka_set_test_filter(getenv("CHURND_TEST_FILTER"));

@@ -446,6 +446,17 @@ static void write_pid(char *slot, size_t cap, pid_t pid) {
     slot[at] = '\0';
 }
 
+void th_gen_path(char *out, size_t n) {
+    const char *g = getenv("CHURND_TEST_GEN");
+    const char *kt = getenv("CHURND_KT");
+    if (g && *g)
+        snprintf(out, n, "%s", g);
+    else if (kt && *kt && strrchr(kt, '/'))
+        snprintf(out, n, "%.*s/gen", (int)(strrchr(kt, '/') - kt), kt);
+    else
+        snprintf(out, n, "build/tests/gen");
+}
+
 int th_daemon_start(th_proc_t *p, const char *cfg_path, const char *log_path) {
     return th_daemon_start_env(p, cfg_path, log_path, NULL);
 }

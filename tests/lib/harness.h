@@ -190,6 +190,10 @@ int th_run(char *const argv[], const char *out_path, int timeout_ms);
  * stderr into separate files (err_path NULL: with stdout). */
 int th_run_io(char *const argv[], const char *in_path, const char *out_path,
               const char *err_path, int timeout_ms);
+/* The stream generator: CHURND_TEST_GEN, or gen beside kt
+ * (scripts/run-tests.sh passes CHURND_KT=BUILD/tests/kt), or
+ * build/tests/gen. */
+void th_gen_path(char *out, size_t n);
 /* The whole content of a file (malloc'd, NUL-terminated) or NULL. */
 char *th_read_file(const char *path);
 /* Read the env's alerts topic to its end and count the alerts matching

@@ -61,6 +61,7 @@ typedef struct world {
     char **alerts; /* "rule client status alert_id" */
     size_t n_alerts, cap_alerts;
     size_t rounds;
+    size_t n_progress, progress_done, progress_n; /* on_progress */
 } world_t;
 
 static void take_alerts(world_t *w) {
@@ -441,6 +442,15 @@ static timer_count_t timers_at(world_t *w, uint32_t part, int64_t at) {
     return c;
 }
 
+static void on_progress(void *arg, uint32_t part, size_t done, size_t n) {
+    world_t *w = arg;
+    assert_int_equal(part, 0);
+    assert_true(done > w->progress_done || w->n_progress == 0);
+    w->n_progress++;
+    w->progress_done = done;
+    w->progress_n = n;
+}
+
 /* A live processor on w's store under rs, partition 0 assigned as the
  * daemon assigns it; the resume's result. */
 static int live_open(world_t *w, const ruleset_t *rs) {
@@ -448,6 +458,8 @@ static int live_open(world_t *w, const ruleset_t *rs) {
     w->proc = processor_new(w->store, 50, &w->opts);
     assert_non_null(w->proc);
     processor_set_live(w->proc);
+    processor_set_progress(w->proc, on_progress, w);
+    w->n_progress = w->progress_done = w->progress_n = 0;
     processor_set_rules(w->proc, rs);
     churn_err_t err = {0};
     assert_int_equal(processor_count_partition(w->proc, 0, &err), 0);
@@ -515,6 +527,10 @@ static void test_a_start_cut_short_in_its_walk_walks_again(void **state) {
     c = timers_at(&w, 0, T0_MS + DAY_MS);
     assert_int_equal(c.n, WALK_CLIENTS);
     assert_int_equal(c.n_at, WALK_CLIENTS);
+    /* It said how far it was, every PROCESSOR_PROGRESS_EVERY clients. */
+    assert_int_equal(w.n_progress, WALK_CLIENTS / PROCESSOR_PROGRESS_EVERY);
+    assert_int_equal(w.progress_done, w.n_progress * PROCESSOR_PROGRESS_EVERY);
+    assert_int_equal(w.progress_n, WALK_CLIENTS);
     ruleset_free(more);
     world_close(&w);
 }
