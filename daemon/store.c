@@ -65,9 +65,26 @@ struct store {
     buf_t key;           /* reused for point-read keys */
 };
 
+/* A batch keeps its operations itself and hands them to RocksDB in key
+ * order at the commit (store_commit). The memtable is a skip list that
+ * inserts each key starting from where the previous one went: keys that
+ * come in order are found a few steps away, keys in the order the cache
+ * happened to hold them are searched for from the top. In the daemon's
+ * profile (latency row, 100,000 cached clients) that search was 15% of
+ * churnd's CPU. Operations on one key keep the order they were made in. */
+typedef struct batch_op {
+    size_t at;       /* offset of the op's key in ops */
+    uint32_t klen;
+    uint32_t vlen;   /* the value follows the key */
+    uint8_t del;
+} batch_op_t;
+
 struct store_batch {
-    rocksdb_writebatch_t *wb;
+    rocksdb_writebatch_t *wb; /* rebuilt, sorted, by each commit */
     buf_t key; /* reused for every key of the batch */
+    buf_t ops; /* keys and values, in the order they came */
+    batch_op_t *v;
+    size_t n, cap;
     int failed; /* a key could not be built (out of memory): refuse commit */
 };
 
@@ -512,6 +529,7 @@ store_batch_t *store_batch_new(void) {
     if (!b) return NULL;
     b->wb = rocksdb_writebatch_create();
     buf_init(&b->key);
+    buf_init(&b->ops);
     return b;
 }
 
@@ -519,36 +537,78 @@ void store_batch_free(store_batch_t *b) {
     if (!b) return;
     rocksdb_writebatch_destroy(b->wb);
     buf_free(&b->key);
+    buf_free(&b->ops);
+    free(b->v);
     free(b);
 }
 
 void store_batch_clear(store_batch_t *b) {
     rocksdb_writebatch_clear(b->wb);
+    buf_reset(&b->ops);
+    b->n = 0;
     b->failed = 0;
 }
 
-size_t store_batch_count(const store_batch_t *b) {
-    /* The C API takes a non-const batch; counting does not change it. */
-    int n = rocksdb_writebatch_count((rocksdb_writebatch_t *)b->wb);
-    return n > 0 ? (size_t)n : 0;
+size_t store_batch_count(const store_batch_t *b) { return b->n; }
+
+/* Record one operation on the key in b->key (rc: whether building the key
+ * failed). */
+static void batch_op(store_batch_t *b, int rc, int del, const void *val,
+                     size_t val_len) {
+    if (rc || b->key.len > UINT32_MAX || val_len > UINT32_MAX) {
+        b->failed = 1;
+        return;
+    }
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? 2 * b->cap : 256;
+        batch_op_t *v = realloc(b->v, cap * sizeof(*v));
+        if (!v) {
+            b->failed = 1;
+            return;
+        }
+        b->v = v;
+        b->cap = cap;
+    }
+    size_t at = b->ops.len;
+    if (buf_append(&b->ops, b->key.data, b->key.len) ||
+        (val_len && buf_append(&b->ops, val, val_len))) {
+        b->ops.len = at;
+        b->failed = 1;
+        return;
+    }
+    b->v[b->n++] = (batch_op_t){at, (uint32_t)b->key.len, (uint32_t)val_len,
+                                (uint8_t)del};
 }
 
 static void batch_put(store_batch_t *b, int rc, const void *val,
                       size_t val_len) {
-    if (rc) {
-        b->failed = 1;
-        return;
-    }
-    rocksdb_writebatch_put(b->wb, (const char *)b->key.data, b->key.len,
-                           (const char *)val, val_len);
+    batch_op(b, rc, 0, val, val_len);
 }
 
-static void batch_del(store_batch_t *b, int rc) {
-    if (rc) {
-        b->failed = 1;
-        return;
+static void batch_del(store_batch_t *b, int rc) { batch_op(b, rc, 1, NULL, 0); }
+
+/* qsort_r's comparison; ctx is the ops buffer. */
+static int op_cmp(const void *pa, const void *pb, void *ctx) {
+    const batch_op_t *a = pa, *b = pb;
+    const uint8_t *base = ctx;
+    size_t n = a->klen < b->klen ? a->klen : b->klen;
+    int c = memcmp(base + a->at, base + b->at, n);
+    if (c) return c;
+    if (a->klen != b->klen) return a->klen < b->klen ? -1 : 1;
+    /* One key: in the order the operations were made (offsets grow). */
+    return a->at < b->at ? -1 : a->at > b->at;
+}
+
+/* b's operations into b->wb, in key order. */
+static void batch_build(store_batch_t *b) {
+    rocksdb_writebatch_clear(b->wb);
+    if (b->n > 1) qsort_r(b->v, b->n, sizeof(*b->v), op_cmp, b->ops.data);
+    for (size_t i = 0; i < b->n; i++) {
+        const batch_op_t *o = &b->v[i];
+        const char *k = (const char *)b->ops.data + o->at;
+        if (o->del) rocksdb_writebatch_delete(b->wb, k, o->klen);
+        else rocksdb_writebatch_put(b->wb, k, o->klen, k + o->klen, o->vlen);
     }
-    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
 }
 
 void store_batch_put_client(store_batch_t *b, uint32_t part,
@@ -606,12 +666,7 @@ void store_batch_put_counts(store_batch_t *b, uint32_t part,
 }
 
 void store_batch_del_counts(store_batch_t *b, uint32_t part) {
-    int rc = key_prefix(&b->key, 'S', part);
-    if (rc) {
-        b->failed = 1;
-        return;
-    }
-    rocksdb_writebatch_delete(b->wb, (const char *)b->key.data, b->key.len);
+    batch_del(b, key_prefix(&b->key, 'S', part));
 }
 
 /* A partition's one-key record (tag + partition) into v: 0,
@@ -727,6 +782,7 @@ int store_commit(store_t *s, store_batch_t *b, churn_err_t *err) {
                              "cannot write to state directory %s: out of "
                              "memory while building the batch; nothing "
                              "written", s->dir);
+    batch_build(b);
     return db_write(s, b->wb, "write to", err);
 }
 

@@ -162,6 +162,37 @@ static void test_client_round_trip(void **state) {
     store_close(s);
 }
 
+/* A batch reaches RocksDB in key order (store.c, batch_build), whatever
+ * order its operations came in; operations on one key keep theirs, so the
+ * last one wins as it would unsorted. */
+static void test_batch_keeps_the_order_on_each_key(void **state) {
+    fixture_t *f = *state;
+    store_t *s = open_rw(f->db);
+    store_batch_t *b = store_batch_new();
+    assert_non_null(b);
+    put_client(b, 1, "z", "first");
+    put_client(b, 1, "a", "gone");
+    store_batch_del_client(b, 1, K("a"));
+    put_client(b, 1, "z", "second");
+    store_batch_del_client(b, 1, K("m"));
+    put_client(b, 1, "m", "back");
+    put_client(b, 0, "z", "part 0");
+    put_client(b, 1, "z", "third");
+    assert_int_equal(store_batch_count(b), 8);
+    commit(s, b);
+    assert_string_equal(get_client(s, 1, K("z")), "third");
+    assert_string_equal(get_client(s, 1, K("a")), "(absent)");
+    assert_string_equal(get_client(s, 1, K("m")), "back");
+    assert_string_equal(get_client(s, 0, K("z")), "part 0");
+    /* Cleared after its commit, the batch starts empty again. */
+    store_batch_del_client(b, 1, K("z"));
+    commit(s, b);
+    assert_string_equal(get_client(s, 1, K("z")), "(absent)");
+    assert_string_equal(get_client(s, 1, K("m")), "back");
+    store_batch_free(b);
+    store_close(s);
+}
+
 static void test_offsets(void **state) {
     fixture_t *f = *state;
     store_t *s = open_rw(f->db);
@@ -998,6 +1029,7 @@ int main(int argc, char **argv) {
 #define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
     const struct CMUnitTest tests[] = {
         T(test_client_round_trip),
+        T(test_batch_keeps_the_order_on_each_key),
         T(test_offsets),
         T(test_fired_record),
         T(test_timers_in_due_order),
