@@ -47,6 +47,17 @@ static void count_lines(const char *log, const char *what, long *written,
     }
 }
 
+/* One detractor survey (an alert), and wait until churnd has applied it. */
+static void send_detractor(th_env_t *e) {
+    assert_int_equal(th_env_send(e, e->crm, "HOOLI-1",
+        "{\"id\":\"n1\",\"type\":\"survey.nps\",\"client_id\":\"HOOLI-1\","
+        "\"ts\":\"2026-03-01T10:00:00Z\",\"data\":{\"score\":2}}"), 0);
+    if (th_env_wait_caught_up(e, WAIT_MS) != 0) {
+        th_env_dump_log(e);
+        fail_msg("not caught up");
+    }
+}
+
 static void test_a_flood_of_bad_input_is_rate_limited_and_accounted(void **state) {
     (void)state;
     th_env_t e;
@@ -57,13 +68,7 @@ static void test_a_flood_of_bad_input_is_rate_limited_and_accounted(void **state
         snprintf(bad, sizeof(bad), "garbage %d", i);
         assert_int_equal(th_env_send(&e, e.crm, "k", bad), 0);
     }
-    assert_int_equal(th_env_send(&e, e.crm, "HOOLI-1",
-        "{\"id\":\"n1\",\"type\":\"survey.nps\",\"client_id\":\"HOOLI-1\","
-        "\"ts\":\"2026-03-01T10:00:00Z\",\"data\":{\"score\":2}}"), 0);
-    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
-        th_env_dump_log(&e);
-        fail_msg("not caught up");
-    }
+    send_detractor(&e);
     /* once the flood has been quiet for a second, its summary */
     int summed = th_log_wait_from(e.log, e.log_from, "repeated lines suppressed",
                                   10000);
@@ -115,13 +120,7 @@ static void test_each_client_gets_only_its_own_properties(void **state) {
     assert_int_equal(th_env_setup_inputs(&e, 1, rules_dir, NULL, NULL, 1), 0);
     const char *env[] = {"CHURND_KAFKA_LINGER_MS=2", NULL};
     assert_int_equal(th_env_start_daemon_env(&e, env), 0);
-    assert_int_equal(th_env_send(&e, e.crm, "HOOLI-1",
-        "{\"id\":\"n1\",\"type\":\"survey.nps\",\"client_id\":\"HOOLI-1\","
-        "\"ts\":\"2026-03-01T10:00:00Z\",\"data\":{\"score\":2}}"), 0);
-    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
-        th_env_dump_log(&e);
-        fail_msg("not caught up");
-    }
+    send_detractor(&e);
     assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
     if (th_file_count(e.log, "facility=CONFWARN") != 0) {
         th_env_dump_log(&e);

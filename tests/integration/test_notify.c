@@ -150,17 +150,23 @@ static void stop_cleanly(th_env_t *e) {
     assert_int_equal(rc, 0);
 }
 
+/* The manager's socket in e's directory, and churnd started with the
+ * watchdog on (WATCHDOG_USEC, WATCHDOG_PID naming churnd itself). */
+static void start_watched(th_env_t *e, manager_t *m) {
+    manager_open(m, e->dir);
+    char sock[600];
+    snprintf(sock, sizeof(sock), "NOTIFY_SOCKET=%s", m->path);
+    const char *env[] = {sock, "WATCHDOG_USEC=" WATCHDOG_USEC,
+                         "WATCHDOG_PID=" TH_ENV_CHILD_PID, NULL};
+    assert_int_equal(th_env_start_daemon_env(e, env), 0);
+}
+
 static void test_ready_watchdog_reload_stopping(void **state) {
     (void)state;
     th_env_t e;
     manager_t m;
     setup_env(&e);
-    manager_open(&m, e.dir);
-    char sock[600];
-    snprintf(sock, sizeof(sock), "NOTIFY_SOCKET=%s", m.path);
-    const char *env[] = {sock, "WATCHDOG_USEC=" WATCHDOG_USEC,
-                         "WATCHDOG_PID=" TH_ENV_CHILD_PID, NULL};
-    assert_int_equal(th_env_start_daemon_env(&e, env), 0);
+    start_watched(&e, &m);
 
     /* READY=1 first, and only once start-up logged it was done. */
     long ready = wait_for(&m, &e, 0, "READY=1", WAIT_MS);
@@ -315,12 +321,7 @@ static void test_a_long_reload_walk_feeds_the_watchdog(void **state) {
         char *msg = th_read_file(out);
         fail_msg("churnd replay failed: %s", msg ? msg : "");
     }
-    manager_open(&m, e.dir);
-    char sock[600];
-    snprintf(sock, sizeof(sock), "NOTIFY_SOCKET=%s", m.path);
-    const char *env[] = {sock, "WATCHDOG_USEC=" WATCHDOG_USEC,
-                         "WATCHDOG_PID=" TH_ENV_CHILD_PID, NULL};
-    assert_int_equal(th_env_start_daemon_env(&e, env), 0);
+    start_watched(&e, &m);
     long ready = wait_for(&m, &e, 0, "READY=1", 5 * WAIT_MS);
     /* The walk covers the partitions assigned; settled, nothing else
      * holds the loop. The manager reads on meanwhile, as systemd does:
