@@ -225,14 +225,6 @@ struct processor {
      * daemon (live) writes it with the next commit when fired_dirty. */
     int64_t *settled;
     unsigned char *fired_dirty;
-    /* Per partition number: its fired record names another rule set than
-     * the one at hand, and processor_resume_partition's walk has not yet
-     * re-indexed all of its clients. The record is left as it is until the
-     * walk is over, whatever commits come in between (the walk's own,
-     * every PROCESSOR_SETTLE_BATCH moved states): a start killed half-way
-     * must leave the next one with the walk to do. (A reload walks under the old set,
-     * before processor_set_rules: its commits name the old set, rightly.) */
-    unsigned char *unsettled;
     /* Per partition number: no timer-index entry lies before this time
      * (INT64_MIN: unknown), so scans start there rather than stepping over
      * the deleted entries of every earlier round. Lowered by any entry put
@@ -333,7 +325,6 @@ void processor_free(processor_t *p) {
     buf_free(&p->tag);
     free(p->settled);
     free(p->fired_dirty);
-    free(p->unsettled);
     free(p->scan_from);
     for (size_t i = 0; i < p->n_settled; i++) free(p->scan_key[i].client);
     free(p->scan_key);
@@ -394,9 +385,6 @@ static int grow_parts(processor_t *p, uint32_t part) {
     unsigned char *fd = realloc(p->fired_dirty, n * sizeof(*fd));
     if (!fd) return CHURN_ENOMEM;
     p->fired_dirty = fd;
-    unsigned char *us = realloc(p->unsettled, n * sizeof(*us));
-    if (!us) return CHURN_ENOMEM;
-    p->unsettled = us;
     int64_t *f = realloc(p->scan_from, n * sizeof(*f));
     if (!f) return CHURN_ENOMEM;
     p->scan_from = f;
@@ -414,7 +402,7 @@ static int grow_parts(processor_t *p, uint32_t part) {
     p->held = h;
     for (size_t i = p->n_settled; i < n; i++) {
         v[i] = f[i] = INT64_MIN;
-        fd[i] = us[i] = 0;
+        fd[i] = 0;
         t[i] = 0;
         memset(&c[i], 0, sizeof(c[i]));
         h[i] = (part_held_t){INT64_MIN};
@@ -1079,7 +1067,7 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
         else store_batch_put_counts(p->wb, (uint32_t)i, &p->counts[i].c);
     }
     for (size_t i = 0; p->live && p->rules && i < p->n_settled; i++) {
-        if (!p->fired_dirty[i] || p->unsettled[i]) continue;
+        if (!p->fired_dirty[i]) continue;
         store_fired_t f = {.upto_ms = p->settled[i], .rules_hash = p->rules_hash};
         store_batch_put_fired(p->wb, (uint32_t)i, &f);
     }
@@ -1111,7 +1099,7 @@ int processor_commit(processor_t *p, const processor_offset_t *offs,
     }
     for (size_t i = 0; i < p->n_settled; i++) {
         p->counts[i].dirty = 0;
-        if (!p->unsettled[i]) p->fired_dirty[i] = 0;
+        p->fired_dirty[i] = 0;
     }
     return 0;
 }
@@ -1231,7 +1219,7 @@ void processor_drop_partition(processor_t *p, uint32_t part) {
     if (part < p->n_settled) {
         p->settled[part] = p->scan_from[part] = INT64_MIN;
         scan_key_clear(&p->scan_key[part]);
-        p->fired_dirty[part] = p->unsettled[part] = 0;
+        p->fired_dirty[part] = 0;
         p->held[part] = (part_held_t){INT64_MIN};
         p->n_timers[part] = 0;
         memset(&p->counts[part], 0, sizeof(p->counts[part]));
@@ -1335,8 +1323,6 @@ int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err) 
     }
     for (size_t i = 0; i < l.n; i++) free(l.v[i].own);
     free(l.v);
-    /* Only now may the fired record name the rule set at hand. */
-    if (rc >= 0 && part < p->n_settled) p->unsettled[part] = 0;
     if (rc >= 0) rc = processor_commit(p, NULL, 0, err);
     return rc < 0 ? rc : 0;
 }
@@ -1346,23 +1332,31 @@ int processor_resume_partition(processor_t *p, uint32_t part, churn_err_t *err) 
     if (grow_parts(p, part)) return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     store_fired_t f;
     int rc = store_get_fired(p->store, part, &f, err);
-    /* None yet: clients indexed from now on are looked ahead under this
-     * rule set, which the next commit records. */
-    p->fired_dirty[part] = 1;
-    if (rc == CHURN_ENOTFOUND) return 0;
-    if (rc < 0) return rc;
-    p->settled[part] = f.upto_ms;
-    if (f.rules_hash == p->rules_hash) {
-        p->fired_dirty[part] = 0;
+    if (rc == CHURN_ENOTFOUND) {
+        /* None yet: clients indexed from now on are looked ahead under
+         * this rule set, which the next commit records. */
+        p->fired_dirty[part] = 1;
         return 0;
     }
-    p->unsettled[part] = 1;
-    return processor_settle_partition(p, part, err);
+    if (rc < 0) return rc;
+    p->settled[part] = f.upto_ms;
+    /* Under the rule set at hand, nothing to write. Under another, the
+     * record keeps naming that one until the walk is over: the walk's own
+     * commits (every PROCESSOR_SETTLE_BATCH moved states) leave it out, so
+     * a start killed half-way leaves the next one the walk to do. (A
+     * reload walks under the old set, before processor_set_rules: its
+     * commits name the old set, rightly.) */
+    p->fired_dirty[part] = 0;
+    if (f.rules_hash == p->rules_hash) return 0;
+    rc = processor_settle_partition(p, part, err);
+    if (rc < 0) return rc;
+    p->fired_dirty[part] = 1;
+    return processor_commit(p, NULL, 0, err);
 }
 
 int processor_fired_pending(const processor_t *p) {
     for (size_t i = 0; p->live && i < p->n_settled; i++)
-        if (p->fired_dirty[i] && !p->unsettled[i]) return 1;
+        if (p->fired_dirty[i]) return 1;
     return 0;
 }
 

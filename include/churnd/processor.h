@@ -70,8 +70,8 @@ void processor_set_live(processor_t *p);
  * had fired; when that was under another rule set (the rules changed
  * while the daemon was down), the clients are re-indexed as by
  * processor_settle_partition, and the fired record names the rule set at
- * hand only from that walk's last commit on (a start killed half-way
- * leaves the walk to the next one). Commits what it changed. 0 or a negative
+ * hand only once that walk is over (a start killed half-way leaves the
+ * walk to the next one). Commits what it changed. 0 or a negative
  * CHURN_E* with err. Between commits only. */
 int processor_resume_partition(processor_t *p, uint32_t part, churn_err_t *err);
 /* Live look-ahead: a client indexed past ticks the look-ahead found quiet
