@@ -68,8 +68,11 @@ int event_config_add_type(event_config_t *cfg, const char *from, const char *to)
 #define EVENT_CLIENT_MAX 256
 #define EVENT_ID_MAX 256
 
+struct event_arena;
+
 typedef struct event {
-    cJSON *root;          /* owned: the whole parsed message */
+    cJSON *root;          /* the whole parsed message, inside arena */
+    struct event_arena *arena; /* owned: the memory root lives in */
     const char *id;       /* borrowed from root or id_buf; NULL when absent */
     size_t id_len;
     const char *client_id;/* borrowed from root or client_buf; NUL-terminated */
@@ -86,7 +89,8 @@ typedef struct event {
 
 /* Parse len bytes (not necessarily NUL-terminated; buf may be NULL when len
  * is 0). On success returns EVENT_OK and ev owns a cJSON tree (release with
- * event_clear); nothing in ev points into buf. On failure returns the
+ * event_clear); nothing in ev points into buf. The tree lives in an arena of
+ * its own: read it, but never add to it or cJSON_Delete any part of it. On failure returns the
  * reason, ev holds nothing to release, and detail (if given)
  * says what exactly was wrong in a short sentence for the dead letter,
  * e.g. "field \"ts\": \"yesterday\" is not RFC 3339 or epoch ms".
@@ -100,6 +104,10 @@ event_reason_t event_parse(const event_config_t *cfg, const char *buf,
                            size_t len, event_t *ev, char *detail,
                            size_t detail_size);
 void event_clear(event_t *ev);
+/* How many blocks ev's arena took: 1 for any parsed event (the parse sizes
+ * it from a bound), 0 for none. More would mean the bound is wrong; tests
+ * and the fuzz target check it. */
+size_t event_arena_blocks(const event_t *ev);
 /* Move a parsed event to dst (its pointers into its own buffers follow);
  * src then holds nothing to release. */
 void event_move(event_t *dst, event_t *src);

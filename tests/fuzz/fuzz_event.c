@@ -4,7 +4,8 @@
  * libFuzzer hands over an exact-size heap copy, so ASan reports any read
  * past len. Besides "no crash, no leak", it checks what callers rely on:
  * a known reason, a NUL-terminated detail, and on success a client, type
- * and id that are as long as they say and within their limits.
+ * and id that are as long as they say and within their limits, and a
+ * tree that fits the arena sized for it.
  *
  * Built and run by scripts/fuzz.sh (`make fuzz`, and briefly in `make
  * check`): scripts/fuzz.sh SECONDS event. Seeds: tests/fuzz/corpus/event.
@@ -31,6 +32,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (strlen(detail) >= sizeof(detail)) abort();
     if (r == EVENT_OK) {
         if (!ev.root || !ev.client_id || !ev.type || !ev.type[0]) abort();
+        /* The arena's size bound holds for any message. */
+        if (event_arena_blocks(&ev) != 1) abort();
         if (ev.client_len == 0 || ev.client_len >= EVENT_CLIENT_MAX ||
             strlen(ev.client_id) != ev.client_len)
             abort();

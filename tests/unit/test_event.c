@@ -761,6 +761,38 @@ static void test_clear(void **state) {
     event_clear(NULL);
 }
 
+/* Every tree fits the one block its parse sized for it, whatever the shape
+ * (the densest ones, in nodes or in strings per byte, included), and other
+ * cJSON use, here a tree built, printed and deleted between two parses,
+ * still goes to malloc and free (ASan and valgrind see a leak otherwise). */
+static void test_arena_fits(void **state) {
+    fx_t *f = *state;
+    static const char *const shapes[] = {
+        ENV(""),
+        ENV(",\"d\":[0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0,0]"),
+        ENV(",\"d\":[[],[],[],[],[],[],[[[[[[]]]]]],{},{},{}]"),
+        ENV(",\"d\":[\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\"]"),
+        ENV(",\"d\":{\"\":1,\"a\":\"\\u00e9\\n\\\"\",\"b\":true,\"c\":null}"),
+        ENV(",\"d\":{\"x\":{\"y\":{\"z\":[1.5e300,-0,\"\\ud83d\\ude00\"]}}}"),
+        "\xEF\xBB\xBF" ENV(",\"e\" : [ 1 , 2 ] "),
+    };
+    for (size_t i = 0; i < sizeof(shapes) / sizeof(shapes[0]); i++) {
+        assert_reason(f, shapes[i], EVENT_OK);
+        assert_int_equal(event_arena_blocks(&f->ev), 1);
+        cJSON *j = cJSON_CreateObject();
+        assert_non_null(cJSON_AddStringToObject(j, "k", "v"));
+        char *text = cJSON_PrintUnformatted(j);
+        assert_string_equal(text, "{\"k\":\"v\"}");
+        cJSON_free(text);
+        cJSON_Delete(j);
+    }
+    /* The dense array: every element is there. */
+    assert_reason(f, shapes[1], EVENT_OK);
+    assert_int_equal(cJSON_GetArraySize(event_path(f->ev.root, "d")), 24);
+    event_clear(&f->ev);
+    assert_int_equal(event_arena_blocks(&f->ev), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reason_names),
@@ -789,6 +821,7 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_detail_buffers, setup, teardown),
         cmocka_unit_test(test_event_path),
         cmocka_unit_test_setup_teardown(test_clear, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_arena_fits, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
