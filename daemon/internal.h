@@ -86,6 +86,9 @@ int pipeline_may_continue(const daemon_t *d);
 /* Fire timers the watermark passed (at a batch boundary); 1 if a timer
  * batch was started. */
 int pipeline_fire_timers(daemon_t *d);
+/* A timer batch found no event waiting after it: let the next one be
+ * larger (daemon_t.timer_batch). */
+void pipeline_timers_alone(daemon_t *d);
 /* Every produced message of the batch is acknowledged: write the batch. */
 void pipeline_commit(daemon_t *d);
 /* Partitions were assigned: track their event time. */

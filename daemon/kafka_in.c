@@ -268,6 +268,7 @@ void kin_pump(daemon_t *d) {
             }
             if (d->n_msgs == 0 && d->events_turn) {
                 d->events_turn = 0; /* no event waits: the timers go on */
+                pipeline_timers_alone(d);
                 continue;
             }
             break;
@@ -287,6 +288,7 @@ void kin_pump(daemon_t *d) {
             daemon_fatal(d, EXIT_KAFKA, "consumer", "out of memory");
             break;
         }
+        d->timer_batch = 0; /* events flow: small timer batches again */
         if (!d->stats.batch_start_ns) d->stats.batch_start_ns = uv_hrtime();
         if (d->n_msgs == 1 && !d->batch_timer_armed) {
             d->batch_timer_armed = 1;

@@ -41,7 +41,13 @@
 #include "churnd/log.h"
 #include "internal.h"
 
+/* A timer batch's size: TIMER_BATCH_CLIENTS while events flow, so that
+ * they wait at most one such batch; up to TIMER_BATCH_MAX while only
+ * timers have work (a settling backlog, every client's daily tick on a
+ * quiet stream), where each batch's fixed costs, a commit and a wait for
+ * the broker's acknowledgements, are better shared by more clients. */
 #define TIMER_BATCH_CLIENTS 1000
+#define TIMER_BATCH_MAX 16000
 /* The watermark tick: it notices partitions that went idle (so that the
  * watermark may pass their silence) and the wall clock's progress when
  * all are idle. A quarter of time.idle_timeout keeps the delay it adds to
@@ -446,6 +452,15 @@ static long release_passed(daemon_t *d, int64_t w, size_t limit) {
     return release_held(d, w, limit);
 }
 
+static size_t timer_limit(const daemon_t *d) {
+    return d->timer_batch > TIMER_BATCH_CLIENTS ? d->timer_batch : TIMER_BATCH_CLIENTS;
+}
+
+void pipeline_timers_alone(daemon_t *d) {
+    size_t n = 2 * timer_limit(d);
+    d->timer_batch = n < TIMER_BATCH_MAX ? n : TIMER_BATCH_MAX;
+}
+
 /* Fire what the watermark has passed, as a batch of its own, between
  * event batches (kin_pump calls this at every batch boundary): first the
  * held events it passed, then, once none is left, its timers. Returns 1
@@ -462,7 +477,8 @@ int pipeline_fire_timers(daemon_t *d) {
      * batch.max_events (5,000) made a 1,000,000-event backlog take 19-21 s
      * to lag 0 instead of 11-14 s, their alerts waiting longer for the
      * broker's acknowledgements (4-5 s over the run instead of 1-3 s). */
-    long n = release_passed(d, w, TIMER_BATCH_CLIENTS);
+    size_t limit = timer_limit(d);
+    long n = release_passed(d, w, limit);
     if (n < 0) return 1;
     if (n > 0) {
         d->stats.batch_start_ns = t0;
@@ -478,13 +494,13 @@ int pipeline_fire_timers(daemon_t *d) {
     if (w == WM_NONE || (w <= d->last_fired_wm && !d->timers_more)) return 0;
     size_t fired = 0;
     int more = 0;
-    for (int i = 0; i < d->assigned->cnt && fired < TIMER_BATCH_CLIENTS; i++) {
+    for (int i = 0; i < d->assigned->cnt && fired < limit; i++) {
         int32_t part = nth_state_part(d, i);
         if (part < 0) continue;
         size_t n = 0;
         churn_err_t err = {0};
         int rc = processor_fire_timers(d->proc, (uint32_t)part, w,
-                                       TIMER_BATCH_CLIENTS - fired, &d->out,
+                                       limit - fired, &d->out,
                                        &n, &err);
         if (rc < 0) {
             daemon_fatal(d, EXIT_STATE, "state", err.msg);

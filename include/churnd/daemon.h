@@ -158,6 +158,10 @@ typedef struct daemon {
      * so that a burst of due timers (every client's daily tick) does not
      * hold new events back until it is over. */
     int events_turn;
+    /* Clients or held events a timer batch may take: 0 for the smallest
+     * size; doubled while the timer batches find no event waiting after
+     * them (pipeline_timers_alone), back to 0 when an event comes. */
+    size_t timer_batch;
     /* Events evaluated since the last commit (0 in a timer batch); an
      * event batch's wait for acknowledgements may take more events into
      * the same commit (pipeline_may_continue). */

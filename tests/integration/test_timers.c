@@ -91,7 +91,8 @@ static void test_for_deadline_fires_on_watermark_and_survives_kill(void **state)
  * order) some of the burst's alerts come after the event's detractor
  * alert; without the turns all of them came first. (With the look-ahead
  * most of each client's quiet ticks are skipped, and the burst is the
- * clients' wake-ups at the ticks that fire, 1,000 a batch.) */
+ * clients' wake-ups at the ticks that fire, 1,000 a batch once an event
+ * came, more before.) */
 #define BURST_CLIENTS 10000
 
 static int64_t wall_ms(void) {
@@ -100,17 +101,17 @@ static int64_t wall_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void test_an_event_during_a_burst_of_timers_waits_for_no_burst(void **state) {
-    (void)state;
+/* The burst's clients replayed into e's state, the daemon started on it
+ * (debug log: one "msg=fired clients=N" line per timer batch). */
+static void start_burst(th_env_t *e) {
     char defaults[1024];
     if (!getcwd(defaults, sizeof(defaults) - 16)) fail_msg("getcwd");
     strcat(defaults, "/rules");
-    th_env_t e;
-    assert_int_equal(th_env_setup_inputs(&e, 1, defaults, NULL,
+    assert_int_equal(th_env_setup_inputs(e, 1, defaults, NULL,
                                          "log:\n  level: debug\n", 1), 0);
     char stream[600], out[600];
-    snprintf(stream, sizeof(stream), "%s/burst.jsonl", e.dir);
-    snprintf(out, sizeof(out), "%s/replay.out", e.dir);
+    snprintf(stream, sizeof(stream), "%s/burst.jsonl", e->dir);
+    snprintf(out, sizeof(out), "%s/replay.out", e->dir);
     FILE *f = fopen(stream, "w");
     assert_non_null(f);
     int64_t then = wall_ms() - (int64_t)(31.5 * 86400000.0);
@@ -122,11 +123,17 @@ static void test_an_event_during_a_burst_of_timers_waits_for_no_burst(void **sta
     assert_int_equal(fclose(f), 0);
     const char *b = getenv("CHURND_BIN");
     char *argv[] = {(char *)(b ? b : "build/churnd"), "replay", "-r", defaults,
-                    "--state", e.state, stream, NULL};
+                    "--state", e->state, stream, NULL};
     assert_int_equal(th_run(argv, out, 120000), 0);
 
     const char *env[] = {"CHURND_KAFKA_FETCH_WAIT_MAX_MS=10", NULL};
-    assert_int_equal(th_env_start_daemon_env(&e, env), 0);
+    assert_int_equal(th_env_start_daemon_env(e, env), 0);
+}
+
+static void test_an_event_during_a_burst_of_timers_waits_for_no_burst(void **state) {
+    (void)state;
+    th_env_t e;
+    start_burst(&e);
     if (th_log_wait_from(e.log, e.log_from, "msg=fired", WAIT_MS) != 0) {
         th_env_dump_log(&e);
         fail_msg("no timer batch");
@@ -160,6 +167,49 @@ static void test_an_event_during_a_burst_of_timers_waits_for_no_burst(void **sta
         th_env_dump_log(&e);
         fail_msg("the event's alert is at %ld, with %ld of the burst's after it",
                  new_at, silent_after);
+    }
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
+/* The clients (timer batch sizes) of the daemon log's "msg=fired" lines,
+ * in order; how many there were. */
+static size_t fired_batches(const th_env_t *e, long *v, size_t cap) {
+    char *log = th_read_file(e->log);
+    assert_non_null(log);
+    size_t n = 0;
+    for (const char *p = log; (p = strstr(p, "msg=fired clients=")); p++)
+        if (n < cap) v[n++] = strtol(p + strlen("msg=fired clients="), NULL, 10);
+    free(log);
+    return n;
+}
+
+/* With no event waiting, timer batches grow (doubling from 1,000 up to
+ * 16,000 clients), so that a burst's commits and waits for the broker's
+ * acknowledgements are shared by more clients: the burst's 20,000
+ * wake-ups (two per client) take five batches, where fixed batches of
+ * 1,000 took twenty. */
+static void test_timer_batches_grow_while_no_event_waits(void **state) {
+    (void)state;
+    th_env_t e;
+    start_burst(&e);
+    if (th_env_wait_caught_up(&e, 4 * WAIT_MS)) {
+        th_env_dump_log(&e);
+        fail_msg("the burst did not settle");
+    }
+    assert_int_equal(th_env_count_alerts(&e, "decision_maker_silent", NULL, "firing", NULL),
+                     BURST_CLIENTS);
+    long v[64];
+    size_t n = fired_batches(&e, v, 64);
+    long total = 0, largest = 0;
+    for (size_t i = 0; i < n && i < 64; i++) {
+        total += v[i];
+        if (v[i] > largest) largest = v[i];
+    }
+    if (total < BURST_CLIENTS || largest < 4000 || n > 6) {
+        th_env_dump_log(&e);
+        fail_msg("%zu timer batches, %ld clients in all, the largest of %ld", n,
+                 total, largest);
     }
     assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
     th_env_teardown(&e);
@@ -232,6 +282,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_for_deadline_fires_on_watermark_and_survives_kill),
         cmocka_unit_test(test_an_event_during_a_burst_of_timers_waits_for_no_burst),
+        cmocka_unit_test(test_timer_batches_grow_while_no_event_waits),
         cmocka_unit_test(test_quiet_ticks_stay_done_across_kill),
     };
     return cmocka_run_group_tests_name("integration_timers", tests, NULL, NULL);
