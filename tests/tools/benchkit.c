@@ -555,11 +555,14 @@ static int cmd_latency(int argc, char **argv) {
     for (long k = 0; lat && k < r.n_triggers; k++)
         if (r.sent_us[k] && r.got_us[k]) lat[n_lat++] = r.got_us[k] - r.sent_us[k];
     if (!lat) rc = 2;
-    if (getenv("BENCHKIT_LATENCY_DUMP")) /* send time (s from start), ms */
+    if (getenv("BENCHKIT_LATENCY_DUMP")) { /* send time (s from start), ms */
+        /* The start on CLOCK_MONOTONIC, to line up with perf -k CLOCK_MONOTONIC. */
+        fprintf(stderr, "# t0_monotonic_s %.6f\n", (double)t0 / 1e6);
         for (long k = 0; k < r.n_triggers; k++)
             if (r.sent_us[k] && r.got_us[k])
                 fprintf(stderr, "%.3f %.2f\n", (double)(r.sent_us[k] - t0) / 1e6,
                         (double)(r.got_us[k] - r.sent_us[k]) / 1000.0);
+    }
     if (rc == 0) {
         qsort(lat, (size_t)n_lat, sizeof(*lat), cmp_i64);
         printf("events %ld seconds %.3f rate %.0f max_behind_ms %.1f measured %ld "
