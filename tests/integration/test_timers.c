@@ -185,7 +185,7 @@ static size_t fired_batches(const th_env_t *e, long *v, size_t cap) {
 }
 
 /* With no event waiting, timer batches grow (doubling from 1,000 up to
- * 16,000 clients), so that a burst's commits and waits for the broker's
+ * 8,000 clients), so that a burst's commits and waits for the broker's
  * acknowledgements are shared by more clients: the burst's 20,000
  * wake-ups (two per client) take five batches, where fixed batches of
  * 1,000 took twenty. */
