@@ -341,13 +341,19 @@ static void process_one(daemon_t *d, const rd_kafka_message_t *m) {
     event_clear(&ev);
 }
 
-/* processor_release's callback: parse a held event again and apply it. */
-static int release_one(void *arg, uint32_t part, const held_event_t *h) {
+/* processor_release's callback: apply a held event, parsing it again
+ * unless this batch held it. */
+static int release_one(void *arg, uint32_t part, const held_event_t *h,
+                       event_t *parsed) {
     daemon_t *d = arg;
     char detail[256];
     event_t ev;
-    event_reason_t why = event_parse(&d->cfg->event, h->payload, h->len, &ev,
-                                     detail, sizeof(detail));
+    event_reason_t why = EVENT_OK;
+    if (parsed) /* held by this batch: parsed already */
+        event_move(&ev, parsed);
+    else
+        why = event_parse(&d->cfg->event, h->payload, h->len, &ev, detail,
+                          sizeof(detail));
     if (why != EVENT_OK) {
         /* Valid when it arrived: only a changed envelope config can do
          * this. Its original headers were not kept. */

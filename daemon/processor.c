@@ -82,7 +82,8 @@ typedef struct part_held {
  * allocation, tag first. */
 typedef struct held_copy {
     int64_t ts_ms;
-    uint8_t *tag;
+    event_t *ev;  /* pend only: the parse at hold time, in tag's block */
+    uint8_t *tag; /* owned: the block of ev, tag and val */
     size_t tag_len;
     uint8_t *val;
     size_t val_len;
@@ -96,8 +97,13 @@ typedef struct held_list {
     int sorted; /* pend only: in (part, time, tag) order */
 } held_list_t;
 
+static void held_copy_free(held_copy_t *c) {
+    event_clear(c->ev);
+    free(c->ev ? (void *)c->ev : (void *)c->tag);
+}
+
 static void held_clear(held_list_t *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->v[i].tag);
+    for (size_t i = 0; i < l->n; i++) held_copy_free(&l->v[i]);
     l->n = 0;
 }
 
@@ -618,18 +624,26 @@ static int held_tag(buf_t *b, const held_event_t *h, const event_t *ev) {
 }
 
 /* Append a copy of one held event to l. */
+/* Copy a held event into l; ev (the batch's own holds) moves into the
+ * same block, so that a release in this batch need not parse it again. */
 static int held_push(held_list_t *l, uint32_t part, int64_t ts_ms,
                      const void *tag, size_t tag_len, const void *val,
-                     size_t val_len) {
+                     size_t val_len, event_t *ev) {
     held_copy_t *v = churn_grow(l->v, l->n, &l->cap, sizeof(*v), 64);
     if (!v) return CHURN_ENOMEM;
     l->v = v;
-    uint8_t *mem = malloc(tag_len + val_len + 1);
+    size_t head = ev ? sizeof(event_t) : 0;
+    uint8_t *mem = malloc(head + tag_len + val_len + 1);
     if (!mem) return CHURN_ENOMEM;
-    memcpy(mem, tag, tag_len);
-    memcpy(mem + tag_len, val, val_len);
-    l->v[l->n++] = (held_copy_t){ts_ms,   mem,  tag_len, mem + tag_len,
-                                 val_len, part, 0};
+    event_t *own = NULL;
+    if (ev) {
+        own = (event_t *)(void *)mem;
+        event_move(own, ev);
+    }
+    memcpy(mem + head, tag, tag_len);
+    memcpy(mem + head + tag_len, val, val_len);
+    l->v[l->n++] = (held_copy_t){ts_ms,   own,  mem + head, tag_len,
+                                 mem + head + tag_len, val_len, part, 0};
     l->sorted = 0;
     return 0;
 }
@@ -648,12 +662,13 @@ static int pend_cmp(const void *a, const void *b) {
 }
 
 int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
-                   const event_t *ev, churn_err_t *err) {
+                   event_t *ev, churn_err_t *err) {
     if (!engine_keeps_type(p->rules, &p->opts, ev->type)) return ENGINE_IGNORED;
+    int64_t ts_ms = ev->ts_ms;
     if (held_tag(&p->tag, h, ev) || held_encode(&p->enc, h) ||
         grow_parts(p, part) ||
-        held_push(&p->pend, part, ev->ts_ms, p->tag.data, p->tag.len,
-                  p->enc.data, p->enc.len))
+        held_push(&p->pend, part, ts_ms, p->tag.data, p->tag.len,
+                  p->enc.data, p->enc.len, ev))
         return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     return 0;
 }
@@ -665,7 +680,7 @@ static int64_t held_from_of(const processor_t *p, uint32_t part) {
 static int collect_held(void *arg, uint32_t part, int64_t ts_ms,
                         const void *tag, size_t tag_len, const void *val,
                         size_t val_len) {
-    return held_push(arg, part, ts_ms, tag, tag_len, val, val_len);
+    return held_push(arg, part, ts_ms, tag, tag_len, val, val_len, NULL);
 }
 
 /* Decode a held value; the topic is copied to topic (NUL-terminated). */
@@ -754,7 +769,8 @@ int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
             break;
         }
         last_ts = c->ts_ms;
-        rc = fn(arg, part, &h);
+        rc = fn(arg, part, &h, c->ev);
+        event_clear(c->ev); /* whether fn took it or not */
         if (rc < 0) break;
         rc = 0;
         (*n_released)++;
@@ -1228,7 +1244,7 @@ void processor_drop_partition(processor_t *p, uint32_t part) {
      * one come inside a batch, the partition's holds go with it. */
     size_t w = 0;
     for (size_t i = 0; i < p->pend.n; i++) {
-        if (p->pend.v[i].part == part) free(p->pend.v[i].tag);
+        if (p->pend.v[i].part == part) held_copy_free(&p->pend.v[i]);
         else p->pend.v[w++] = p->pend.v[i];
     }
     p->pend.n = w;

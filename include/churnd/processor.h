@@ -131,22 +131,26 @@ uint64_t processor_event_order(const event_t *ev, const void *payload,
 
 /* Hold h (ev is its parse) in state partition part until
  * processor_release passes ev's time. Returns ENGINE_IGNORED for a type
- * no rule uses (nothing held), 0 when held, or CHURN_ENOMEM with err.
+ * no rule uses (nothing held, ev left as it was), 0 when held (ev's parse
+ * moved in: ev then holds nothing), or CHURN_ENOMEM with err.
  * Kept in memory until the next processor_commit, which writes it unless
- * a release took it first. */
+ * a release took it first; a release before then hands the parse over. */
 int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
-                   const event_t *ev, churn_err_t *err);
+                   event_t *ev, churn_err_t *err);
 
 /* Release the held events of partition part with time <= upto_ms, in
  * (time, content) order, at most limit (0: no limit), calling fn for each
- * (it parses and applies the event, through processor_event). Each one
+ * (it applies the event, through processor_event). ev is the event as
+ * parsed when this batch held it, or NULL when it comes from the store
+ * (fn parses h's payload then); fn may move it out, and the processor
+ * clears whatever is left. Each one
  * leaves the buffer with the next commit. *n_released gets the count.
  * Returns 0, 1 when more may be due (commit, then call again), fn's
  * negative code, or a negative CHURN_E* with err. The events come from
  * the committed buffer and from the holds of the batch at hand, merged in
  * order, so a batch may release what it held itself. */
 typedef int (*processor_held_fn)(void *arg, uint32_t part,
-                                 const held_event_t *h);
+                                 const held_event_t *h, event_t *ev);
 int processor_release(processor_t *p, uint32_t part, int64_t upto_ms,
                       size_t limit, processor_held_fn fn, void *arg,
                       size_t *n_released, churn_err_t *err);

@@ -253,11 +253,20 @@ static void hold(world_t *w, const char *client, int64_t ts_ms, int64_t offset) 
 typedef struct released {
     char seen[1024];
     size_t n;
+    size_t n_parsed; /* handed over parsed: held by the batch at hand */
 } released_t;
 
-static int note_release(void *arg, uint32_t part, const held_event_t *h) {
+static int note_release(void *arg, uint32_t part, const held_event_t *h,
+                        event_t *ev) {
     released_t *r = arg;
     assert_int_equal(part, 0);
+    if (ev) { /* the parse of the very message */
+        assert_non_null(ev->root);
+        assert_int_equal(ev->client_len, h->key_len);
+        assert_memory_equal(ev->client_id, h->key, h->key_len);
+        assert_int_equal(ev->ts_ms, h->ts_ms);
+        r->n_parsed++;
+    }
     size_t at = strlen(r->seen);
     snprintf(r->seen + at, sizeof(r->seen) - at, "%s%lld@%lld", at ? " " : "",
              (long long)h->offset, (long long)(h->ts_ms - T0_MS));
@@ -289,7 +298,8 @@ static int has_held(world_t *w) {
 /* A release merges the committed buffer with the holds of the batch at
  * hand, in (time, content) order, one event per message even when the
  * message was held again (a redelivery); what the batch released itself
- * is not written by its commit, what it kept is. */
+ * is not written by its commit, what it kept is. The batch's own holds are
+ * handed over as parsed when held, the store's are not. */
 static void test_release_merges_the_batch_holds_with_the_store(void **state) {
     (void)state;
     static world_t w;
@@ -303,26 +313,31 @@ static void test_release_merges_the_batch_holds_with_the_store(void **state) {
     hold(&w, "c-3", T0_MS + 30, 3); /* delivered again */
     assert_int_equal(has_held(&w), 1);
 
-    released_t r = {{0}, 0};
+    released_t r = {{0}, 0, 0};
     assert_int_equal(release(&w, 30, 0, &r), 0);
     assert_string_equal(r.seen, "1@10 2@20 5@25 3@30");
+    /* 2 and 5 as parsed when held; 1 and 3 (the redelivery is the stored
+     * copy) from the store, to be parsed again */
+    assert_int_equal(r.n_parsed, 2);
     commit(&w); /* writes 4 only */
 
-    released_t again = {{0}, 0};
+    released_t again = {{0}, 0, 0};
     assert_int_equal(release(&w, 35, 0, &again), 0);
     assert_string_equal(again.seen, "");
     assert_int_equal(has_held(&w), 1);
     assert_int_equal(release(&w, 40, 0, &again), 0);
     assert_string_equal(again.seen, "4@40");
+    assert_int_equal(again.n_parsed, 0); /* written by the commit */
     commit(&w);
     assert_int_equal(has_held(&w), 0);
 
     /* Held and released in one batch: the commit leaves nothing held,
      * and a later release finds nothing more. */
     hold(&w, "c-6", T0_MS + 50, 6);
-    released_t six = {{0}, 0};
+    released_t six = {{0}, 0, 0};
     assert_int_equal(release(&w, 60, 0, &six), 0);
     assert_string_equal(six.seen, "6@50");
+    assert_int_equal(six.n_parsed, 1);
     commit(&w);
     assert_int_equal(has_held(&w), 0);
     assert_int_equal(release(&w, 100, 0, &six), 0);
@@ -340,7 +355,7 @@ static void test_a_limited_release_goes_on_after_the_commit(void **state) {
     for (int i = 0; i < 6; i++) hold(&w, "c-s", T0_MS + 10 * (2 * i + 1), 100 + i);
     commit(&w); /* 10, 30, 50, 70, 90, 110 in the store */
     for (int i = 0; i < 6; i++) hold(&w, "c-b", T0_MS + 10 * (2 * i + 2), 200 + i);
-    released_t r = {{0}, 0};
+    released_t r = {{0}, 0, 0};
     int rounds = 0;
     while (release(&w, 1000, 4, &r) == 1) {
         commit(&w);
