@@ -19,7 +19,7 @@
  * become client "A").
  *
  * Allocation: each message's cJSON tree lives in one arena of its own
- * (json_arena_t below), sized from the pre-scan's counts, so a parse costs
+ * (struct event_arena below), sized from the pre-scan's counts, so a parse costs
  * one malloc and event_clear one free instead of one of each per node and
  * string. In a daemon holding a large state the node-by-node allocations
  * were the slowest part of parsing: malloc searched a fragmented heap for

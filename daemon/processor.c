@@ -78,12 +78,12 @@ typedef struct part_held {
 } part_held_t;
 
 /* A held event: read back from the store, or held in the batch at hand
- * (processor_t.pend). Its key's time and tag and its value share one
- * allocation, tag first. */
+ * (processor_t.pend). Its tag and its value share one allocation, tag
+ * first, after the event's parse when the batch holds it (held_push). */
 typedef struct held_copy {
     int64_t ts_ms;
-    event_t *ev;  /* pend only: the parse at hold time, in tag's block */
-    uint8_t *tag; /* owned: the block of ev, tag and val */
+    event_t *ev;  /* pend only: the parse at hold time; starts the block */
+    uint8_t *tag; /* starts the block when ev is NULL */
     size_t tag_len;
     uint8_t *val;
     size_t val_len;
@@ -623,7 +623,6 @@ static int held_tag(buf_t *b, const held_event_t *h, const event_t *ev) {
     return rc;
 }
 
-/* Append a copy of one held event to l. */
 /* Copy a held event into l; ev (the batch's own holds) moves into the
  * same block, so that a release in this batch need not parse it again. */
 static int held_push(held_list_t *l, uint32_t part, int64_t ts_ms,
@@ -664,10 +663,9 @@ static int pend_cmp(const void *a, const void *b) {
 int processor_hold(processor_t *p, uint32_t part, const held_event_t *h,
                    event_t *ev, churn_err_t *err) {
     if (!engine_keeps_type(p->rules, &p->opts, ev->type)) return ENGINE_IGNORED;
-    int64_t ts_ms = ev->ts_ms;
     if (held_tag(&p->tag, h, ev) || held_encode(&p->enc, h) ||
         grow_parts(p, part) ||
-        held_push(&p->pend, part, ts_ms, p->tag.data, p->tag.len,
+        held_push(&p->pend, part, ev->ts_ms, p->tag.data, p->tag.len,
                   p->enc.data, p->enc.len, ev))
         return churn_err_set(err, CHURN_ENOMEM, "out of memory");
     return 0;

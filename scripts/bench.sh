@@ -67,7 +67,6 @@ runs=${BENCH_RUNS:-3}
 strict=${BENCH_STRICT:-0}
 partitions=${BENCH_PARTITIONS:-256}
 lat_rate=${BENCH_LATENCY_RATE:-20000}
-fetch_wait=10
 lat_fetch_wait=${BENCH_LATENCY_FETCH_WAIT_MS:-2}
 lat_secs=${BENCH_LATENCY_SECS:-20}
 lat_partitions=${BENCH_LATENCY_PARTITIONS:-2}
@@ -243,10 +242,10 @@ fill_topics() {
     note "filled: $(paste -sd' ' "$work/fill.out")"
 }
 
-# start_daemon NAME GROUP STATE: churnd run against $bs with default
-# settings except where the bench needs its own (state, group, a 200 ms
+# start_daemon NAME GROUP STATE [FETCH_WAIT_MS]: churnd run against $bs
+# with default settings except where the bench needs its own (state, group, a 200 ms
 # idle timeout so that the tail is released promptly, an HTTP port of its
-# own, and a short fetch.wait.max.ms, $fetch_wait: the mock broker holds
+# own, and a short fetch.wait.max.ms, 10 ms unless given: the mock holds
 # a fetch that finds nothing for the whole wait, 500 ms by default, even
 # when events arrive meanwhile, where Kafka answers at once; churnd sets
 # 10 ms for its embedded broker. The latency row uses 2 ms, as close to
@@ -261,7 +260,7 @@ start_daemon() {
     CHURND_KAFKA_BOOTSTRAP_SERVERS=$bs "$churnd" run --set "state.dir=$3" \
         --set rules.dir=rules --set "input.group_id=$2" \
         --set time.idle_timeout=200ms --set "http.listen=127.0.0.1:$http_port" \
-        --set "kafka.fetch.wait.max.ms=$fetch_wait" \
+        --set "kafka.fetch.wait.max.ms=${4:-10}" \
         >"$work/$1.out" 2>"$dlog" &
     dpid=$!
 }
@@ -404,12 +403,11 @@ row_latency() {
     : >"$work/p99"
     : >"$work/p999"
     cmd="benchkit latency -b BS -t crm.events -a churn.alerts -r $lat_rate -d $lat_secs (churnd run, $lat_partitions partitions, defaults but time.idle_timeout=200ms, kafka.fetch.wait.max.ms=$lat_fetch_wait)"
-    fetch_wait=$lat_fetch_wait
     i=1
     while [ "$i" -le "$runs" ]; do
         echo "bench: latency run $i/$runs" >&2
         start_broker "$lat_partitions"
-        start_daemon "latency-$i" "bench-latency-$i" "$work/state-latency"
+        start_daemon "latency-$i" "bench-latency-$i" "$work/state-latency" "$lat_fetch_wait"
         wait_log 'msg="partition assigned"' 60
         "$benchkit" latency -b "$bs" -t crm.events -a churn.alerts -r "$lat_rate" \
             -d "$lat_secs" >"$work/lat.out" 2>"$work/lat.err" ||
@@ -423,7 +421,6 @@ row_latency() {
         rm -rf "$work/state-latency"
         i=$((i + 1))
     done
-    fetch_wait=10
     [ -s "$work/p99" ] || fail "no latency run measured anything"
     p50=$(median <"$work/p50")
     p999=$(median <"$work/p999")

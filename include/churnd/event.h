@@ -90,8 +90,9 @@ typedef struct event {
 /* Parse len bytes (not necessarily NUL-terminated; buf may be NULL when len
  * is 0). On success returns EVENT_OK and ev owns a cJSON tree (release with
  * event_clear); nothing in ev points into buf. The tree lives in an arena of
- * its own: read it, but never add to it or cJSON_Delete any part of it. On failure returns the
- * reason, ev holds nothing to release, and detail (if given)
+ * its own: read it, but never add to it or cJSON_Delete any part of it. On
+ * failure returns the reason, ev holds nothing to release, and detail (if
+ * given)
  * says what exactly was wrong in a short sentence for the dead letter,
  * e.g. "field \"ts\": \"yesterday\" is not RFC 3339 or epoch ms".
  * Checks run in this order, the first failure wins: size, UTF-8, nesting
