@@ -20,6 +20,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "churnd/broker.h"
+
 int64_t th_now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -83,6 +85,11 @@ int th_broker_start(th_broker_t *b) {
     if (!b->mock) return -1;
     snprintf(b->bootstrap, sizeof(b->bootstrap), "%s",
              rd_kafka_mock_cluster_bootstraps(b->mock));
+    churn_err_t err = {0};
+    if (broker_mock_nodelay(b->bootstrap, &err) < 0) {
+        fprintf(stderr, "harness: %s\n", err.msg);
+        return -1;
+    }
     return 0;
 }
 

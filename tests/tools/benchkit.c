@@ -40,6 +40,8 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include "churnd/broker.h"
+
 static int64_t mono_us(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -132,6 +134,11 @@ static int cmd_broker(int argc, char **argv) {
             fprintf(stderr, "benchkit: topic %s: %s\n", argv[i], rd_kafka_err2str(e));
             rc = 2;
         }
+    }
+    churn_err_t err = {0};
+    if (rc == 0 && broker_mock_nodelay(rd_kafka_mock_cluster_bootstraps(mc), &err) < 0) {
+        fprintf(stderr, "benchkit: %s\n", err.msg);
+        rc = 2;
     }
     if (rc == 0) {
         printf("bootstrap=%s\n", rd_kafka_mock_cluster_bootstraps(mc));
