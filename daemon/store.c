@@ -15,6 +15,10 @@
  *    no timers in an SST file skips it. Scans that stay in one partition set
  *    prefix_same_as_start; the all-partition client scan sets
  *    total_order_seek, as RocksDB requires once a prefix extractor exists.
+ *  - The memtable's bloom filter holds whole keys too, so looking up a
+ *    client that is not in the memtable (a new one, or one only in SST
+ *    files) skips its skip list, which is as long as the memtable holds
+ *    writes.
  *  - Timers are a queue (put, fire, delete in due order), the case where
  *    tombstones pile up in front of the live keys; the compact-on-deletion
  *    collector asks RocksDB to compact SST files dense in deletions.
@@ -245,6 +249,7 @@ static rocksdb_options_t *make_options(const store_opts_t *o,
     rocksdb_options_set_prefix_extractor(
         opt, rocksdb_slicetransform_create_fixed_prefix(PREFIX_LEN));
     rocksdb_options_set_memtable_prefix_bloom_size_ratio(opt, 0.02);
+    rocksdb_options_set_memtable_whole_key_filtering(opt, 1);
     rocksdb_options_add_compact_on_deletion_collector_factory(opt, 128 * 1024,
                                                               32 * 1024);
 
