@@ -132,7 +132,10 @@ static void verify_exact(th_env_t *e) {
 
 /* Produce in small chunks until this incarnation of churnd has committed
  * at least one batch, then a few chunks more without waiting, and kill -9
- * while those are being processed. Returns the index of the next event. */
+ * while those are being processed. Those last chunks are kept back from
+ * the first loop, which waits for the commit once it has sent the rest:
+ * on a fast broker the whole range can be out before churnd's first
+ * commit. Returns the index of the next event. */
 static size_t crash_mid_flow(th_env_t *e, rd_kafka_t *lagc, const stream_t *s,
                              size_t sent, size_t limit) {
     const char *topics[2] = {e->crm, e->helpdesk};
@@ -141,11 +144,17 @@ static size_t crash_mid_flow(th_env_t *e, rd_kafka_t *lagc, const stream_t *s,
     int64_t committed0 = (int64_t)sent - lag0;
     int64_t deadline = th_now_ms() + WAIT_MS;
     const size_t chunk = 30;
+    size_t upto = limit > sent + 5 * chunk ? limit - 4 * chunk : sent + chunk;
+    if (upto > limit) upto = limit;
     int progressed = 0;
-    while (!progressed && sent < limit) {
-        send_range(e, s, sent, sent + chunk);
-        sent += chunk;
-        if (sent > limit) sent = limit;
+    while (!progressed) {
+        if (sent < upto) {
+            size_t to = sent + chunk < upto ? sent + chunk : upto;
+            send_range(e, s, sent, to);
+            sent = to;
+        } else {
+            th_pause_ms(10); /* all but the last chunks sent: poll the commit */
+        }
         int64_t lag = th_group_lag_with(lagc, topics, 2);
         progressed = lag >= 0 && (int64_t)sent - lag > committed0;
         if (!progressed && th_now_ms() > deadline) {
