@@ -7,18 +7,18 @@
  * headers, where it came from and why), the processor applies the event,
  * alerts are produced. Nothing is written to RocksDB yet. pipeline_commit()
  * runs once every produced message is acknowledged and writes the batch's
- * states, timer-index changes and next offsets in one WriteBatch. While an
- * event batch waits for its acknowledgements, the events that arrive are
- * evaluated into the same batch (pipeline_may_continue, up to
- * batch.max_events): their alerts go out at once instead of after the
- * previous batch's broker round trip and commit, and they commit with the
- * batch or not at all. Rebalances served meanwhile wait for the commit
- * (kafka_in.c).
+ * states, timer-index changes and next offsets in one WriteBatch. While a
+ * batch waits for its acknowledgements, the events that arrive are
+ * evaluated into it (pipeline_may_continue, up to batch.max_events):
+ * their alerts go out at once instead of after the batch's broker round
+ * trip and commit, and they commit with the batch or not at all.
+ * Rebalances served meanwhile wait for the commit (kafka_in.c).
  *
  * After each commit the watermark is recomputed; when it passed deadlines
  * in the timer index, a timer batch fires them (in deadline order, a
  * bounded number of clients at a time) and goes through the same
- * produce -> acknowledge -> commit cycle, with no offsets.
+ * produce -> acknowledge -> commit cycle, with the offsets of whatever
+ * events it took while it waited.
  *
  * Event time, not arrival, decides what rules see (SPEC sections 1, 4): a
  * valid event is not applied on arrival but held in the reorder buffer
@@ -380,12 +380,17 @@ static void settle(daemon_t *d) {
     if (d->inflight == 0 && !d->close_scheduled) pipeline_commit(d);
 }
 
-/* May the event batch awaiting acknowledgements take more events? Not a
- * timer batch (its rounds stay bounded; it evaluated no event, so
- * unit_events is 0), nor when something waits for the commit: a drain, a
- * reload, a rebalance. */
+/* May the batch awaiting acknowledgements take more events? Yes, up to
+ * batch.max_events, whether it began with events, released held events
+ * or fired timers: what arrives meanwhile is evaluated at once and its
+ * alerts go out, instead of waiting for a round trip it has no part in
+ * (an acknowledgement the broker was slow to give stopped consumption for
+ * its whole length, and the watermark then held every partition's events
+ * behind it). Events taken into a timer or release batch come after what
+ * the batch has done, as they would in a batch of their own. Not when
+ * something waits for the commit: a drain, a reload, a rebalance. */
 int pipeline_may_continue(const daemon_t *d) {
-    return d->phase == PHASE_AWAITING && d->unit_events > 0 && !d->close_scheduled &&
+    return d->phase == PHASE_AWAITING && !d->close_scheduled &&
            !d->stopping && !d->rules_next && !d->rebalance_parts &&
            d->unit_events < (size_t)d->cfg->batch_max_events;
 }

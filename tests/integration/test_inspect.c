@@ -82,14 +82,6 @@ static const char *const demo_clients[] = {"ACME-001", "GLOBEX-002", "INITECH-00
                                            "WAYNE-007"};
 #define N_DEMO_CLIENTS (sizeof(demo_clients) / sizeof(demo_clients[0]))
 
-/* The value of one sample line of a /metrics scrape, or -1. */
-static double metric(const char *text, const char *series) {
-    size_t n = strlen(series);
-    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
-        if (!strncmp(p, series, n) && p[n] == ' ') return atof(p + n + 1);
-    return -1;
-}
-
 /* /metrics' churnd_clients and churnd_expectations must equal what the
  * states themselves say, read one by one with churnd state. */
 static void counts_match_states(th_env_t *e) {
@@ -117,9 +109,9 @@ static void counts_match_states(th_env_t *e) {
     th_http_resp_t r = {0};
     assert_int_equal(th_http_request(port, "GET", "/metrics", NULL, &r, 10000), 0);
     assert_int_equal(r.status, 200);
-    assert_true(metric(r.body, "churnd_clients") == (double)clients);
-    assert_true(metric(r.body, "churnd_expectations{state=\"open\"}") == (double)open);
-    assert_true(metric(r.body, "churnd_expectations{state=\"overdue\"}") == (double)overdue);
+    assert_true(th_prom_sample(r.body, "churnd_clients") == (double)clients);
+    assert_true(th_prom_sample(r.body, "churnd_expectations{state=\"open\"}") == (double)open);
+    assert_true(th_prom_sample(r.body, "churnd_expectations{state=\"overdue\"}") == (double)overdue);
     th_http_resp_free(&r);
 }
 

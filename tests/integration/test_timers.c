@@ -16,8 +16,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include "../lib/harness.h"
+#include "../lib/http_client.h"
 
 #define WAIT_MS 60000
 
@@ -215,6 +218,81 @@ static void test_timer_batches_grow_while_no_event_waits(void **state) {
     th_env_teardown(&e);
 }
 
+/* Wait until series reaches at least min; fail with why otherwise. */
+static void wait_metric(th_env_t *e, const char *series, double min, const char *why) {
+    int64_t deadline = th_now_ms() + WAIT_MS / 3;
+    double v;
+    while ((v = th_env_metric(e, series, WAIT_MS)) < min) {
+        if (th_now_ms() > deadline) {
+            th_env_dump_log(e);
+            fail_msg("%s: %s is %g, not %g, after %d ms", why, series, v, min,
+                     WAIT_MS / 3);
+        }
+        th_pause_ms(20);
+    }
+}
+
+static void send_score(th_env_t *e, const char *client, const char *id) {
+    char json[256];
+    snprintf(json, sizeof(json),
+             "{\"id\":\"%s\",\"type\":\"survey.nps\",\"client_id\":\"%s\","
+             "\"ts\":%lld,\"data\":{\"score\":2}}", id, client, (long long)wall_ms());
+    assert_int_equal(th_env_send(e, e->crm, client, json), 0);
+}
+
+/* A batch that released held events waits for its alert's
+ * acknowledgement, which does not come (the alerts partition has no
+ * leader). An event that arrives meanwhile is taken into that batch and
+ * evaluated at once; it used to wait in the consumer's queue for the
+ * whole round trip, and a slow acknowledgement stopped consumption. Once
+ * the partition has a leader again both alerts go out, once each. */
+static void test_an_event_does_not_wait_for_a_release_batch_acknowledgement(void **state) {
+    (void)state;
+    char defaults[1024];
+    if (!getcwd(defaults, sizeof(defaults) - 16)) fail_msg("getcwd");
+    strcat(defaults, "/rules");
+    th_env_t e;
+    /* crm alone, one partition: A's event is held behind the 2 s lateness
+     * and released by the idle path, in a batch of its own. */
+    assert_int_equal(th_env_setup_inputs(&e, 1, defaults, NULL,
+                                         "time:\n  allowed_lateness: 2s\n"
+                                         "  idle_timeout: 300ms\n", 1), 0);
+    if (!e.broker.mock) {
+        th_env_teardown(&e);
+        skip(); /* a real broker: its leaders are not ours to move */
+    }
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    assert_int_equal(th_log_wait_from(e.log, e.log_from, "msg=settled", WAIT_MS), 0);
+    assert_int_equal(rd_kafka_mock_partition_set_leader(e.broker.mock, e.alerts, 0, -1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    send_score(&e, "A", "a1");
+    wait_metric(&e, "churnd_events_released_total", 1, "A's event was not released");
+    wait_metric(&e, "churnd_produce_in_flight", 1, "A's alert is not in flight");
+    send_score(&e, "B", "b1");
+    char consumed[256];
+    snprintf(consumed, sizeof(consumed), "churnd_events_consumed_total{topic=\"%s\"}",
+             e.crm);
+    wait_metric(&e, consumed, 2, "B's event waited for the acknowledgement of A's batch");
+    /* A's batch is still waiting: B was not taken between two batches. */
+    assert_true(th_env_metric(&e, "churnd_produce_in_flight", WAIT_MS) >= 1);
+
+    assert_int_equal(rd_kafka_mock_partition_set_leader(e.broker.mock, e.alerts, 0, 1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    int64_t deadline = th_now_ms() + WAIT_MS;
+    while (th_env_count_alerts(&e, "detractor", "B", NULL, NULL) < 1) {
+        if (th_now_ms() > deadline) {
+            th_env_dump_log(&e);
+            fail_msg("B's alert never came");
+        }
+        th_pause_ms(50);
+    }
+    assert_int_equal(th_env_wait_caught_up(&e, WAIT_MS), 0);
+    assert_int_equal(th_env_count_alerts(&e, "detractor", "A", NULL, NULL), 1);
+    assert_int_equal(th_env_count_alerts(&e, "detractor", "B", NULL, NULL), 1);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
 /* Both topics' watermark to ts: an event no rule uses, on each. */
 static void send_clock(th_env_t *e, const char *id, const char *ts) {
     send_event(e, e->crm, "CLOCK", id, "x.clock", ts);
@@ -283,6 +361,7 @@ int main(void) {
         cmocka_unit_test(test_for_deadline_fires_on_watermark_and_survives_kill),
         cmocka_unit_test(test_an_event_during_a_burst_of_timers_waits_for_no_burst),
         cmocka_unit_test(test_timer_batches_grow_while_no_event_waits),
+        cmocka_unit_test(test_an_event_does_not_wait_for_a_release_batch_acknowledgement),
         cmocka_unit_test(test_quiet_ticks_stay_done_across_kill),
     };
     return cmocka_run_group_tests_name("integration_timers", tests, NULL, NULL);

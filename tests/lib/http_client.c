@@ -218,3 +218,22 @@ int th_env_http_port(const th_env_t *e, int timeout_ms) {
     free(s);
     return port > 0 ? port : -1;
 }
+
+double th_prom_sample(const char *text, const char *series) {
+    size_t n = strlen(series);
+    for (const char *p = text; p && *p; p = strchr(p, '\n'), p = p ? p + 1 : NULL)
+        if (!strncmp(p, series, n) && p[n] == ' ') return atof(p + n + 1);
+    return -1;
+}
+
+double th_env_metric(const th_env_t *e, const char *series, int timeout_ms) {
+    int port = th_env_http_port(e, timeout_ms);
+    if (port < 0) return -1;
+    th_http_resp_t r = {0};
+    double v = -1;
+    if (th_http_request(port, "GET", "/metrics", NULL, &r, timeout_ms) == 0 &&
+        r.status == 200)
+        v = th_prom_sample(r.body, series);
+    th_http_resp_free(&r);
+    return v;
+}

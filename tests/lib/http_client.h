@@ -48,4 +48,11 @@ int th_http_raw(int port, const void *req, size_t n, th_http_resp_t *r,
  * port=N"), waiting for the line; -1 on timeout. */
 int th_env_http_port(const struct th_env *e, int timeout_ms);
 
+/* The value of one sample ("name" or "name{labels}", exactly as exposed)
+ * of a Prometheus text scrape, or -1 when it has none. */
+double th_prom_sample(const char *text, const char *series);
+/* The same from the env's daemon's /metrics, or -1 (no port, no answer or
+ * no such sample within timeout_ms). */
+double th_env_metric(const struct th_env *e, const char *series, int timeout_ms);
+
 #endif
