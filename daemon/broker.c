@@ -70,8 +70,8 @@ static int listening_port(int fd) {
  * sockets. With Nagle on, when it answers two pipelined requests back to
  * back (a producer sends one ProduceRequest per partition), the second
  * answer waits for the client's delayed ACK: produce round trips of 41-44
- * ms where the others take under 3 ms, which made the bench's latency
- * tail. Linux gives an accepted socket its listener's TCP_NODELAY, so the
+ * ms where the others take under 3 ms, stalls in the bench's latency
+ * row. Linux gives an accepted socket its listener's TCP_NODELAY, so the
  * listener is found among this process's descriptors and set once. */
 int broker_mock_nodelay(const char *bootstraps, churn_err_t *err) {
     int ports[MAX_LISTENERS];
