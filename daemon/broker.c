@@ -23,7 +23,7 @@
 #include "churnd/log.h"
 #include "internal.h"
 
-#define MAX_LISTENERS 16
+#define MAX_PORTS 16
 
 /* The ports of bootstraps, at most max; how many. */
 static size_t bootstrap_ports(const char *bootstraps, int *ports, size_t max) {
@@ -74,8 +74,8 @@ static int listening_port(int fd) {
  * row. Linux gives an accepted socket its listener's TCP_NODELAY, so the
  * listener is found among this process's descriptors and set once. */
 int broker_mock_nodelay(const char *bootstraps, churn_err_t *err) {
-    int ports[MAX_LISTENERS];
-    size_t n_ports = bootstrap_ports(bootstraps, ports, MAX_LISTENERS);
+    int ports[MAX_PORTS];
+    size_t n_ports = bootstrap_ports(bootstraps, ports, MAX_PORTS);
     if (n_ports == 0)
         return churn_err_set(err, CHURN_EINVAL, "no port in bootstrap list '%s'",
                              bootstraps ? bootstraps : "");
@@ -83,7 +83,7 @@ int broker_mock_nodelay(const char *bootstraps, churn_err_t *err) {
     if (!dir)
         return churn_err_set(err, CHURN_EIO, "cannot list /proc/self/fd: %s",
                              strerror(errno));
-    int set = 0;
+    int found = 0, set = 0, set_errno = 0;
     struct dirent *de;
     while ((de = readdir(dir)) != NULL) {
         char *end;
@@ -93,16 +93,22 @@ int broker_mock_nodelay(const char *bootstraps, churn_err_t *err) {
         for (size_t i = 0; port > 0 && i < n_ports; i++) {
             if (ports[i] != port) continue;
             int one = 1;
+            found++;
             if (setsockopt((int)fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) == 0)
                 set++;
+            else
+                set_errno = errno;
             break;
         }
     }
     closedir(dir);
-    if (set == 0)
+    if (found == 0)
         return churn_err_set(err, CHURN_EIO,
                              "no listening socket of this process serves '%s'",
                              bootstraps);
+    if (set == 0)
+        return churn_err_set(err, CHURN_EIO, "cannot set TCP_NODELAY on the "
+                             "listener of '%s': %s", bootstraps, strerror(set_errno));
     return set;
 }
 

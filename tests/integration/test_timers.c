@@ -106,10 +106,15 @@ static int64_t wall_ms(void) {
 
 /* The burst's clients replayed into e's state, the daemon started on it
  * (debug log: one "msg=fired clients=N" line per timer batch). */
+/* The default rule pack's directory (the tests run from the top). */
+static void default_rules(char *dir, size_t n) {
+    if (!getcwd(dir, n - 16)) fail_msg("getcwd");
+    strcat(dir, "/rules");
+}
+
 static void start_burst(th_env_t *e) {
     char defaults[1024];
-    if (!getcwd(defaults, sizeof(defaults) - 16)) fail_msg("getcwd");
-    strcat(defaults, "/rules");
+    default_rules(defaults, sizeof(defaults));
     assert_int_equal(th_env_setup_inputs(e, 1, defaults, NULL,
                                          "log:\n  level: debug\n", 1), 0);
     char stream[600], out[600];
@@ -249,8 +254,7 @@ static void send_score(th_env_t *e, const char *client, const char *id) {
 static void test_an_event_does_not_wait_for_a_release_batch_acknowledgement(void **state) {
     (void)state;
     char defaults[1024];
-    if (!getcwd(defaults, sizeof(defaults) - 16)) fail_msg("getcwd");
-    strcat(defaults, "/rules");
+    default_rules(defaults, sizeof(defaults));
     th_env_t e;
     /* crm alone, one partition: A's event is held behind the 2 s lateness
      * and released by the idle path, in a batch of its own. */
