@@ -380,6 +380,8 @@ typedef struct lat_run {
     char nonce[32];          /* client ids and event ids start with it */
     int64_t *sent_us;        /* owned; by trigger number, 0 = not measured */
     int64_t *got_us;         /* owned; by trigger number, 0 = no alert yet */
+    int64_t *sent_ms;        /* owned; the trigger's wall-clock time (its ts) */
+    int64_t *made_ms;        /* owned; the alert's CreateTime (set by churnd) */
     long n_triggers;
     atomic_int stop;
     atomic_long n_matched;
@@ -408,7 +410,9 @@ static void *lat_reader(void *arg) {
             if (id[nl] == 't' && strcmp(rule, "meetings_postponed") == 0)
                 k = strtol(id + nl + 1, NULL, 10);
             if (k >= 0 && k < r->n_triggers && r->got_us[k] == 0) {
+                rd_kafka_timestamp_type_t tt;
                 r->got_us[k] = now;
+                r->made_ms[k] = rd_kafka_message_timestamp(m, &tt);
                 atomic_fetch_add(&r->n_matched, 1);
             } else {
                 r->n_other++;
@@ -463,13 +467,17 @@ static int cmd_latency(int argc, char **argv) {
     r.n_triggers = n_events / every + 1;
     r.sent_us = calloc((size_t)r.n_triggers, sizeof(*r.sent_us));
     r.got_us = calloc((size_t)r.n_triggers, sizeof(*r.got_us));
+    r.sent_ms = calloc((size_t)r.n_triggers, sizeof(*r.sent_ms));
+    r.made_ms = calloc((size_t)r.n_triggers, sizeof(*r.made_ms));
     snprintf(r.nonce, sizeof(r.nonce), "L%ld%" PRId64 "-", (long)getpid(),
              wall_ms() % 100000);
     rd_kafka_t *rk = client_new(RD_KAFKA_PRODUCER, r.bs, "linger.ms", "1",
                                 "queue.buffering.max.messages", "1000000", NULL);
-    if (!r.sent_us || !r.got_us || !rk) {
+    if (!r.sent_us || !r.got_us || !r.sent_ms || !r.made_ms || !rk) {
         free(r.sent_us);
         free(r.got_us);
+        free(r.sent_ms);
+        free(r.made_ms);
         if (rk) rd_kafka_destroy(rk);
         return 2;
     }
@@ -480,13 +488,15 @@ static int cmd_latency(int argc, char **argv) {
         rd_kafka_destroy(rk);
         free(r.sent_us);
         free(r.got_us);
+        free(r.sent_ms);
+        free(r.made_ms);
         return 2;
     }
     sleep_us(1000000); /* let the reader join before the first alert */
     int rc = 0;
     int64_t t0 = mono_us(), late_us = 0;
     long half = every / 2;
-    int64_t first_ts = 0;
+    int64_t first_ts = 0, ts_of_second = 0;
     char val[512], key[64];
     for (long i = 0; i < n_events && rc == 0; i++) {
         int64_t due = t0 + (int64_t)((double)i * 1e6 / (double)rate);
@@ -510,6 +520,7 @@ static int cmd_latency(int argc, char **argv) {
                 first_ts = ts;
             else if (ts <= first_ts)
                 ts = first_ts + 1;
+            if (slot == half) ts_of_second = ts;
             if (slot == 0)
                 vlen = snprintf(val, sizeof(val),
                                 "{\"id\":\"%sf%ld\",\"type\":\"meeting.postponed\","
@@ -533,7 +544,10 @@ static int cmd_latency(int argc, char **argv) {
         }
         int64_t sent = mono_us();
         if (produce(rk, t, key, strlen(key), val, (size_t)vlen) != 0) rc = 2;
-        if (slot == half && (double)(sent - t0) >= warmup * 1e6) r.sent_us[k] = sent;
+        if (slot == half && (double)(sent - t0) >= warmup * 1e6) {
+            r.sent_us[k] = sent;
+            r.sent_ms[k] = ts_of_second;
+        }
     }
     double took = (double)(mono_us() - t0) / 1e6;
     if (rd_kafka_flush(rk, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) rc = 2;
@@ -562,13 +576,19 @@ static int cmd_latency(int argc, char **argv) {
     for (long k = 0; lat && k < r.n_triggers; k++)
         if (r.sent_us[k] && r.got_us[k]) lat[n_lat++] = r.got_us[k] - r.sent_us[k];
     if (!lat) rc = 2;
-    if (getenv("BENCHKIT_LATENCY_DUMP")) { /* send time (s from start), ms */
-        /* The start on CLOCK_MONOTONIC, to line up with perf -k CLOCK_MONOTONIC. */
+    if (getenv("BENCHKIT_LATENCY_DUMP")) {
+        /* Per trigger: send time (s from start), latency (ms), and the part
+         * of it up to the alert's CreateTime, which churnd's producer sets
+         * (ms, wall clocks of one machine), so the rest is the broker's and
+         * this reader's. The start on CLOCK_MONOTONIC, to line up with
+         * perf -k CLOCK_MONOTONIC. */
         fprintf(stderr, "# t0_monotonic_s %.6f\n", (double)t0 / 1e6);
         for (long k = 0; k < r.n_triggers; k++)
             if (r.sent_us[k] && r.got_us[k])
-                fprintf(stderr, "%.3f %.2f\n", (double)(r.sent_us[k] - t0) / 1e6,
-                        (double)(r.got_us[k] - r.sent_us[k]) / 1000.0);
+                fprintf(stderr, "%.3f %.2f %" PRId64 "\n",
+                        (double)(r.sent_us[k] - t0) / 1e6,
+                        (double)(r.got_us[k] - r.sent_us[k]) / 1000.0,
+                        r.made_ms[k] - r.sent_ms[k]);
     }
     if (rc == 0) {
         qsort(lat, (size_t)n_lat, sizeof(*lat), cmp_i64);
@@ -589,6 +609,8 @@ static int cmd_latency(int argc, char **argv) {
     rd_kafka_destroy(rk);
     free(r.sent_us);
     free(r.got_us);
+    free(r.sent_ms);
+    free(r.made_ms);
     return rc;
 }
 
