@@ -2,8 +2,11 @@
  * test_store.c - the RocksDB adapter against a real RocksDB in a temporary
  * directory: round trips of every key kind, timers in due order (negative
  * times included), atomic batches across close and reopen, the format
- * marker, the three open modes, and that a failing write is reported.
+ * marker, the three open modes, that a failing write is reported, and
+ * that flushes and compactions run at a low CPU priority.
  */
+#include <errno.h>
+#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -1055,6 +1058,66 @@ static void test_stats(void **state) {
     store_close(s);
 }
 
+/* ---- background priority ---- */
+
+/* The lowest nice value among this process's threads whose name starts
+ * with prefix (RocksDB names its pool threads), or INT_MIN when none. */
+static int pool_nice(const char *prefix) {
+    DIR *d = opendir("/proc/self/task");
+    if (!d) return INT_MIN;
+    int lowest = INT_MIN;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.') continue;
+        char path[300], comm[32] = "";
+        snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+        FILE *fp = fopen(path, "r");
+        if (!fp) continue; /* the thread ended meanwhile */
+        int got = fgets(comm, sizeof(comm), fp) != NULL;
+        fclose(fp);
+        if (!got || strncmp(comm, prefix, strlen(prefix)) != 0) continue;
+        errno = 0;
+        int nice = getpriority(PRIO_PROCESS, (id_t)atoi(e->d_name));
+        if (errno) continue;
+        if (lowest == INT_MIN || nice < lowest) lowest = nice;
+    }
+    closedir(d);
+    return lowest;
+}
+
+/* Flushes and compactions yield the CPU to the event loop: after both
+ * have run, their pools' threads are at nice 19. */
+static void test_background_work_runs_at_low_priority(void **state) {
+    fixture_t *f = *state;
+    store_opts_t o = {.dir = f->db, .write_buffer_bytes = 64 << 10,
+                      .block_cache_bytes = 1 << 20};
+    store_t *s = NULL;
+    churn_err_t err = {0};
+    assert_int_equal(store_open(&o, &s, &err), 0);
+    store_batch_t *b = store_batch_new();
+    char k[32];
+    /* About 40 memtables' worth: flushes, and L0 compactions after them. */
+    int high = INT_MIN, low = INT_MIN;
+    for (int i = 0; i < 40000; i++) {
+        snprintf(k, sizeof(k), "client-%06d", i);
+        put_client(b, (uint32_t)(i % 8), k, "some state of a client");
+        if (i % 500 == 499) commit(s, b);
+    }
+    commit(s, b);
+    /* A pool thread lowers itself as it takes its next job; wait for the
+     * jobs that the writes above queued. */
+    for (int64_t end = th_now_ms() + 10000; th_now_ms() < end;
+         th_pause_ms(10)) {
+        high = pool_nice("rocksdb:high");
+        low = pool_nice("rocksdb:low");
+        if (high == 19 && low == 19) break;
+    }
+    assert_int_equal(high, 19); /* the flush pool */
+    assert_int_equal(low, 19);  /* the compaction pool */
+    store_batch_free(b);
+    store_close(s);
+}
+
 int main(int argc, char **argv) {
     if (argc == 3 && strcmp(argv[1], "--disk-full-child") == 0)
         return disk_full_child(argv[2]);
@@ -1081,6 +1144,7 @@ int main(int argc, char **argv) {
         T(test_full_disk_is_an_error_not_a_crash),
         T(test_secondary_follows_writer),
         T(test_stats),
+        T(test_background_work_runs_at_low_priority),
     };
 #undef T
     return cmocka_run_group_tests(tests, NULL, NULL);
