@@ -312,15 +312,19 @@ static int cmp_double(const void *a, const void *b) {
 /* Sort the losses (and their symptoms) in place and list the rules in
  * report order; the caller frees *rules. */
 static int prepare(report_t *r, rule_acc_t ***rules) {
-    qsort(r->losses, r->n_losses, sizeof(loss_t), cmp_loss);
+    /* Empty arrays may be NULL, which qsort must not be given even with
+     * no elements: sort only what has two or more. */
+    if (r->n_losses > 1) qsort(r->losses, r->n_losses, sizeof(loss_t), cmp_loss);
     for (size_t i = 0; i < r->n_losses; i++)
-        qsort(r->losses[i].sym, r->losses[i].n_sym, sizeof(symptom_t), cmp_sym);
+        if (r->losses[i].n_sym > 1)
+            qsort(r->losses[i].sym, r->losses[i].n_sym, sizeof(symptom_t), cmp_sym);
     for (size_t i = 0; i < r->n_rules; i++)
-        qsort(r->rules[i].leads, r->rules[i].n_leads, sizeof(double), cmp_double);
+        if (r->rules[i].n_leads > 1)
+            qsort(r->rules[i].leads, r->rules[i].n_leads, sizeof(double), cmp_double);
     *rules = malloc((r->n_rules ? r->n_rules : 1) * sizeof(rule_acc_t *));
     if (!*rules) return CHURN_ENOMEM;
     for (size_t i = 0; i < r->n_rules; i++) (*rules)[i] = &r->rules[i];
-    qsort(*rules, r->n_rules, sizeof(rule_acc_t *), cmp_rule);
+    if (r->n_rules > 1) qsort(*rules, r->n_rules, sizeof(rule_acc_t *), cmp_rule);
     return 0;
 }
 
