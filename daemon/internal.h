@@ -61,6 +61,12 @@ int kin_start(daemon_t *d, churn_err_t *err);
 void kin_pump(daemon_t *d);
 /* Apply the rebalance that waited for a batch to commit, if any. */
 void kin_rebalance_deferred(daemon_t *d);
+/* A batch commits offs to the group: earlier failed offsets of the same
+ * partitions are superseded. */
+void kin_group_superseded(daemon_t *d, const rd_kafka_topic_partition_list_t *offs);
+/* Commit again the offsets whose commit to the group failed, at most once
+ * a second (called from the watermark tick). */
+void kin_retry_group(daemon_t *d);
 void kin_destroy(daemon_t *d, int leave_group);
 
 /* kafka_out.c */

@@ -73,6 +73,9 @@ static void commit_stored(rd_kafka_t *rk,
     rd_kafka_topic_partition_list_destroy(l);
 }
 
+/* How often a failed group offset commit is tried again. */
+#define GROUP_RETRY_MS 1000
+
 static void list_remove(rd_kafka_topic_partition_list_t *l, const char *topic,
                         int32_t partition) {
     (void)rd_kafka_topic_partition_list_del(l, topic, partition);
@@ -130,6 +133,9 @@ static void rebalance_apply(daemon_t *d, rd_kafka_t *rk,
                 LF_INT("partition", parts->elems[i].partition));
             list_remove(d->assigned, parts->elems[i].topic,
                         parts->elems[i].partition);
+            if (d->group_retry) /* the next owner commits it */
+                list_remove(d->group_retry, parts->elems[i].topic,
+                            parts->elems[i].partition);
         }
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
@@ -190,16 +196,67 @@ static void consumer_error_cb(rd_kafka_t *rk, int err, const char *reason,
         LF_STR("reason", reason));
 }
 
+/* The group's offsets only mirror RocksDB's, for lag tools; a commit that
+ * failed (the coordinator was away, say) is kept and retried, or the group
+ * would show lag on a quiet partition until its next event. */
 static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                              rd_kafka_topic_partition_list_t *offsets,
                              void *opaque) {
     (void)rk;
-    (void)offsets;
-    (void)opaque;
+    daemon_t *d = opaque;
     if (err && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
         LOG(LOG_WARN, "consumer",
             "group offset commit failed (state and offsets are safe in RocksDB)",
             LF_STR("error", rd_kafka_err2str(err)));
+    if (!offsets || !d->assigned) return;
+    for (int i = 0; i < offsets->cnt; i++) {
+        const rd_kafka_topic_partition_t *p = &offsets->elems[i];
+        rd_kafka_resp_err_t e = p->err ? p->err : err;
+        if (p->offset < 0 || e == RD_KAFKA_RESP_ERR__NO_OFFSET) continue;
+        rd_kafka_topic_partition_t *r =
+            d->group_retry ? rd_kafka_topic_partition_list_find(
+                                 d->group_retry, p->topic, p->partition)
+                           : NULL;
+        if (!e) { /* the group has it: an older failure is moot */
+            if (r && r->offset <= p->offset)
+                list_remove(d->group_retry, p->topic, p->partition);
+            continue;
+        }
+        /* Only partitions churnd still owns; the newest offset wins. */
+        if (!rd_kafka_topic_partition_list_find(d->assigned, p->topic,
+                                                p->partition))
+            continue;
+        if (r) {
+            if (r->offset < p->offset) r->offset = p->offset;
+            continue;
+        }
+        if (!d->group_retry &&
+            !(d->group_retry = rd_kafka_topic_partition_list_new(8)))
+            continue; /* out of memory: the next batch's commit catches up */
+        rd_kafka_topic_partition_list_add(d->group_retry, p->topic, p->partition)
+            ->offset = p->offset;
+    }
+}
+
+void kin_group_superseded(daemon_t *d,
+                          const rd_kafka_topic_partition_list_t *offs) {
+    if (!d->group_retry) return;
+    for (int i = 0; i < offs->cnt; i++)
+        list_remove(d->group_retry, offs->elems[i].topic,
+                    offs->elems[i].partition);
+}
+
+void kin_retry_group(daemon_t *d) {
+    if (!d->consumer || !d->group_retry || d->group_retry->cnt == 0) return;
+    uint64_t now = uv_now(d->loop);
+    if (d->group_retry_ms && now - d->group_retry_ms < GROUP_RETRY_MS) return;
+    d->group_retry_ms = now;
+    /* The callback says how it went; the list stays until it succeeds. */
+    rd_kafka_resp_err_t e = rd_kafka_commit(d->consumer, d->group_retry, 1);
+    if (e)
+        LOG(LOG_WARN, "consumer", "group offset commit refused",
+            LF_STR("error", rd_kafka_err2str(e)),
+            LF_INT("partitions", d->group_retry->cnt));
 }
 
 static void on_batch_timer(uv_timer_t *t) {
@@ -430,4 +487,6 @@ void kin_destroy(daemon_t *d, int leave_group) {
     d->consumer = NULL;
     if (d->assigned) rd_kafka_topic_partition_list_destroy(d->assigned);
     d->assigned = NULL;
+    if (d->group_retry) rd_kafka_topic_partition_list_destroy(d->group_retry);
+    d->group_retry = NULL;
 }

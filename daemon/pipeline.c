@@ -639,6 +639,7 @@ static void on_wm_timer(uv_timer_t *t) {
         d->log_flushed_ms = now;
         log_flush_suppressed(); /* sum up floods that stopped */
     }
+    if (!d->close_scheduled) kin_retry_group(d);
     if (d->phase != PHASE_COLLECTING || d->n_msgs > 0 || d->close_scheduled)
         return;
     update_caught_up(d);
@@ -674,6 +675,7 @@ void pipeline_commit(daemon_t *d) {
         d->stats.batch_start_ns = 0;
     }
     if (offs->cnt > 0) {
+        kin_group_superseded(d, offs);
         rd_kafka_resp_err_t e = rd_kafka_commit(d->consumer, offs, 1);
         if (e && e != RD_KAFKA_RESP_ERR__NO_OFFSET)
             LOG(LOG_WARN, "consumer", "group offset commit refused",

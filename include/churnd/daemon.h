@@ -113,6 +113,11 @@ typedef struct daemon {
     kqueue_watch_t in_watch;
     kqueue_watch_t out_watch;
     rd_kafka_topic_partition_list_t *assigned;
+    /* Offsets stored in RocksDB whose commit to the group failed: retried
+     * from the watermark tick until the group has them (kin_retry_group),
+     * or until a later batch or a revocation supersedes them. */
+    rd_kafka_topic_partition_list_t *group_retry;
+    uint64_t group_retry_ms; /* loop time of the last retry */
     void *mock;             /* rd_kafka_mock_cluster_t when embedded */
     rd_kafka_t *mock_rk;
 

@@ -2,7 +2,8 @@
  * test_faults.c - churnd under injected faults: the broker refusing the
  * alerts (also while the group rebalances), an alerts topic that does not exist, a broker that is not there
  * at start, a state filesystem that fills up, a storm of rules reloads
- * (some broken) and a flood of malformed input.
+ * (some broken), a flood of malformed input, and the group refusing
+ * offset commits.
  *
  * Every test feeds the same kind of stream and checks it exactly (dedup is
  * off, so only churnd's delivery guarantee keeps the count right): "calm"
@@ -44,6 +45,7 @@
 #define ROUNDS 4
 #define N_EVENTS ((N_CALM + N_STREAK) * 2 * ROUNDS + 2 * N_STREAK)
 #define API_PRODUCE 0 /* Kafka protocol ApiKey of Produce requests */
+#define API_OFFSET_COMMIT 8 /* ... and of OffsetCommit requests */
 #define BATCH_YAML "  max_events: 40\n  max_wait: 2ms\n"
 #define NO_DEDUP "event:\n  dedup_max_ids: 0\n"
 
@@ -849,6 +851,54 @@ static int timer_report(void **state) {
     return 0;
 }
 
+/* The group's offsets mirror RocksDB's for lag tools. When the group
+ * refuses them (its coordinator away, say) while the last events go by,
+ * churnd commits them again once it can, instead of leaving the group
+ * behind until the next event: here no event follows at all. */
+static void test_failed_group_commit_is_retried(void **state) {
+    (void)state;
+    th_env_t e;
+    setup(&e, 2, rules_basic, NULL);
+    if (!e.broker.mock) {
+        th_env_teardown(&e);
+        skip();
+    }
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    size_t half = n_stream / 2;
+    send_range(&e, 0, half);
+    must_settle(&e, "first half");
+
+    /* Every commit to the group fails while the second half goes by: a
+     * non-retriable error, so librdkafka does not try again by itself. */
+    rd_kafka_resp_err_t errs[64];
+    for (size_t i = 0; i < 64; i++)
+        errs[i] = RD_KAFKA_RESP_ERR_OFFSET_METADATA_TOO_LARGE;
+    for (int k = 0; k < 64; k++) /* 4,096: more than the run can use */
+        rd_kafka_mock_push_request_errors_array(e.broker.mock,
+                                                API_OFFSET_COMMIT, 64, errs);
+    long from = th_file_size(e.log);
+    send_range(&e, half, n_stream);
+    char needle[96];
+    settled_needle(&e, needle, sizeof(needle));
+    if (th_log_wait_from(e.log, from, needle, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("churnd did not apply the second half");
+    }
+    if (th_log_wait_from(e.log, from, "group offset commit failed", WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("the injected errors never reached churnd");
+    }
+    /* Applied and stored, but the group has not been told. */
+    const char *topics[] = {e.crm, e.helpdesk};
+    assert_true(th_group_lag(e.broker.bootstrap, e.group, topics, 2) > 0);
+
+    rd_kafka_mock_clear_request_errors(e.broker.mock, API_OFFSET_COMMIT);
+    must_settle(&e, "after the group accepted commits again");
+    verify_exact(&e, NULL);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
 #define T(f) cmocka_unit_test_setup_teardown(f, timer_start, timer_report)
 
 int main(void) {
@@ -867,6 +917,7 @@ int main(void) {
         T(test_full_state_disk_stops_with_exit_2),
         T(test_reload_storm_keeps_the_last_good_set),
         T(test_malformed_flood_all_dead_lettered),
+        T(test_failed_group_commit_is_retried),
     };
     return cmocka_run_group_tests_name("integration_faults", tests, NULL, NULL);
 }
