@@ -116,6 +116,18 @@ static void setup(th_env_t *e, int partitions, const char *rules,
                                          extra ? extra : NO_DEDUP, 1), 0);
 }
 
+/* setup on 2 partitions and start churnd, on the mock broker only: with a
+ * real Kafka the faults cannot be injected from here, and the test is
+ * skipped. */
+static void start_on_mock(th_env_t *e) {
+    setup(e, 2, rules_basic, NULL);
+    if (!e->broker.mock) {
+        th_env_teardown(e);
+        skip();
+    }
+    assert_int_equal(th_env_start_daemon(e), 0);
+}
+
 /* The alerts topic holds exactly one incident per streak client (perhaps
  * published several times, always with the same id) and nothing else;
  * extra_client, when not NULL, must have fired once more. Returns the
@@ -355,12 +367,7 @@ static void member_poll(rd_kafka_t *rk, int ms) {
 static void test_rebalance_waits_for_the_commit(void **state) {
     (void)state;
     th_env_t e;
-    setup(&e, 2, rules_basic, NULL);
-    if (!e.broker.mock) {
-        th_env_teardown(&e);
-        skip();
-    }
-    assert_int_equal(th_env_start_daemon(&e), 0);
+    start_on_mock(&e);
     /* Everything up to the streak clients' cancellations: no alert yet. */
     size_t tail = n_stream - N_STREAK, some = tail + 5;
     send_range(&e, 0, tail);
@@ -858,12 +865,7 @@ static int timer_report(void **state) {
 static void test_failed_group_commit_is_retried(void **state) {
     (void)state;
     th_env_t e;
-    setup(&e, 2, rules_basic, NULL);
-    if (!e.broker.mock) {
-        th_env_teardown(&e);
-        skip();
-    }
-    assert_int_equal(th_env_start_daemon(&e), 0);
+    start_on_mock(&e);
     size_t half = n_stream / 2;
     send_range(&e, 0, half);
     must_settle(&e, "first half");
