@@ -133,9 +133,9 @@ static void rebalance_apply(daemon_t *d, rd_kafka_t *rk,
                 LF_INT("partition", parts->elems[i].partition));
             list_remove(d->assigned, parts->elems[i].topic,
                         parts->elems[i].partition);
-            if (d->group_retry) /* the next owner commits it */
-                list_remove(d->group_retry, parts->elems[i].topic,
-                            parts->elems[i].partition);
+            /* A failed group commit is the next owner's to make now. */
+            list_remove(d->group_retry, parts->elems[i].topic,
+                        parts->elems[i].partition);
         }
         if (coop)
             e = rd_kafka_incremental_unassign(rk, parts);
@@ -208,15 +208,13 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         LOG(LOG_WARN, "consumer",
             "group offset commit failed (state and offsets are safe in RocksDB)",
             LF_STR("error", rd_kafka_err2str(err)));
-    if (!offsets || !d->assigned) return;
+    if (!offsets || !d->group_retry) return;
     for (int i = 0; i < offsets->cnt; i++) {
         const rd_kafka_topic_partition_t *p = &offsets->elems[i];
         rd_kafka_resp_err_t e = p->err ? p->err : err;
         if (p->offset < 0 || e == RD_KAFKA_RESP_ERR__NO_OFFSET) continue;
-        rd_kafka_topic_partition_t *r =
-            d->group_retry ? rd_kafka_topic_partition_list_find(
-                                 d->group_retry, p->topic, p->partition)
-                           : NULL;
+        rd_kafka_topic_partition_t *r = rd_kafka_topic_partition_list_find(
+            d->group_retry, p->topic, p->partition);
         if (!e) { /* the group has it: an older failure is moot */
             if (r && r->offset <= p->offset)
                 list_remove(d->group_retry, p->topic, p->partition);
@@ -226,28 +224,25 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (!rd_kafka_topic_partition_list_find(d->assigned, p->topic,
                                                 p->partition))
             continue;
-        if (r) {
-            if (r->offset < p->offset) r->offset = p->offset;
+        if (!r)
+            r = rd_kafka_topic_partition_list_add(d->group_retry, p->topic,
+                                                  p->partition);
+        else if (r->offset >= p->offset)
             continue;
-        }
-        if (!d->group_retry &&
-            !(d->group_retry = rd_kafka_topic_partition_list_new(8)))
-            continue; /* out of memory: the next batch's commit catches up */
-        rd_kafka_topic_partition_list_add(d->group_retry, p->topic, p->partition)
-            ->offset = p->offset;
+        r->offset = p->offset;
     }
 }
 
 void kin_group_superseded(daemon_t *d,
                           const rd_kafka_topic_partition_list_t *offs) {
-    if (!d->group_retry) return;
+    if (!d->group_retry) return; /* no consumer */
     for (int i = 0; i < offs->cnt; i++)
         list_remove(d->group_retry, offs->elems[i].topic,
                     offs->elems[i].partition);
 }
 
 void kin_retry_group(daemon_t *d) {
-    if (!d->consumer || !d->group_retry || d->group_retry->cnt == 0) return;
+    if (!d->consumer || d->group_retry->cnt == 0) return;
     uint64_t now = uv_now(d->loop);
     if (d->group_retry_ms && now - d->group_retry_ms < GROUP_RETRY_MS) return;
     d->group_retry_ms = now;
@@ -413,6 +408,7 @@ int kin_start(daemon_t *d, churn_err_t *err) {
         return churn_err_set(err, CHURN_EINVAL, "consumer: %s", errstr);
     }
     d->assigned = rd_kafka_topic_partition_list_new(16);
+    d->group_retry = rd_kafka_topic_partition_list_new(8);
     /* Logs, errors and rebalances all arrive on the consumer queue. */
     if (rd_kafka_set_log_queue(d->consumer, NULL) != RD_KAFKA_RESP_ERR_NO_ERROR)
         LOG0(LOG_WARN, "consumer", "cannot route librdkafka logs to the loop");

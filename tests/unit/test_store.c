@@ -63,13 +63,25 @@ static int teardown(void **state) {
     return 0;
 }
 
-static store_t *open_mode(const char *dir, store_mode_t mode) {
-    store_opts_t o = {.dir = dir, .mode = mode};
+static store_t *open_opts(const store_opts_t *o) {
     store_t *s = NULL;
     churn_err_t err = {0};
-    int rc = store_open(&o, &s, &err);
-    if (rc) fail_msg("store_open(%s): %d %s", dir, rc, err.msg);
+    int rc = store_open(o, &s, &err);
+    if (rc) fail_msg("store_open(%s): %d %s", o->dir, rc, err.msg);
     return s;
+}
+
+static store_t *open_mode(const char *dir, store_mode_t mode) {
+    store_opts_t o = {.dir = dir, .mode = mode};
+    return open_opts(&o);
+}
+
+/* Read-write with small memtables, so that data goes through SST files,
+ * flushes and compactions. */
+static store_t *open_small(const char *dir) {
+    store_opts_t o = {.dir = dir, .write_buffer_bytes = 64 << 10,
+                      .block_cache_bytes = 1 << 20};
+    return open_opts(&o);
 }
 
 static store_t *open_rw(const char *dir) {
@@ -614,11 +626,8 @@ static int count_client(void *arg, uint32_t part, const char *client,
 static void test_many_keys_through_sst_files(void **state) {
     fixture_t *f = *state;
     enum { N = 40000, P = 8 };
-    store_opts_t o = {.dir = f->db, .write_buffer_bytes = 64 << 10,
-                      .block_cache_bytes = 1 << 20};
-    store_t *s = NULL;
+    store_t *s = open_small(f->db);
     churn_err_t err = {0};
-    assert_int_equal(store_open(&o, &s, &err), 0);
     store_batch_t *b = store_batch_new();
     char k[32];
     for (int i = 0; i < N; i++) {
@@ -645,7 +654,7 @@ static void test_many_keys_through_sst_files(void **state) {
     assert_true(st.live_sst_bytes > 0);
     store_close(s);
 
-    assert_int_equal(store_open(&o, &s, &err), 0);
+    s = open_small(f->db);
     for (uint32_t p = 0; p < P; p++) {
         counter_t t = {p, 0, INT64_MIN, 0};
         assert_int_equal(
@@ -1089,11 +1098,7 @@ static int pool_nice(const char *prefix) {
  * have run, their pools' threads are at nice 19. */
 static void test_background_work_runs_at_low_priority(void **state) {
     fixture_t *f = *state;
-    store_opts_t o = {.dir = f->db, .write_buffer_bytes = 64 << 10,
-                      .block_cache_bytes = 1 << 20};
-    store_t *s = NULL;
-    churn_err_t err = {0};
-    assert_int_equal(store_open(&o, &s, &err), 0);
+    store_t *s = open_small(f->db);
     store_batch_t *b = store_batch_new();
     char k[32];
     /* About 40 memtables' worth: flushes, and L0 compactions after them. */
