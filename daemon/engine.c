@@ -48,35 +48,7 @@
 typedef struct eng {
     const ruleset_t *rs;
     cstate_t *st;
-    /* Answers of this evaluation that depended on its time (now_ms):
-     * with none, the same state gives the same result at any time, which
-     * look_ahead uses to stop evaluating a rule tick after tick. */
-    unsigned time_reads;
 } eng_t;
-
-/* Could this query of feature d in state s answer otherwise at another
- * time? 1 unless it is known not to: counts, medians, values and seen()
- * are what the state holds; since() of what never happened is infinite;
- * sum, count and avg over a series with no bucket at all are 0, 0 and
- * null whatever the window (not min and max: an empty window gives
- * infinities, a window over empty buckets 0). */
-static int query_reads_time(const feature_def_t *d, const feat_state_t *s,
-                            expr_fn_t fn) {
-    switch (d->kind) {
-    case FEAT_SERIES:
-        if (fn == EXPR_FN_SEEN) return 0;
-        return !(s->u.series.n == 0 && (fn == EXPR_FN_SUM || fn == EXPR_FN_COUNT ||
-                                        fn == EXPR_FN_AVG));
-    case FEAT_LAST:
-        if (fn == EXPR_FN_SINCE) return s->u.last.ts_ms != INT64_MIN;
-        return !(fn == EXPR_FN_MEDIAN_GAP || fn == EXPR_FN_COUNT ||
-                 fn == EXPR_FN_SEEN || fn == EXPR_FN_VALUE);
-    case FEAT_STREAK:
-        if (fn == EXPR_FN_SINCE) return s->u.streak.last_ms != INT64_MIN;
-        return !(fn == EXPR_FN_STREAK || fn == EXPR_FN_SEEN);
-    default: return 1;
-    }
-}
 
 static void host_feature(const expr_ctx_t *cx, uint32_t feat, expr_fn_t fn,
                          const expr_val_t *args, size_t n_args, expr_val_t *out) {
@@ -86,8 +58,8 @@ static void host_feature(const expr_ctx_t *cx, uint32_t feat, expr_fn_t fn,
     out->type = EXPR_T_NULL;
     if (!ops) return;
     const feat_state_t *s = &g->st->feats[feat].s;
-    if (query_reads_time(d, s, fn)) g->time_reads++;
     ops->query(d, s, fn, args, n_args, cx->now_ms, out);
+    if (cx->trend) ops->trend(d, s, fn, args, n_args, cx->now_ms, cx->trend);
 }
 
 static int host_firing(const expr_ctx_t *cx, uint32_t rule) {
@@ -110,12 +82,14 @@ static double risk_of(const ruleset_t *rs, const cstate_t *st, int64_t now_ms) {
 
 static double host_risk(const expr_ctx_t *cx) {
     eng_t *g = cx->host_data;
-    /* Risk decays with time; with no firing and no incident it is 0. */
-    for (size_t i = 0; i < g->rs->n_rules; i++)
-        if (g->st->rules[i].status == RULE_FIRING || g->st->rules[i].n_inc > 0) {
-            g->time_reads++;
-            break;
-        }
+    /* Risk decays with time; with no firing and no incident it is 0 for
+     * good (the trend stays "unknown" otherwise). */
+    if (cx->trend) {
+        int moves = 0;
+        for (size_t i = 0; i < g->rs->n_rules && !moves; i++)
+            moves = g->st->rules[i].status == RULE_FIRING || g->st->rules[i].n_inc > 0;
+        if (!moves) *cx->trend = (expr_trend_t){0, INT64_MAX};
+    }
     return risk_of(g->rs, g->st, cx->now_ms);
 }
 
@@ -509,7 +483,7 @@ static due_t next_due(const ruleset_t *rs, const cstate_t *st) {
 
 static int run_one(const ruleset_t *rs, cstate_t *st, const due_t *d,
                    engine_out_t *out) {
-    eng_t g = {rs, st, 0};
+    eng_t g = {rs, st};
     expr_ctx_t cx;
     ctx_init(&cx, &g, NULL, d->t);
     switch (d->kind) {
@@ -601,17 +575,18 @@ static void skip_quiet_ticks(const ruleset_t *rs, cstate_t *st, int64_t now_ms) 
 /* Would rule ri's tick at t_ms change anything? Its evaluation there, as
  * run_one does it, leaves the status as it is exactly when it holds for a
  * pending or firing rule and does not hold for an inactive one; then no
- * alert is emitted either. Pure: the state is only read. */
+ * alert is emitted either. *same_until: with the state unchanged, the
+ * answer is the same at any tick before it (expr_eval_bool_until). Pure:
+ * the state is only read. */
 static int tick_changes(const ruleset_t *rs, cstate_t *st, size_t ri,
-                        int64_t t_ms, int *timeless) {
+                        int64_t t_ms, int64_t *same_until) {
     const rule_def_t *r = &rs->rules[ri];
-    eng_t g = {rs, st, 0};
+    eng_t g = {rs, st};
     expr_ctx_t cx;
     ctx_init(&cx, &g, NULL, t_ms);
-    int holds = !r->when || expr_eval_bool(r->when, &cx);
-    /* Nothing of the answer depended on t_ms: at a later tick, with the
-     * state unchanged, it is the same. */
-    *timeless = g.time_reads == 0 && !(r->when && expr_uses_now(r->when));
+    int holds = 1;
+    *same_until = INT64_MAX;
+    if (r->when) holds = expr_eval_bool_until(r->when, &cx, same_until);
     return st->rules[ri].status == RULE_INACTIVE ? holds : !holds;
 }
 
@@ -642,15 +617,14 @@ static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
         int64_t t = plus(s->tick_ms, r->every_ms);
         if (t < first) first = t;
         for (unsigned k = 0; k < n && t < h && t != INT64_MAX; k++) {
-            int timeless = 0;
-            if (tick_changes(rs, st, i, t, &timeless)) break;
+            int64_t same_until;
+            if (tick_changes(rs, st, i, t, &same_until)) break;
             t = plus(t, r->every_ms);
-            if (timeless) {
-                /* The remaining ticks would answer the same: step over
-                 * them as this loop would, without evaluating. */
-                for (k++; k < n && t < h && t != INT64_MAX; k++)
-                    t = plus(t, r->every_ms);
-                break;
+            /* The ticks before same_until would answer the same: step
+             * over them as this loop would, without evaluating. */
+            while (t < same_until && k + 1 < n && t < h && t != INT64_MAX) {
+                k++;
+                t = plus(t, r->every_ms);
             }
         }
         if (t < h) h = t;
@@ -682,7 +656,7 @@ static int run_due(const ruleset_t *rs, cstate_t *st, int64_t now_ms,
         size_t before = out->n_alerts;
         int rc = run_one(rs, st, &d, out);
         if (!rc && out->n_alerts > before) {
-            eng_t g = {rs, st, 0};
+            eng_t g = {rs, st};
             expr_ctx_t cx;
             ctx_init(&cx, &g, NULL, d.t);
             rc = eval_alert_rules(rs, st, before, &cx, NULL, out);
@@ -726,7 +700,7 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
     if (!rc && led) rc = ledger_on_event(&st->ledger, ev);
     if (rc) return rc;
 
-    eng_t g = {rs, st, 0};
+    eng_t g = {rs, st};
     expr_ctx_t cx;
     ctx_init(&cx, &g, ev, ev->ts_ms);
     for (size_t i = 0; i < rs->n_features; i++) {

@@ -99,7 +99,6 @@ struct expr {
     uint32_t *seg_offs; /* during compile */
     uint32_t root;
     int uses_event;
-    int uses_now;   /* reads `now` (expr_uses_now) */
     site_t *sites;
     size_t n_sites;
 };
@@ -930,7 +929,6 @@ static long parse_name(parser_t *p) {
 #define IS(lit) (len == sizeof(lit) - 1 && memcmp(s, lit, len) == 0)
 #define PREFIX(lit) (len > sizeof(lit) - 1 && memcmp(s, lit, sizeof(lit) - 1) == 0)
     if (IS("now")) {
-        p->e->uses_now = 1;
         node_t nd = mk(OP_NOW, EXPR_T_TIME, off, off + len);
         return add_node(p, &nd, NULL, 0);
     }
@@ -1371,7 +1369,6 @@ expr_type_t expr_result_type(const expr_t *e) {
 
 const char *expr_source(const expr_t *e) { return e->src; }
 int expr_uses_event(const expr_t *e) { return e->uses_event; }
-int expr_uses_now(const expr_t *e) { return e->uses_now; }
 size_t expr_n_sites(const expr_t *e) { return e->n_sites; }
 const char *expr_site_key(const expr_t *e, size_t i) { return e->sites[i].key; }
 
@@ -1504,20 +1501,93 @@ static int val_order(const expr_val_t *a, const expr_val_t *b) {
     return 2;
 }
 
-static void eval(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
-                 expr_val_t *out);
+/* ---- Trends (expr_eval_bool_until) ---------------------------------------
+ *
+ * With a trend pointer, eval also says how its value moves with the time
+ * of evaluation (expr_trend_t): affine pieces, cut short wherever the
+ * model ends. Every rule below may answer "unknown beyond now" (until =
+ * now + 1) but never claims a value that a later evaluation would not
+ * find: look_ahead skips the evaluations it covers. */
 
-static int truthy(const expr_t *e, uint32_t i, const expr_ctx_t *cx) {
-    expr_val_t v;
-    eval(e, i, cx, &v);
-    return v.type == EXPR_T_BOOL && v.u.b;
+static const expr_trend_t TR_FIXED = {0, INT64_MAX};
+
+static int64_t tr_min(int64_t a, int64_t b) { return a < b ? a : b; }
+
+static expr_trend_t tr_unknown(const expr_ctx_t *cx) {
+    expr_trend_t t = {0, cx->now_ms == INT64_MAX ? INT64_MAX : cx->now_ms + 1};
+    return t;
+}
+
+/* Sure bounds: a moving value's zero crossing is placed a little early,
+ * so that rounding in the evaluations it stands for cannot cross first. */
+#define TR_FAR 4e15 /* ms, about 126,000 years: "not before the end" */
+
+/* The earliest time after now at which d + slope * (t - now) may reach
+ * or cross 0, where the comparison's answer may change. */
+static int64_t tr_crossing(const expr_ctx_t *cx, double d, double slope) {
+    if (slope == 0 || !isfinite(d) || !isfinite(slope)) return INT64_MAX;
+    if ((d > 0 && slope > 0) || (d < 0 && slope < 0)) return INT64_MAX; /* away */
+    double q = fabs(d) / fabs(slope); /* ms to the crossing */
+    if (!(q < TR_FAR)) return INT64_MAX;
+    int64_t ahead = (int64_t)(q * (1 - 1e-9)) - 1;
+    if (ahead < 1) return cx->now_ms + 1;
+    return cx->now_ms > INT64_MAX - ahead ? INT64_MAX : cx->now_ms + ahead;
 }
 
 static void eval(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
-                 expr_val_t *out) {
+                 expr_val_t *out, expr_trend_t *tr);
+
+static int truthy(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
+                  expr_trend_t *tr) {
+    expr_val_t v;
+    eval(e, i, cx, &v, tr);
+    if (tr) tr->slope = 0;
+    return v.type == EXPR_T_BOOL && v.u.b;
+}
+
+/* The trend of a + b, a - b, a * b, a / b or a % b, whose result r (of
+ * static type rt, -1 for a type mismatch) is already computed. */
+static expr_trend_t tr_arith(const expr_ctx_t *cx, int op, int rt,
+                             const expr_val_t *a, const expr_trend_t *ta,
+                             const expr_val_t *b, const expr_trend_t *tb,
+                             const expr_val_t *r) {
+    expr_trend_t t = {0, tr_min(ta->until, tb->until)};
+    if (ta->slope == 0 && tb->slope == 0) return t;
+    /* Operands keep their types until their trends end, so a mismatch
+     * stays one. Other nulls (x / 0, NaN) and infinities of moving
+     * operands are not followed. */
+    if (rt < 0) return t;
+    if (r->type == EXPR_T_NULL || !isfinite(r->u.num)) return tr_unknown(cx);
+    switch (op) {
+    case OP_ADD:
+    case OP_SUB:
+        t.slope = op == OP_ADD ? ta->slope + tb->slope : ta->slope - tb->slope;
+        /* Two moving values that cancel (since(a) - since(b)) would be
+         * claimed fixed while rounding still moves them: not followed. */
+        if (t.slope == 0) return tr_unknown(cx);
+        break;
+    case OP_MUL:
+        if (ta->slope != 0 && tb->slope != 0) return tr_unknown(cx);
+        t.slope = ta->slope != 0 ? ta->slope * b->u.num : tb->slope * a->u.num;
+        break;
+    case OP_DIV:
+        if (tb->slope != 0) return tr_unknown(cx);
+        t.slope = ta->slope / b->u.num; /* b != 0: r is not null */
+        break;
+    default: return tr_unknown(cx);
+    }
+    if (!isfinite(t.slope)) return tr_unknown(cx);
+    return t;
+}
+
+static void eval(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
+                 expr_val_t *out, expr_trend_t *tr) {
     const node_t *n = &e->nodes[i];
     const uint32_t *k = n->n_kids ? e->kids + n->kids : NULL;
     expr_val_t a, b;
+    expr_trend_t ta, tb;
+    expr_trend_t *pa = tr ? &ta : NULL, *pb = tr ? &tb : NULL;
+    if (tr) *tr = TR_FIXED;
     switch (n->op) {
     case OP_NULL: set_null(out); return;
     case OP_BOOL: set_bool(out, n->num != 0); return;
@@ -1565,7 +1635,10 @@ static void eval(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
         out->u.s.p = cx->client_id;
         out->u.s.len = cx->client_len;
         return;
-    case OP_NOW: set_num(out, EXPR_T_TIME, (double)cx->now_ms); return;
+    case OP_NOW:
+        set_num(out, EXPR_T_TIME, (double)cx->now_ms);
+        if (tr) tr->slope = 1;
+        return;
     case OP_EXP_KEY:
         if (!cx->exp_key) {
             set_null(out);
@@ -1580,116 +1653,139 @@ static void eval(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
         else set_num(out, EXPR_T_TIME, (double)cx->exp_opened_ms);
         return;
     case OP_RISK:
+        if (tr) *cx->trend = tr_unknown(cx);
         set_num(out, EXPR_T_NUM,
                 cx->host && cx->host->risk ? cx->host->risk(cx) : 0.0);
+        if (tr && cx->host && cx->host->risk) *tr = *cx->trend;
         return;
     case OP_FIRING:
         set_bool(out, cx->host && cx->host->firing ? cx->host->firing(cx, n->idx) : 0);
         return;
     case OP_FEAT: {
         expr_val_t args[EXPR_MAX_ARGS];
-        for (uint16_t j = 0; j < n->n_kids; j++) eval(e, k[j], cx, &args[j]);
+        int64_t args_until = INT64_MAX;
+        int args_move = 0;
+        for (uint16_t j = 0; j < n->n_kids; j++) {
+            eval(e, k[j], cx, &args[j], pa);
+            if (tr) {
+                args_until = tr_min(args_until, ta.until);
+                args_move |= ta.slope != 0;
+            }
+        }
         set_null(out);
-        if (cx->host && cx->host->feature)
-            cx->host->feature(cx, n->idx, (expr_fn_t)n->fn, args, n->n_kids, out);
+        if (!cx->host || !cx->host->feature) return;
+        if (tr) *cx->trend = tr_unknown(cx);
+        cx->host->feature(cx, n->idx, (expr_fn_t)n->fn, args, n->n_kids, out);
+        if (tr) {
+            /* The host's trend assumes its arguments stay put. */
+            *tr = args_move ? tr_unknown(cx) : *cx->trend;
+            tr->until = tr_min(tr->until, args_until);
+            /* Only finite numbers move; an infinity stays one. */
+            if ((out->type != EXPR_T_NUM && out->type != EXPR_T_DUR &&
+                 out->type != EXPR_T_TIME) || !isfinite(out->u.num))
+                tr->slope = 0;
+        }
         return;
     }
     case OP_NEG:
-        eval(e, k[0], cx, &a);
+        eval(e, k[0], cx, &a, tr);
         if (a.type == EXPR_T_NUM || a.type == EXPR_T_DUR)
             set_num(out, a.type, -a.u.num);
         else
             set_null(out);
+        if (tr) tr->slope = out->type == EXPR_T_NULL ? 0 : -tr->slope;
         return;
-    case OP_NOT: set_bool(out, !truthy(e, k[0], cx)); return;
+    case OP_NOT: set_bool(out, !truthy(e, k[0], cx, tr)); return;
     case OP_AND:
-        for (uint16_t j = 0; j < n->n_kids; j++)
-            if (!truthy(e, k[j], cx)) {
-                set_bool(out, 0);
+    case OP_OR: {
+        /* The answer stays while the operand that decided it stays (the
+         * first false one of an and, the first true one of an or), or,
+         * when none did, while all of them stay. */
+        int stop = n->op == OP_OR;
+        for (uint16_t j = 0; j < n->n_kids; j++) {
+            int v = truthy(e, k[j], cx, pa);
+            if (v == stop) {
+                set_bool(out, stop);
+                if (tr) tr->until = ta.until;
                 return;
             }
-        set_bool(out, 1);
+            if (tr) tr->until = tr_min(tr->until, ta.until);
+        }
+        set_bool(out, !stop);
         return;
-    case OP_OR:
-        for (uint16_t j = 0; j < n->n_kids; j++)
-            if (truthy(e, k[j], cx)) {
-                set_bool(out, 1);
-                return;
-            }
-        set_bool(out, 0);
-        return;
+    }
     case OP_ADD:
     case OP_SUB:
     case OP_MUL:
     case OP_DIV:
     case OP_MOD: {
-        eval(e, k[0], cx, &a);
-        eval(e, k[1], cx, &b);
+        eval(e, k[0], cx, &a, pa);
+        eval(e, k[1], cx, &b, pb);
         int t = arith_result(n->op, a.type, b.type);
+        double x = a.u.num, y = b.u.num, r = 0;
         if (t < 0) {
             set_null(out);
-            return;
-        }
-        double x = a.u.num, y = b.u.num, r;
-        switch (n->op) {
-        case OP_ADD: r = x + y; break;
-        case OP_SUB: r = x - y; break;
-        case OP_MUL: r = x * y; break;
-        case OP_DIV:
-            if (y == 0) {
-                set_null(out);
-                return;
+        } else {
+            switch (n->op) {
+            case OP_ADD: r = x + y; break;
+            case OP_SUB: r = x - y; break;
+            case OP_MUL: r = x * y; break;
+            case OP_DIV: r = y == 0 ? NAN : x / y; break;
+            default: r = y == 0 ? NAN : fmod(x, y); break;
             }
-            r = x / y;
-            break;
-        default:
-            if (y == 0) {
-                set_null(out);
-                return;
-            }
-            r = fmod(x, y);
-            break;
+            set_num(out, t, r); /* NaN (x / 0, x % 0, inf - inf): null */
         }
-        set_num(out, t, r);
+        if (tr) *tr = tr_arith(cx, n->op, t, &a, &ta, &b, &tb, out);
         return;
     }
     case OP_EQ:
     case OP_NE: {
-        eval(e, k[0], cx, &a);
-        eval(e, k[1], cx, &b);
+        eval(e, k[0], cx, &a, pa);
+        eval(e, k[1], cx, &b, pb);
         if (a.type == EXPR_T_NULL || b.type == EXPR_T_NULL || a.type != b.type ||
             a.type == EXPR_T_ARRAY) {
             set_bool(out, 0);
-            return;
+        } else {
+            int eq = val_eq(&a, &b);
+            set_bool(out, n->op == OP_EQ ? eq : !eq);
         }
-        int eq = val_eq(&a, &b);
-        set_bool(out, n->op == OP_EQ ? eq : !eq);
+        if (tr) {
+            tr->until = tr_min(ta.until, tb.until);
+            if (ta.slope != 0 || tb.slope != 0) *tr = tr_unknown(cx);
+        }
         return;
     }
     case OP_LT:
     case OP_LE:
     case OP_GT:
     case OP_GE: {
-        eval(e, k[0], cx, &a);
-        eval(e, k[1], cx, &b);
+        eval(e, k[0], cx, &a, pa);
+        eval(e, k[1], cx, &b, pb);
         int c = val_order(&a, &b);
-        if (c == 2) {
-            set_bool(out, 0);
-            return;
-        }
-        int r = n->op == OP_LT ? c < 0 : n->op == OP_LE ? c <= 0
+        int r = c == 2 ? 0
+              : n->op == OP_LT ? c < 0 : n->op == OP_LE ? c <= 0
               : n->op == OP_GT ? c > 0 : c >= 0;
         set_bool(out, r);
+        if (tr) {
+            /* Comparable numbers moving apart or together: the answer can
+             * only change where their difference reaches 0. */
+            tr->until = tr_min(ta.until, tb.until);
+            if (c != 2 && a.type != EXPR_T_STR)
+                tr->until = tr_min(tr->until, tr_crossing(cx, a.u.num - b.u.num,
+                                                          ta.slope - tb.slope));
+        }
         return;
     }
     case OP_IN: {
-        eval(e, k[0], cx, &a);
+        eval(e, k[0], cx, &a, pa);
         set_bool(out, 0);
+        if (tr && ta.slope != 0) *tr = tr_unknown(cx);
+        else if (tr) tr->until = ta.until;
         if (a.type == EXPR_T_NULL || a.type == EXPR_T_ARRAY) return;
         const node_t *h = &e->nodes[k[1]];
-        if (h->op == OP_LIST) {
+        if (h->op == OP_LIST) { /* literals: fixed */
             for (uint16_t j = 0; j < h->n_kids; j++) {
-                eval(e, e->kids[h->kids + j], cx, &b);
+                eval(e, e->kids[h->kids + j], cx, &b, NULL);
                 if (val_eq(&a, &b)) {
                     set_bool(out, 1);
                     return;
@@ -1697,7 +1793,8 @@ static void eval(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
             }
             return;
         }
-        eval(e, k[1], cx, &b);
+        eval(e, k[1], cx, &b, pb);
+        if (tr) tr->until = tr_min(tr->until, tb.until);
         if (b.type != EXPR_T_ARRAY) return;
         const cJSON *el;
         cJSON_ArrayForEach(el, b.u.arr) {
@@ -1718,16 +1815,26 @@ static void eval(const expr_t *e, uint32_t i, const expr_ctx_t *cx,
 }
 
 void expr_eval(const expr_t *e, const expr_ctx_t *cx, expr_val_t *out) {
-    eval(e, e->root, cx, out);
+    eval(e, e->root, cx, out, NULL);
 }
 
 int expr_eval_bool(const expr_t *e, const expr_ctx_t *cx) {
-    return truthy(e, e->root, cx);
+    return truthy(e, e->root, cx, NULL);
+}
+
+int expr_eval_bool_until(const expr_t *e, const expr_ctx_t *cx, int64_t *until) {
+    expr_ctx_t c = *cx;
+    expr_trend_t host_tr, tr;
+    c.trend = &host_tr;
+    int v = truthy(e, e->root, &c, &tr);
+    *until = tr.until > cx->now_ms ? tr.until
+             : cx->now_ms == INT64_MAX ? INT64_MAX : cx->now_ms + 1;
+    return v;
 }
 
 void expr_eval_site(const expr_t *e, size_t i, const expr_ctx_t *cx,
                     expr_val_t *out) {
-    eval(e, e->sites[i].node, cx, out);
+    eval(e, e->sites[i].node, cx, out, NULL);
 }
 
 /* ---- Formatting --------------------------------------------------------- */

@@ -194,6 +194,21 @@ static void since(int64_t ts_ms, int64_t now_ms, expr_val_t *out) {
     out->u.num = ts_ms == INT64_MIN ? INFINITY : (double)now_ms - (double)ts_ms;
 }
 
+/* since(): now - ts, one millisecond per millisecond; infinite (fixed)
+ * when nothing happened. */
+static void since_trend(int64_t ts_ms, expr_trend_t *tr) {
+    tr->slope = ts_ms == INT64_MIN ? 0 : 1;
+    tr->until = INT64_MAX;
+}
+
+static void streak_trend(const feature_def_t *d, const feat_state_t *s,
+                         expr_fn_t fn, const expr_val_t *args, size_t n_args,
+                         int64_t now_ms, expr_trend_t *tr) {
+    (void)d, (void)args, (void)n_args, (void)now_ms;
+    if (fn == EXPR_FN_SINCE) since_trend(s->u.streak.last_ms, tr);
+    else *tr = (expr_trend_t){0, INT64_MAX}; /* counts and seen() */
+}
+
 static void streak_query(const feature_def_t *d, const feat_state_t *s,
                          expr_fn_t fn, const expr_val_t *args, size_t n_args,
                          int64_t now_ms, expr_val_t *out) {
@@ -472,6 +487,14 @@ static void last_query(const feature_def_t *d, const feat_state_t *s,
     }
 }
 
+static void last_trend(const feature_def_t *d, const feat_state_t *s,
+                       expr_fn_t fn, const expr_val_t *args, size_t n_args,
+                       int64_t now_ms, expr_trend_t *tr) {
+    (void)d, (void)args, (void)n_args, (void)now_ms;
+    if (fn == EXPR_FN_SINCE) since_trend(s->u.last.ts_ms, tr);
+    else *tr = (expr_trend_t){0, INT64_MAX}; /* what the state holds */
+}
+
 /* ---- describe ----------------------------------------------------------- */
 
 static int put_time_or_null(buf_t *out, int64_t ts_ms) {
@@ -653,6 +676,30 @@ static int series_decode(reader_t *r, feat_state_t *s) {
     return 0;
 }
 
+/* A query's window: offset and range (ms) from its arguments, and the
+ * bucket indexes (blo, bhi] it covers at now_ms. 0 when the arguments
+ * are not two durations in bounds (the answer is null). */
+typedef struct series_win {
+    int64_t off, range, blo, bhi;
+} series_win_t;
+
+static int series_window(const feature_def_t *d, const expr_val_t *args,
+                         size_t n_args, int64_t now_ms, series_win_t *w) {
+    if (n_args < 1 || args[0].type != EXPR_T_DUR) return 0;
+    double range = args[0].u.num, off = 0;
+    if (n_args > 1) {
+        if (args[1].type != EXPR_T_DUR) return 0;
+        off = args[1].u.num;
+    }
+    if (!(range > 0) || !(off >= 0) || range > 4e14 || off > 4e14) return 0;
+    w->off = (int64_t)off;
+    w->range = (int64_t)range;
+    int64_t hi = now_ms - w->off, lo = hi - w->range;
+    w->bhi = floor_div(hi, d->bucket_ms);
+    w->blo = floor_div(lo, d->bucket_ms);
+    return 1;
+}
+
 /* Buckets whose index lies in (floor(lo / bucket), floor(hi / bucket)],
  * lo = now - offset - range, hi = now - offset: the range rounded to
  * whole buckets. Empty buckets count as 0 for min and max. */
@@ -665,15 +712,9 @@ static void series_query(const feature_def_t *d, const feat_state_t *s,
         out->u.b = s->u.series.n > 0;
         return;
     }
-    if (n_args < 1 || args[0].type != EXPR_T_DUR) return;
-    double range = args[0].u.num, off = 0;
-    if (n_args > 1) {
-        if (args[1].type != EXPR_T_DUR) return;
-        off = args[1].u.num;
-    }
-    if (!(range > 0) || !(off >= 0) || range > 4e14 || off > 4e14) return;
-    int64_t hi = now_ms - (int64_t)off, lo = hi - (int64_t)range;
-    int64_t bhi = floor_div(hi, d->bucket_ms), blo = floor_div(lo, d->bucket_ms);
+    series_win_t w;
+    if (!series_window(d, args, n_args, now_ms, &w)) return;
+    int64_t bhi = w.bhi, blo = w.blo;
     double sum = 0, mn = INFINITY, mx = -INFINITY;
     uint64_t cnt = 0, nb = 0;
     for (uint32_t i = 0; i < s->u.series.n; i++) {
@@ -700,6 +741,50 @@ static void series_query(const feature_def_t *d, const feat_state_t *s,
     case EXPR_FN_MIN: out->u.num = mn; return;
     case EXPR_FN_MAX: out->u.num = mx; return;
     default: out->type = EXPR_T_NULL; return;
+    }
+}
+
+/* The first time after now_ms at which bucket j enters the window
+ * (bhi reaches j: now - off >= j * bucket), or leaves it (blo reaches j:
+ * now - off - range >= j * bucket). Saturating: far bounds are far. */
+static int64_t series_edge_time(const feature_def_t *d, const series_win_t *w,
+                                int64_t j, int leaves) {
+    double t = (double)j * (double)d->bucket_ms + (double)w->off +
+               (leaves ? (double)w->range : 0);
+    if (!(t < 9e18)) return INT64_MAX;
+    return (int64_t)j * d->bucket_ms + w->off + (leaves ? w->range : 0);
+}
+
+/* The window moves with now; the answer changes only as buckets enter or
+ * leave it. sum, count and avg read only the buckets that exist, so the
+ * answer holds until the next existing one enters or the oldest one in
+ * the window leaves; min and max also see the empty ones, so they hold
+ * until either edge next moves. */
+static void series_trend(const feature_def_t *d, const feat_state_t *s,
+                         expr_fn_t fn, const expr_val_t *args, size_t n_args,
+                         int64_t now_ms, expr_trend_t *tr) {
+    tr->slope = 0;
+    tr->until = INT64_MAX;
+    series_win_t w;
+    if (fn == EXPR_FN_SEEN || !series_window(d, args, n_args, now_ms, &w)) return;
+    if (fn == EXPR_FN_MIN || fn == EXPR_FN_MAX) {
+        int64_t a = series_edge_time(d, &w, w.bhi + 1, 0);
+        int64_t b = series_edge_time(d, &w, w.blo + 1, 1);
+        tr->until = a < b ? a : b;
+        return;
+    }
+    /* Buckets are kept oldest first: the first one past blo leaves first
+     * (if it is in the window), the first one past bhi enters first. */
+    const series_bucket_t *b = s->u.series.b;
+    uint32_t i = 0, n = s->u.series.n;
+    while (i < n && b[i].idx <= w.blo) i++;
+    if (i < n && b[i].idx <= w.bhi) {
+        tr->until = series_edge_time(d, &w, b[i].idx, 1);
+        while (i < n && b[i].idx <= w.bhi) i++;
+    }
+    if (i < n) {
+        int64_t t = series_edge_time(d, &w, b[i].idx, 0);
+        if (t < tr->until) tr->until = t;
     }
 }
 
@@ -900,6 +985,20 @@ static void expect_query(const feature_def_t *d, const feat_state_t *s,
     }
 }
 
+/* open() and overdue() move as deadlines pass. */
+static void expect_trend(const feature_def_t *d, const feat_state_t *s,
+                         expr_fn_t fn, const expr_val_t *args, size_t n_args,
+                         int64_t now_ms, expr_trend_t *tr) {
+    (void)d, (void)args, (void)n_args;
+    tr->slope = 0;
+    tr->until = INT64_MAX;
+    if (fn != EXPR_FN_OPEN && fn != EXPR_FN_OVERDUE) return;
+    for (uint32_t i = 0; i < s->u.expect.n; i++) {
+        int64_t t = s->u.expect.v[i].deadline_ms;
+        if (t > now_ms && t < tr->until) tr->until = t;
+    }
+}
+
 static int64_t expect_next_wake(const feature_def_t *d, const feat_state_t *s) {
     (void)d;
     int64_t next = INT64_MAX;
@@ -932,27 +1031,30 @@ static int expect_describe(const feature_def_t *d, const feat_state_t *s,
 
 static const feature_ops_t series_ops = {
     FEAT_SERIES, series_init, series_clear, series_update,
-    series_encode, series_decode, series_query, no_wake, series_describe,
+    series_encode, series_decode, series_query, series_trend, no_wake,
+    series_describe,
 };
 
 static const feature_ops_t expect_ops = {
     FEAT_EXPECT, expect_init, expect_clear, expect_update,
-    expect_encode, expect_decode, expect_query, expect_next_wake, expect_describe,
+    expect_encode, expect_decode, expect_query, expect_trend, expect_next_wake,
+    expect_describe,
 };
 
 static const feature_ops_t streak_ops = {
     FEAT_STREAK, streak_init, nothing_to_clear, streak_update,
-    streak_encode, streak_decode, streak_query, no_wake, streak_describe,
+    streak_encode, streak_decode, streak_query, streak_trend, no_wake,
+    streak_describe,
 };
 
 static const feature_ops_t last_ops = {
     FEAT_LAST, last_init_all, last_clear, last_update,
-    last_encode, last_decode, last_query, no_wake, last_describe,
+    last_encode, last_decode, last_query, last_trend, no_wake, last_describe,
 };
 
 static const feature_ops_t latest_ops = {
     FEAT_LATEST, last_init_all, last_clear, last_update,
-    last_encode, last_decode, last_query, no_wake, last_describe,
+    last_encode, last_decode, last_query, last_trend, no_wake, last_describe,
 };
 
 const feature_ops_t *feature_ops(feature_kind_t kind) {

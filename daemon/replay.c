@@ -37,8 +37,8 @@
 /* `every` ticks looked ahead after a wake-up (engine_opts.lookahead_ticks):
  * a daily rule then wakes a quiet client about monthly instead of daily,
  * for at most this many evaluations of its `when` per wake-up, and often
- * one: the look-ahead stops at a rule whose answer does not depend on the
- * time (engine.c). Measured on the benchmark's stream (1M events, 100k
+ * one or two: the look-ahead steps over the ticks before which the answer
+ * is known not to change (expr_eval_bool_until, engine.c). Measured on the benchmark's stream (1M events, 100k
  * clients, 180 days), CPU seconds: 8 ticks 15.2, 16 11.2, 32 10.2, 64
  * 10.4. Before that stop, evaluations made 8 ticks the best choice on a
  * 10k-client stream; at 100k clients the daily wake-ups of quiet

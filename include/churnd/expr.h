@@ -165,6 +165,17 @@ enum {
     EXPR_ALLOW_EXPECTATION = 4, /* expectation.key, expectation.opened_at */
 };
 
+/* How a value found at now_ms would move if the same expression were
+ * evaluated at a later time t with nothing else changed (no event, same
+ * client state): v(t) = v(now_ms) + slope * (t - now_ms) for every t in
+ * [now_ms, until). until == now_ms + 1 says nothing is known beyond now;
+ * INT64_MAX, that the value never moves. For a boolean, slope is 0 and
+ * until the earliest time its answer may differ. */
+typedef struct expr_trend {
+    double slope;
+    int64_t until;
+} expr_trend_t;
+
 /* Evaluation-time services of the engine. */
 typedef struct expr_ctx expr_ctx_t;
 typedef struct expr_host {
@@ -188,6 +199,10 @@ struct expr_ctx {
     const char *exp_key;
     size_t exp_key_len;
     int64_t exp_opened_ms;    /* INT64_MIN: unknown (null) */
+    /* Set by expr_eval_bool_until only: before each feature or risk call
+     * it holds "unknown beyond now" ({0, now_ms + 1}); a host that knows
+     * how its answer moves with time says so here. NULL otherwise. */
+    expr_trend_t *trend;
 };
 
 typedef struct expr expr_t;
@@ -205,9 +220,6 @@ const char *expr_source(const expr_t *e);
 /* Does the expression read the event (fields, event.*)? Timer evaluations
  * have no event. */
 int expr_uses_event(const expr_t *e);
-/* Does the expression read `now` itself? (Functions over features get the
- * evaluation's time from the host, which knows whether they use it.) */
-int expr_uses_now(const expr_t *e);
 /* Normalised text (fully parenthesised, whitespace-free literals), for
  * stable definition ids: reformatting a rule does not change its id. */
 int expr_canon(const expr_t *e, buf_t *out);
@@ -215,6 +227,13 @@ int expr_canon(const expr_t *e, buf_t *out);
 void expr_eval(const expr_t *e, const expr_ctx_t *cx, expr_val_t *out);
 /* 1 only when the result is boolean true. */
 int expr_eval_bool(const expr_t *e, const expr_ctx_t *cx);
+/* expr_eval_bool, and in *until a time after cx->now_ms before which the
+ * answer is sure to stay the same when evaluated later with nothing but
+ * the time changed (INT64_MAX: at any later time). What it cannot follow
+ * (a product of two moving values, an equality with a moving one, a host
+ * that says nothing) gives now_ms + 1, so it is never wrong, only
+ * sometimes short. */
+int expr_eval_bool_until(const expr_t *e, const expr_ctx_t *cx, int64_t *until);
 
 /* Value sites: the sub-expressions worth showing in an alert's "values"
  * (feature queries, risk, data.* fields), keyed by their source text with

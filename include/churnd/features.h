@@ -149,6 +149,13 @@ typedef struct feature_ops {
     void (*query)(const feature_def_t *d, const feat_state_t *s, expr_fn_t fn,
                   const expr_val_t *args, size_t n_args, int64_t now_ms,
                   expr_val_t *out);
+    /* How query's answer for the same arguments moves as now_ms goes on
+     * with the state unchanged (expr_trend_t; the caller has set *tr to
+     * "unknown beyond now"). Within [now_ms, tr->until) the answer's type
+     * does not change either. */
+    void (*trend)(const feature_def_t *d, const feat_state_t *s, expr_fn_t fn,
+                  const expr_val_t *args, size_t n_args, int64_t now_ms,
+                  expr_trend_t *tr);
     /* Earliest deadline this state holds (expectations), or INT64_MAX. */
     int64_t (*next_wake)(const feature_def_t *d, const feat_state_t *s);
     /* The state as a JSON object, for `churnd state` and /clients/{id}. */

@@ -14,7 +14,9 @@
  *   - the host is only asked what the compiler allowed (feature index in
  *     range, a function the feature's kind supports, at most EXPR_MAX_ARGS);
  *   - expr_val_json writes valid JSON; canon text, value sites and
- *     templates render without error.
+ *     templates render without error;
+ *   - against a host whose answers move with the time, the answer
+ *     expr_eval_bool_until gives holds at later times before its bound.
  *
  * Run by scripts/fuzz.sh (seeds: tests/fuzz/corpus/expr).
  */
@@ -162,7 +164,51 @@ static void init_vars(void) {
 
 typedef struct state {
     int extreme; /* 0: ordinary values, 1: zeros, infinities, empties */
+    int moving;  /* answers that move with now, with their trends */
 } state_t;
+
+/* The moving state: since() counts from T0, series are whole weeks since
+ * T0 (a staircase), expectations fall due at DUE, risk decays (and says
+ * nothing of its trend). */
+#define DAY_MS 86400000LL
+static const int64_t T0 = 1769904000000;  /* 2026-02-01T00:00:00Z */
+static const int64_t DUE = 1772542800000; /* 2026-03-03T13:00:00Z */
+
+static void moving_feature(const expr_ctx_t *cx, expr_fn_t fn, const expr_val_t *args,
+                           size_t n_args, expr_val_t *out) {
+    int64_t now = cx->now_ms;
+    expr_trend_t tr = {0, INT64_MAX};
+    switch (fn) {
+    case EXPR_FN_SUM:
+    case EXPR_FN_COUNT:
+    case EXPR_FN_AVG:
+    case EXPR_FN_MIN:
+    case EXPR_FN_MAX: {
+        if (n_args < 1 || args[0].type != EXPR_T_DUR) break;
+        int64_t weeks = now < T0 ? 0 : (now - T0) / (7 * DAY_MS);
+        *out = num(EXPR_T_NUM, (double)weeks * (args[0].u.num / DAY_MS));
+        tr.until = now < T0 ? T0
+                   : weeks >= (INT64_MAX - T0) / (7 * DAY_MS) - 1
+                       ? INT64_MAX /* the last step: no next one */
+                       : T0 + (weeks + 1) * 7 * DAY_MS;
+        break;
+    }
+    case EXPR_FN_STREAK: *out = num(EXPR_T_NUM, 3); break;
+    case EXPR_FN_SINCE:
+        *out = num(EXPR_T_DUR, (double)(now - T0));
+        tr.slope = 1;
+        break;
+    case EXPR_FN_SEEN: *out = boolean(1); break;
+    case EXPR_FN_VALUE: *out = num(EXPR_T_NUM, 4); break;
+    case EXPR_FN_OPEN:
+    case EXPR_FN_OVERDUE:
+        *out = num(EXPR_T_NUM, (now < DUE) == (fn == EXPR_FN_OPEN));
+        if (now < DUE) tr.until = DUE;
+        break;
+    case EXPR_FN_MEDIAN_GAP: *out = num(EXPR_T_DUR, 10 * DAY_MS); break;
+    }
+    if (cx->trend) *cx->trend = tr;
+}
 
 static unsigned kinds_of(expr_fn_t fn) {
     switch (fn) {
@@ -193,6 +239,11 @@ static void fake_feature(const expr_ctx_t *cx, uint32_t feat, expr_fn_t fn,
     for (size_t i = 0; i < n_args; i++)
         if (args[i].type > EXPR_T_ARRAY) abort();
     out->type = EXPR_T_NULL;
+    if (st->moving) {
+        if (fn == EXPR_FN_VALUE && feat == 8) *out = str("enterprise");
+        else moving_feature(cx, fn, args, n_args, out);
+        return;
+    }
     switch (fn) {
     case EXPR_FN_SUM:
     case EXPR_FN_COUNT:
@@ -229,6 +280,7 @@ static int fake_firing(const expr_ctx_t *cx, uint32_t rule) {
 
 static double fake_risk(const expr_ctx_t *cx) {
     const state_t *st = cx->host_data;
+    if (st->moving) return 45.5 * exp2(-(double)(cx->now_ms - T0) / (30.0 * DAY_MS));
     return st->extreme ? 100 : 45.5;
 }
 
@@ -293,8 +345,33 @@ static void ctx_for(expr_ctx_t *cx, const event_t *ev, const expr_val_t *vars,
     }
 }
 
+/* expr_eval_bool_until's claim: the same answer at later times before
+ * the time it gives, with the state and the event unchanged. */
+static void check_until(const expr_t *e, const expr_val_t *vars) {
+    static const state_t moving = {0, 1};
+    const event_t *evs[2] = {NULL, &events[0]};
+    for (int k = 0; k < 2; k++) {
+        expr_ctx_t cx;
+        ctx_for(&cx, evs[k], vars, &moving, 1, 1);
+        cx.now_ms = 1772359200000; /* 2026-03-01T10:00:00Z */
+        int64_t now = cx.now_ms, until = 0;
+        int v = expr_eval_bool_until(e, &cx, &until);
+        if (v != expr_eval_bool(e, &cx) || until <= now) abort();
+        const int64_t later[] = {0, 1, 3600000, DAY_MS, 2 * DAY_MS + 3, 7 * DAY_MS,
+                                 30 * DAY_MS, 365 * DAY_MS, 100000 * DAY_MS};
+        for (size_t i = 0; i < sizeof(later) / sizeof(later[0]) + 2; i++) {
+            int64_t t = i < sizeof(later) / sizeof(later[0]) ? now + later[i]
+                        : i == sizeof(later) / sizeof(later[0]) ? until - 1
+                        : now + (until - now) / 2;
+            if (t < now || t >= until) continue;
+            cx.now_ms = t;
+            if (expr_eval_bool(e, &cx) != v) abort();
+        }
+    }
+}
+
 static void exercise(const expr_t *e, buf_t *b) {
-    static const state_t typical = {0}, extreme = {1};
+    static const state_t typical = {0, 0}, extreme = {1, 0};
     expr_type_t want = expr_result_type(e);
     if (want == EXPR_T_LIST || want > EXPR_T_LIST) abort();
     buf_reset(b);
@@ -302,6 +379,7 @@ static void exercise(const expr_t *e, buf_t *b) {
     for (size_t i = 0; i < expr_n_sites(e); i++)
         if (!expr_site_key(e, i) || !expr_site_key(e, i)[0]) abort();
 
+    check_until(e, vars_typical);
     for (int s = 0; s < 3; s++) {
         const state_t *st = s == 1 ? &extreme : &typical;
         const expr_val_t *vars = s == 1 ? vars_extreme : vars_typical;
@@ -392,7 +470,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         for (size_t i = 0; i < expr_tmpl_n_exprs(t); i++)
             if (!expr_tmpl_expr(t, i)) abort();
         for (size_t k = 0; k < N_EVENTS; k++) {
-            static const state_t typical = {0};
+            static const state_t typical = {0, 0};
             expr_ctx_t cx;
             ctx_for(&cx, &events[k], vars_typical, &typical, 1, 1);
             buf_reset(&b);

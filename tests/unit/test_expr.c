@@ -3,6 +3,7 @@
  * durations, `in`, functions over features through a fake host, error
  * messages with their columns, limits, templates and number formatting.
  */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -676,6 +677,162 @@ static void test_no_host(void **state) {
     expr_free(e);
 }
 
+/* ---- expr_eval_bool_until: a host whose answers move with the time ----
+ *
+ * dm_contact was last seen at T0, so since() grows one ms per ms;
+ * order_value's sum and count are the whole weeks since T0 (a staircase);
+ * reply's one expectation falls due at DUE; postponements is fixed. These
+ * report their trends; value(tier) and risk (decaying) do not. */
+
+#define DAY 86400000LL
+static const int64_t T0 = 1769904000000;  /* 2026-02-01T00:00:00Z */
+static const int64_t DUE = 1772542800000; /* 2026-03-03T13:00:00Z */
+
+static void moving_feature(const expr_ctx_t *cx, uint32_t feat, expr_fn_t fn,
+                           const expr_val_t *args, size_t n_args, expr_val_t *out) {
+    (void)args, (void)n_args;
+    int64_t now = cx->now_ms;
+    expr_trend_t tr = {0, INT64_MAX};
+    out->type = EXPR_T_NULL;
+    if (feat == 0 && fn == EXPR_FN_STREAK) {
+        out->type = EXPR_T_NUM;
+        out->u.num = 3;
+    } else if (feat == 1 && (fn == EXPR_FN_SUM || fn == EXPR_FN_COUNT)) {
+        int64_t weeks = now < T0 ? 0 : (now - T0) / (7 * DAY);
+        out->type = EXPR_T_NUM;
+        out->u.num = (double)weeks;
+        tr.until = T0 + (weeks + 1) * 7 * DAY;
+    } else if (feat == 2 && fn == EXPR_FN_SINCE) {
+        out->type = EXPR_T_DUR;
+        out->u.num = (double)(now - T0);
+        tr.slope = 1;
+    } else if (feat == 2 && fn == EXPR_FN_SEEN) {
+        out->type = EXPR_T_BOOL;
+        out->u.b = 1;
+    } else if (feat == 3 && fn == EXPR_FN_VALUE) {
+        out->type = EXPR_T_STR;
+        out->u.s.p = "gold";
+        out->u.s.len = 4;
+        return; /* says nothing about its trend */
+    } else if (feat == 4 && (fn == EXPR_FN_OPEN || fn == EXPR_FN_OVERDUE)) {
+        out->type = EXPR_T_NUM;
+        out->u.num = (now < DUE) == (fn == EXPR_FN_OPEN);
+        if (now < DUE) tr.until = DUE;
+    }
+    if (cx->trend) *cx->trend = tr;
+}
+
+static double moving_risk(const expr_ctx_t *cx) {
+    return 45 * exp2(-(double)(cx->now_ms - T0) / (30.0 * DAY));
+}
+
+static const expr_host_t moving_host = {moving_feature, fake_firing, moving_risk};
+
+/* The answer at now, and the time it claims to hold until; then the
+ * claim is checked: the same answer at every hour before it (up to a
+ * year), and just before it. */
+static int64_t until_of(const char *src, int *answer) {
+    expr_scope_t sc = scope();
+    expr_t *e = NULL;
+    churn_err_t err;
+    if (expr_compile(src, strlen(src), &sc, &e, &err, NULL))
+        fail_msg("'%s' did not compile: %s", src, err.msg);
+    expr_ctx_t cx;
+    ctx(&cx);
+    cx.ev = NULL; /* a tick: no event */
+    cx.host = &moving_host;
+    int64_t now = cx.now_ms, until = 0;
+    int v = expr_eval_bool_until(e, &cx, &until);
+    assert_int_equal(v, expr_eval_bool(e, &cx));
+    assert_true(until > now);
+    int64_t end = until - now > 366 * DAY ? now + 366 * DAY : until;
+    for (int64_t t = now; t < end; t += 3600000) {
+        cx.now_ms = t;
+        if (expr_eval_bool(e, &cx) != v)
+            fail_msg("'%s' claimed until %lld changed at %lld", src,
+                     (long long)until, (long long)t);
+    }
+    cx.now_ms = end - 1;
+    assert_int_equal(expr_eval_bool(e, &cx), v);
+    expr_free(e);
+    *answer = v;
+    return until;
+}
+
+/* The claim ends at most ms before t, and not after it. */
+static void assert_until_near(int64_t until, int64_t t, int64_t ms) {
+    if (until > t || until < t - ms)
+        fail_msg("until %lld, expected within %lld ms before %lld",
+                 (long long)until, (long long)ms, (long long)t);
+}
+
+static void test_eval_until(void **state) {
+    (void)state;
+    int v;
+    int64_t now = ev.ts_ms; /* 2026-03-01T10:00:00Z, 28d10h after T0 */
+    const int64_t X30 = T0 + 30 * DAY;
+
+    /* A value moving towards a fixed bound: until the crossing, which the
+     * value then really crosses. */
+    assert_until_near(until_of("since(dm_contact) > 30d", &v), X30, 2);
+    assert_false(v);
+    assert_until_near(until_of("since(dm_contact) / 1d > 30", &v), X30, 3);
+    assert_until_near(until_of("2 * since(dm_contact) - 1d >= 59d", &v), X30, 2);
+    assert_until_near(until_of("30d >= since(dm_contact)", &v), X30, 2);
+    assert_true(v);
+    assert_until_near(until_of("-since(dm_contact) > -30d", &v), X30, 2);
+    assert_until_near(until_of("since(dm_contact) < $window", &v), X30, 2);
+    /* Moving away from the bound: for good. */
+    assert_int_equal(until_of("since(dm_contact) > 20d", &v), INT64_MAX);
+    assert_true(v);
+    assert_int_equal(until_of("since(dm_contact) < 20d", &v), INT64_MAX);
+    assert_false(v);
+    /* A staircase: until its next step; a deadline: until it passes. */
+    int64_t week5 = T0 + 5 * 7 * DAY;
+    assert_int_equal(until_of("sum(order_value, 30d) >= 5", &v), week5);
+    assert_false(v);
+    assert_int_equal(until_of("count(order_value, 30d) + 1 < 5", &v), week5);
+    assert_int_equal(until_of("open(reply) > 0", &v), DUE);
+    assert_true(v);
+    assert_int_equal(until_of("overdue(reply) == 0", &v), DUE);
+    /* Fixed answers, and the operand that decides an and / or. */
+    assert_int_equal(until_of("postponements >= 2 and 1 < 2", &v), INT64_MAX);
+    assert_int_equal(until_of("postponements >= 5 and since(dm_contact) > 30d", &v),
+                     INT64_MAX);
+    assert_false(v);
+    assert_until_near(until_of("since(dm_contact) > 30d and postponements >= 5", &v),
+                      X30, 2);
+    assert_until_near(until_of("postponements >= 2 and since(dm_contact) > 30d", &v),
+                      X30, 2);
+    assert_int_equal(until_of("postponements >= 2 or since(dm_contact) > 30d", &v),
+                     INT64_MAX);
+    assert_true(v);
+    assert_int_equal(until_of("not (open(reply) > 0 and postponements > 9)", &v),
+                     INT64_MAX);
+    assert_int_equal(until_of("not (open(reply) > 0)", &v), DUE);
+    assert_int_equal(until_of("seen(dm_contact) or postponements > 9", &v), INT64_MAX);
+    assert_int_equal(until_of("firing(\"detractor\")", &v), INT64_MAX);
+    assert_int_equal(until_of("now - 1d < now", &v), INT64_MAX);
+    assert_true(v);
+    /* What is not followed: unknown beyond now. */
+    assert_int_equal(until_of("since(dm_contact) / 1d * (since(dm_contact) / 1d) > 900", &v),
+                     now + 1);
+    assert_int_equal(until_of("since(dm_contact) == 30d", &v), now + 1);
+    assert_int_equal(until_of("since(dm_contact) - since(dm_contact) < 1d", &v), now + 1);
+    assert_int_equal(until_of("value(tier) == \"gold\"", &v), now + 1);
+    assert_int_equal(until_of("risk > 10", &v), now + 1);
+    assert_int_equal(until_of("100 / (since(dm_contact) / 1d) > 3", &v), now + 1);
+    assert_int_equal(until_of("since(dm_contact) > now - now + 30d", &v), now + 1);
+    /* Two moving sides of a comparison: their difference moves. */
+    assert_until_near(until_of("since(dm_contact) / 2 + 15d > since(dm_contact)", &v),
+                      X30, 2);
+    assert_true(v);
+    assert_int_equal(until_of("since(dm_contact) > since(dm_contact) / 2 + 14d", &v),
+                     INT64_MAX);
+    assert_until_near(until_of("since(dm_contact) + 0 * since(dm_contact) > 30d", &v),
+                      X30, 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_precedence),
@@ -699,6 +856,7 @@ int main(void) {
         cmocka_unit_test(test_value_json),
         cmocka_unit_test(test_glob_and_suggest),
         cmocka_unit_test(test_no_host),
+        cmocka_unit_test(test_eval_until),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

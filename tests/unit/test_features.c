@@ -14,6 +14,7 @@
 #include <cmocka.h>
 
 #include "churnd/features.h"
+#include "churnd/timeutil.h"
 
 static event_config_t cfg;
 
@@ -357,6 +358,195 @@ static void test_canon_ids(void **state) {
     feature_def_free(&d3);
 }
 
+/* ---- trends: how an answer moves with the time, the state fixed -------- */
+
+#define HOUR_MS 3600000LL
+#define DAY_MS (24 * HOUR_MS)
+
+static int same_val(const expr_val_t *a, const expr_val_t *b) {
+    if (a->type != b->type) return 0;
+    if (a->type == EXPR_T_BOOL) return a->u.b == b->u.b;
+    return a->type == EXPR_T_NULL || a->u.num == b->u.num;
+}
+
+static expr_val_t query_at(const feature_def_t *d, const feat_state_t *s, expr_fn_t fn,
+                           const expr_val_t *args, size_t n_args, int64_t t) {
+    expr_val_t v;
+    v.type = EXPR_T_NULL;
+    feature_ops(d->kind)->query(d, s, fn, args, n_args, t, &v);
+    return v;
+}
+
+/* The trend's claim, checked at every hour of its first 10 days and at
+ * its last millisecond: a moving answer moves by slope exactly. */
+static expr_trend_t check_trend(const feature_def_t *d, const feat_state_t *s,
+                                expr_fn_t fn, const expr_val_t *args,
+                                size_t n_args, int64_t now) {
+    expr_trend_t tr = {0, now + 1};
+    feature_ops(d->kind)->trend(d, s, fn, args, n_args, now, &tr);
+    assert_true(tr.until > now);
+    expr_val_t v0 = query_at(d, s, fn, args, n_args, now);
+    int64_t end = tr.until - now > 10 * DAY_MS ? now + 10 * DAY_MS : tr.until - 1;
+    for (int64_t t = now; t <= end; t = t == end ? end + 1 : (t + HOUR_MS < end ? t + HOUR_MS : end)) {
+        expr_val_t v = query_at(d, s, fn, args, n_args, t), want = v0;
+        if (want.type == EXPR_T_DUR || want.type == EXPR_T_NUM)
+            want.u.num += tr.slope * (double)(t - now);
+        if (!same_val(&v, &want))
+            fail_msg("fn %d at %lld: claimed until %lld, changed at %lld", (int)fn,
+                     (long long)now, (long long)tr.until, (long long)t);
+    }
+    return tr;
+}
+
+static void feed_at(const feature_def_t *d, feat_state_t *s, const char *type,
+                    int64_t ts, const char *data) {
+    char t[TIME_RFC3339_MAX], js[512], detail[128];
+    time_format_rfc3339(ts, t, sizeof(t));
+    snprintf(js, sizeof(js),
+             "{\"id\":\"e-%lld\",\"type\":\"%s\",\"client_id\":\"C1\","
+             "\"ts\":\"%s\",\"data\":%s}", (long long)ts, type, t, data);
+    event_t ev;
+    assert_int_equal(event_parse(&cfg, js, strlen(js), &ev, detail, sizeof(detail)),
+                     EVENT_OK);
+    assert_true(apply(d, s, &ev) >= 0);
+    event_clear(&ev);
+}
+
+/* sum, count and avg hold until an existing bucket enters or leaves the
+ * window, which is exactly when the first of them does (checked against
+ * the buckets themselves); min and max at least until an edge moves. */
+static void test_series_trend(void **state) {
+    (void)state;
+    feature_def_t d;
+    static const char *const on[] = {"order.placed", NULL};
+    mkdef(&d, FEAT_SERIES, "orders", on, NULL, NULL, "data.amount");
+    d.bucket_ms = 6 * HOUR_MS;
+    d.retain_ms = 120 * DAY_MS;
+    d.max_buckets = (uint32_t)(d.retain_ms / d.bucket_ms);
+    feat_state_t s;
+    feat_state_init(&s, FEAT_SERIES);
+    const int64_t base = DAY(1);
+    uint64_t x = 42;
+    for (int i = 0; i < 40; i++) {
+        x = x * 6364136223846793005ULL + 1442695040888963407ULL;
+        char data[64];
+        snprintf(data, sizeof(data), "{\"amount\": %d}", (int)((x >> 40) % 100) + 1);
+        feed_at(&d, &s, "order.placed", base + (int64_t)((x >> 8) % (60 * DAY_MS)), data);
+    }
+    assert_true(s.u.series.n > 10);
+    static const struct { int64_t range, off; } win[] = {
+        {30 * DAY_MS, 0}, {7 * DAY_MS, 0}, {90 * DAY_MS, 30 * DAY_MS},
+        {36 * HOUR_MS, 0}, {DAY_MS, 12 * HOUR_MS}, {5 * HOUR_MS, 0},
+    };
+    static const expr_fn_t fns[] = {EXPR_FN_SUM, EXPR_FN_COUNT, EXPR_FN_AVG,
+                                    EXPR_FN_MIN, EXPR_FN_MAX};
+    int moved = 0;
+    for (int64_t now = base - 2 * DAY_MS; now < base + 200 * DAY_MS;
+         now += DAY_MS + 7 * HOUR_MS + 13 * 60000) {
+        for (size_t w = 0; w < sizeof(win) / sizeof(win[0]); w++) {
+            expr_val_t args[2];
+            args[0].type = args[1].type = EXPR_T_DUR;
+            args[0].u.num = (double)win[w].range;
+            args[1].u.num = (double)win[w].off;
+            size_t n_args = win[w].off ? 2 : 1;
+            for (size_t f = 0; f < sizeof(fns) / sizeof(fns[0]); f++) {
+                expr_trend_t tr = check_trend(&d, &s, fns[f], args, n_args, now);
+                assert_true(tr.slope == 0);
+                if (fns[f] != EXPR_FN_SUM && fns[f] != EXPR_FN_COUNT) continue;
+                /* The first time after now that the set of buckets in the
+                 * window differs: only a bucket's edges can change it. */
+                int64_t first = INT64_MAX;
+                for (uint32_t i = 0; i < s.u.series.n; i++) {
+                    int64_t j = s.u.series.b[i].idx;
+                    int64_t edges[2] = {j * d.bucket_ms + win[w].off,
+                                        j * d.bucket_ms + win[w].off + win[w].range};
+                    for (int k = 0; k < 2; k++)
+                        if (edges[k] > now && edges[k] < first) first = edges[k];
+                }
+                assert_int_equal(tr.until, first);
+                moved += first != INT64_MAX;
+            }
+        }
+    }
+    assert_true(moved > 100);
+    expr_val_t bad = {.type = EXPR_T_NUM};
+    assert_int_equal(check_trend(&d, &s, EXPR_FN_SUM, &bad, 1, base).until, INT64_MAX);
+    assert_int_equal(check_trend(&d, &s, EXPR_FN_SEEN, NULL, 0, base).until, INT64_MAX);
+    feat_state_clear(&s);
+    feature_def_free(&d);
+}
+
+/* since() moves one millisecond per millisecond, or is infinite for good;
+ * what a state holds (counts, seen, values, median gap) does not move. */
+static void test_since_and_fixed_trends(void **state) {
+    (void)state;
+    feature_def_t d;
+    static const char *const on[] = {"order.placed", NULL};
+    mkdef(&d, FEAT_LAST, "orders", on, NULL, NULL, NULL);
+    d.history = 8;
+    feat_state_t s;
+    feat_state_init(&s, FEAT_LAST);
+    expr_trend_t tr = check_trend(&d, &s, EXPR_FN_SINCE, NULL, 0, DAY(1));
+    assert_true(tr.slope == 0 && tr.until == INT64_MAX); /* never: infinite */
+    for (int day = 1; day <= 9; day += 2) feed(&d, &s, "order.placed", day, NULL, 1);
+    tr = check_trend(&d, &s, EXPR_FN_SINCE, NULL, 0, DAY(12));
+    assert_true(tr.slope == 1 && tr.until == INT64_MAX);
+    static const expr_fn_t fixed[] = {EXPR_FN_COUNT, EXPR_FN_SEEN, EXPR_FN_MEDIAN_GAP};
+    for (size_t i = 0; i < 3; i++) {
+        tr = check_trend(&d, &s, fixed[i], NULL, 0, DAY(12));
+        assert_true(tr.slope == 0 && tr.until == INT64_MAX);
+    }
+    feat_state_clear(&s);
+    feature_def_free(&d);
+
+    static const char *const counted[] = {"meeting.postponed", NULL};
+    mkdef(&d, FEAT_STREAK, "postponed", counted, NULL, NULL, NULL);
+    feat_state_init(&s, FEAT_STREAK);
+    feed(&d, &s, "meeting.postponed", 3, NULL, 1);
+    tr = check_trend(&d, &s, EXPR_FN_SINCE, NULL, 0, DAY(4));
+    assert_true(tr.slope == 1 && tr.until == INT64_MAX);
+    tr = check_trend(&d, &s, EXPR_FN_STREAK, NULL, 0, DAY(4));
+    assert_true(tr.slope == 0 && tr.until == INT64_MAX);
+    feat_state_clear(&s);
+    feature_def_free(&d);
+}
+
+/* open() and overdue() hold until the next deadline passes. */
+static void test_expect_trend(void **state) {
+    (void)state;
+    feature_def_t d;
+    mkdef(&d, FEAT_EXPECT, "reply", NULL, NULL, NULL, NULL);
+    feat_state_t s;
+    feat_state_init(&s, FEAT_EXPECT);
+    s.u.expect.v = calloc(3, sizeof(expectation_t));
+    assert_non_null(s.u.expect.v);
+    s.u.expect.cap = 3;
+    static const int deadline_days[] = {5, 2, 9};
+    for (uint32_t i = 0; i < 3; i++) {
+        s.u.expect.v[i].key = strdup("");
+        s.u.expect.v[i].opened_ms = DAY(1);
+        s.u.expect.v[i].deadline_ms = DAY(deadline_days[i]);
+        s.u.expect.n = i + 1;
+    }
+    static const struct { int day; int until_day; } want[] = {
+        {1, 2}, {2, 5}, {4, 5}, {5, 9}, {9, 0},
+    };
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        int64_t until = want[i].until_day ? DAY(want[i].until_day) : INT64_MAX;
+        assert_int_equal(check_trend(&d, &s, EXPR_FN_OPEN, NULL, 0, DAY(want[i].day)).until,
+                         until);
+        assert_int_equal(
+            check_trend(&d, &s, EXPR_FN_OVERDUE, NULL, 0, DAY(want[i].day)).until, until);
+        /* It does move there. */
+        if (want[i].until_day)
+            assert_false(query_at(&d, &s, EXPR_FN_OPEN, NULL, 0, until).u.num ==
+                         query_at(&d, &s, EXPR_FN_OPEN, NULL, 0, until - 1).u.num);
+    }
+    assert_int_equal(check_trend(&d, &s, EXPR_FN_SEEN, NULL, 0, DAY(1)).until, INT64_MAX);
+    feat_state_clear(&s);
+    feature_def_free(&d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_streak_counts_and_resets),
@@ -366,6 +556,9 @@ int main(void) {
         cmocka_unit_test(test_last),
         cmocka_unit_test(test_damaged_payloads),
         cmocka_unit_test(test_canon_ids),
+        cmocka_unit_test(test_series_trend),
+        cmocka_unit_test(test_since_and_fixed_trends),
+        cmocka_unit_test(test_expect_trend),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
