@@ -590,8 +590,14 @@ static int tick_changes(const ruleset_t *rs, cstate_t *st, size_t ri,
     return st->rules[ri].status == RULE_INACTIVE ? holds : !holds;
 }
 
+/* Evaluations of one rule's `when` in one look-ahead: ticks whose answer
+ * is known to stay are stepped over for free, but an answer that cannot
+ * be followed (risk while something fires, an equality with a moving
+ * value) costs one evaluation per tick. */
+#define LOOK_AHEAD_MAX_EVALS 32
+
 /* After a wake-up: find how far, at most n ticks of each `every` rule
- * ahead, nothing can happen. Up to the earliest deadline that is not a
+ * ahead and LOOK_AHEAD_MAX_EVALS evaluations of it, nothing can happen. Up to the earliest deadline that is not a
  * tick (an expectation, a `for`, a repeat, a feature's own wake), the
  * state does not change unless a tick changes it, and until then each tick
  * sees the same state at its own time; so every tick before the first one
@@ -616,8 +622,10 @@ static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
         if (!r->every_ms || s->tick_ms == INT64_MIN) continue;
         int64_t t = plus(s->tick_ms, r->every_ms);
         if (t < first) first = t;
+        unsigned evals = 0;
         for (unsigned k = 0; k < n && t < h && t != INT64_MAX; k++) {
             int64_t same_until;
+            if (evals++ == LOOK_AHEAD_MAX_EVALS) break; /* t: not looked at */
             if (tick_changes(rs, st, i, t, &same_until)) break;
             t = plus(t, r->every_ms);
             /* The ticks before same_until would answer the same: step

@@ -26,10 +26,12 @@
 
 /* `every` ticks the daemon looks ahead after each wake-up of a client
  * (engine_opts.lookahead_ticks), as replay does (REPLAY_LOOKAHEAD_TICKS):
- * a client whose daily ticks change nothing is woken about monthly. What
- * makes it exact in a daemon, whose rule set and memory do not last, is
- * processor_set_live (pipeline_init). */
-#define DAEMON_LOOKAHEAD_TICKS 32
+ * a client whose daily ticks change nothing is woken about yearly, or at
+ * the first tick that changes something. The look-ahead steps over the
+ * ticks whose answer is known to stay, so a year costs a few evaluations
+ * per rule (at most 32). What makes it exact in a daemon, whose rule set
+ * and memory do not last, is processor_set_live (pipeline_init). */
+#define DAEMON_LOOKAHEAD_TICKS 366
 
 int64_t daemon_wall_ms(void) {
     struct timespec ts;

@@ -907,6 +907,49 @@ static void test_settle_quiet(void **state) {
     ruleset_free(rs);
 }
 
+/* The look-ahead steps over the ticks whose answer is known to stay: a
+ * year ahead, it finds the first tick past a 100-day silence (not
+ * reachable in 32 evaluations a tick each). An answer it cannot follow is
+ * evaluated tick by tick, at most 32 of them. */
+static void test_look_ahead_steps_over_known_ticks(void **state) {
+    (void)state;
+    static const struct { const char *when; const char *wake; } cases[] = {
+        {"since(last_nps) > 100d", "2026-09-10T00:00:00Z"},
+        {"since(last_nps) < 100d", "2026-09-10T00:00:00Z"},
+        {"since(last_nps) / 1d > 100 and since(last_nps) < 200d", "2026-09-10T00:00:00Z"},
+        {"since(last_nps) == 100d", "2026-07-04T00:00:00Z"},
+        {"seen(last_nps) and 1 > 2", "2027-06-03T00:00:00Z"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char text[512];
+        snprintf(text, sizeof(text),
+                 "features:\n  last_nps:\n    last: survey.nps\n"
+                 "rules:\n  quiet:\n    on: [survey.nps, every 1d]\n    when: %s\n",
+                 cases[i].when);
+        ruleset_t *rs = load_text(text);
+        engine_opts_t look = opts;
+        look.lookahead_ticks = 366;
+        cstate_t *st = cstate_new(C, strlen(C));
+        char js[] = "{\"id\":\"n1\",\"type\":\"survey.nps\",\"client_id\":\"" C
+                    "\",\"ts\":\"2026-06-01T10:00:00Z\",\"data\":{\"score\":9}}";
+        event_t ev;
+        char detail[128];
+        assert_int_equal(event_parse(&cfg, js, strlen(js), &ev, detail, sizeof(detail)),
+                         EVENT_OK);
+        engine_out_t out;
+        engine_out_init(&out);
+        assert_int_equal(engine_on_event(rs, &look, st, &ev, &out), ENGINE_APPLIED);
+        event_clear(&ev);
+        engine_out_free(&out);
+        engine_look_ahead(rs, &look, st);
+        if (cstate_next_wake(st, rs) != ts(cases[i].wake))
+            fail_msg("'%s': woken at %lld, not %s", cases[i].when,
+                     (long long)cstate_next_wake(st, rs), cases[i].wake);
+        cstate_free(st);
+        ruleset_free(rs);
+    }
+}
+
 /* repeat: across a long jump of event time sends at most the last 100
  * missed repeats of a firing and of each incident. Before, every period
  * was an alert: an expectation opened by an event of 1000-01-01 and
@@ -1391,6 +1434,7 @@ int main(void) {
         cmocka_unit_test(test_pack_state_all_kinds),
         cmocka_unit_test(test_every_huge_period),
         cmocka_unit_test(test_settle_quiet),
+        cmocka_unit_test(test_look_ahead_steps_over_known_ticks),
         cmocka_unit_test(test_repeat_catch_up_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
