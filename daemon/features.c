@@ -700,6 +700,18 @@ static int series_window(const feature_def_t *d, const expr_val_t *args,
     return 1;
 }
 
+/* The first bucket whose index is above idx (n when none): buckets are
+ * kept in ascending index order, up to SERIES_MAX_BUCKETS of them. */
+static uint32_t series_first_after(const feat_state_t *s, int64_t idx) {
+    uint32_t lo = 0, hi = s->u.series.n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (s->u.series.b[mid].idx <= idx) lo = mid + 1;
+        else hi = mid;
+    }
+    return lo;
+}
+
 /* Buckets whose index lies in (floor(lo / bucket), floor(hi / bucket)],
  * lo = now - offset - range, hi = now - offset: the range rounded to
  * whole buckets. Empty buckets count as 0 for min and max. */
@@ -717,9 +729,9 @@ static void series_query(const feature_def_t *d, const feat_state_t *s,
     int64_t bhi = w.bhi, blo = w.blo;
     double sum = 0, mn = INFINITY, mx = -INFINITY;
     uint64_t cnt = 0, nb = 0;
-    for (uint32_t i = 0; i < s->u.series.n; i++) {
+    for (uint32_t i = series_first_after(s, blo); i < s->u.series.n; i++) {
         const series_bucket_t *b = &s->u.series.b[i];
-        if (b->idx <= blo || b->idx > bhi) continue;
+        if (b->idx > bhi) break;
         sum += b->sum;
         cnt += b->count;
         nb++;
@@ -776,11 +788,10 @@ static void series_trend(const feature_def_t *d, const feat_state_t *s,
     /* Buckets are kept oldest first: the first one past blo leaves first
      * (if it is in the window), the first one past bhi enters first. */
     const series_bucket_t *b = s->u.series.b;
-    uint32_t i = 0, n = s->u.series.n;
-    while (i < n && b[i].idx <= w.blo) i++;
+    uint32_t i = series_first_after(s, w.blo), n = s->u.series.n;
     if (i < n && b[i].idx <= w.bhi) {
         tr->until = series_edge_time(d, &w, b[i].idx, 1);
-        while (i < n && b[i].idx <= w.bhi) i++;
+        i = series_first_after(s, w.bhi);
     }
     if (i < n) {
         int64_t t = series_edge_time(d, &w, b[i].idx, 0);
