@@ -596,6 +596,20 @@ static int tick_changes(const ruleset_t *rs, cstate_t *st, size_t ri,
  * value) costs one evaluation per tick. */
 #define LOOK_AHEAD_MAX_EVALS 32
 
+/* The ticks *t, *t + every, ... before bound, at most max of them: how
+ * many, with *t moved past them (to INT64_MAX past the end of time). */
+static unsigned ticks_before(int64_t *t, int64_t every, int64_t bound,
+                             unsigned max) {
+    if (*t >= bound || max == 0) return 0;
+    /* Differences of int64 values below 2^64, exact in uint64. */
+    uint64_t gap = (uint64_t)bound - (uint64_t)*t, e = (uint64_t)every;
+    uint64_t m = gap / e + (gap % e != 0);
+    if (m > max) m = max;
+    uint64_t room = (uint64_t)INT64_MAX - (uint64_t)*t;
+    *t = m > room / e ? INT64_MAX : (int64_t)((uint64_t)*t + m * e);
+    return (unsigned)m;
+}
+
 /* After a wake-up: find how far, at most n ticks of each `every` rule
  * ahead and LOOK_AHEAD_MAX_EVALS evaluations of it, nothing can happen. Up to the earliest deadline that is not a
  * tick (an expectation, a `for`, a repeat, a feature's own wake), the
@@ -630,10 +644,8 @@ static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
             t = plus(t, r->every_ms);
             /* The ticks before same_until would answer the same: step
              * over them as this loop would, without evaluating. */
-            while (t < same_until && k + 1 < n && t < h && t != INT64_MAX) {
-                k++;
-                t = plus(t, r->every_ms);
-            }
+            k += ticks_before(&t, r->every_ms, same_until < h ? same_until : h,
+                              n - 1 - k);
         }
         if (t < h) h = t;
     }
