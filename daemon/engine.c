@@ -332,11 +332,13 @@ static int fire_incident(const ruleset_t *rs, cstate_t *st, size_t ri,
 /* An awaited event of expect feature fi arrived: the incidents its key
  * names (expectations that expired before it came) are resolved. */
 static int resolve_late(const ruleset_t *rs, cstate_t *st, size_t fi,
-                        const event_t *ev, expr_ctx_t *cx, engine_out_t *out) {
+                        const event_t *ev, expr_ctx_t *cx, unsigned match,
+                        engine_out_t *out) {
     const feature_def_t *d = &rs->features[fi];
     char key[EXPECT_MAX_KEY + 1];
     size_t klen;
-    if (!feature_is_awaited(d, ev, cx) || !feature_event_key(d, ev, key, sizeof(key), &klen))
+    if (!feature_is_awaited(d, cx, match) ||
+        !feature_event_key(d, ev, key, sizeof(key), &klen))
         return 0;
     for (size_t ri = 0; ri < rs->n_rules; ri++) {
         if (rs->rules[ri].expired_feat != (int32_t)fi) continue;
@@ -700,7 +702,11 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
                             cstate_t *st, const event_t *ev,
                             int64_t settled_ms, engine_out_t *out) {
     int led = opts && opts->ledger && ledger_wants_type(ev->type);
-    if (!led && !ruleset_uses_type(rs, ev->type)) return ENGINE_IGNORED;
+    /* What the rule set makes of the type, once (NULL: only globs can
+     * match it, each list is asked). */
+    const type_info_t *ti = ruleset_type_of(rs, ev->type);
+    if (!led && !(ti ? ti->used : ruleset_uses_type(rs, ev->type)))
+        return ENGINE_IGNORED;
     uint64_t idh = 0;
     int dedup = ev->id && opts && opts->dedup_max_ids > 0 && opts->dedup_window_ms > 0;
     if (dedup) {
@@ -725,19 +731,21 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
     ctx_init(&cx, &g, ev, ev->ts_ms);
     for (size_t i = 0; i < rs->n_features; i++) {
         const feature_def_t *d = &rs->features[i];
-        if (!feature_wants_type(d, ev->type)) continue;
+        unsigned match = ti ? ti->feat[i] : feature_type_match(d, ev->type);
+        if (!match) continue;
         const feature_ops_t *ops = feature_ops(d->kind);
         if (!ops) continue;
-        rc = ops->update(d, &st->feats[i].s, ev, &cx);
+        rc = ops->update(d, &st->feats[i].s, ev, &cx, match);
         if (rc < 0) return rc;
-        if (d->kind == FEAT_EXPECT && (rc = resolve_late(rs, st, i, ev, &cx, out)))
+        if (d->kind == FEAT_EXPECT &&
+            (rc = resolve_late(rs, st, i, ev, &cx, match, out)))
             return rc;
     }
     cx.vars = vars_of(rs, st); /* a client.updated may change the segment */
     size_t before = out->n_alerts;
     for (size_t i = 0; i < rs->n_rules; i++) {
         const rule_def_t *r = &rs->rules[i];
-        if (!type_set_match(&r->on, ev->type)) continue;
+        if (!(ti ? ti->rule_on[i] : type_set_match(&r->on, ev->type))) continue;
         int holds = !r->when || expr_eval_bool(r->when, &cx);
         rc = transition(rs, st, i, holds, &cx, ev, out);
         if (rc) return rc;

@@ -146,8 +146,13 @@ int feature_def_canon(const feature_def_t *d, buf_t *out) {
     return rc;
 }
 
+unsigned feature_type_match(const feature_def_t *d, const char *type) {
+    return (type_set_match(&d->on, type) ? FEAT_MATCH_ON : 0u) |
+           (type_set_match(&d->reset_on, type) ? FEAT_MATCH_RESET : 0u);
+}
+
 int feature_wants_type(const feature_def_t *d, const char *type) {
-    return type_set_match(&d->on, type) || type_set_match(&d->reset_on, type);
+    return feature_type_match(d, type) != 0;
 }
 
 static int where_holds(const feature_def_t *d, const expr_ctx_t *cx) {
@@ -164,14 +169,14 @@ static void streak_init(feat_state_t *s) {
 static void nothing_to_clear(feat_state_t *s) { (void)s; }
 
 static int streak_update(const feature_def_t *d, feat_state_t *s,
-                         const event_t *ev, const expr_ctx_t *cx) {
-    if (type_set_match(&d->on, ev->type)) {
+                         const event_t *ev, const expr_ctx_t *cx, unsigned match) {
+    if (match & FEAT_MATCH_ON) {
         if (!where_holds(d, cx)) return 0;
         s->u.streak.count++;
         s->u.streak.last_ms = ev->ts_ms;
         return 1;
     }
-    if (type_set_match(&d->reset_on, ev->type)) {
+    if (match & FEAT_MATCH_RESET) {
         if (s->u.streak.count == 0) return 0;
         s->u.streak.count = 0;
         return 1;
@@ -320,8 +325,8 @@ static int value_set_json(feat_value_t *v, const cJSON *j) {
 }
 
 static int last_update(const feature_def_t *d, feat_state_t *s,
-                       const event_t *ev, const expr_ctx_t *cx) {
-    if (!type_set_match(&d->on, ev->type) || !where_holds(d, cx)) return 0;
+                       const event_t *ev, const expr_ctx_t *cx, unsigned match) {
+    if (!(match & FEAT_MATCH_ON) || !where_holds(d, cx)) return 0;
     if (d->kind == FEAT_LATEST) {
         const cJSON *j = ev->root ? event_path_segs(ev->root, d->segs, d->n_segs)
                                   : NULL;
@@ -575,8 +580,8 @@ static void series_trim(const feature_def_t *d, feat_state_t *s) {
 }
 
 static int series_update(const feature_def_t *d, feat_state_t *s,
-                         const event_t *ev, const expr_ctx_t *cx) {
-    if (!type_set_match(&d->on, ev->type) || !where_holds(d, cx)) return 0;
+                         const event_t *ev, const expr_ctx_t *cx, unsigned match) {
+    if (!(match & FEAT_MATCH_ON) || !where_holds(d, cx)) return 0;
     double x;
     if (d->has_const) {
         x = d->const_val;
@@ -851,9 +856,9 @@ int feature_event_key(const feature_def_t *d, const event_t *ev, char *buf,
     return 1;
 }
 
-int feature_is_awaited(const feature_def_t *d, const event_t *ev,
-                       const expr_ctx_t *cx) {
-    return d->kind == FEAT_EXPECT && type_set_match(&d->reset_on, ev->type) &&
+int feature_is_awaited(const feature_def_t *d, const expr_ctx_t *cx,
+                       unsigned match) {
+    return d->kind == FEAT_EXPECT && (match & FEAT_MATCH_RESET) &&
            (!d->expect_where || expr_eval_bool(d->expect_where, cx));
 }
 
@@ -865,11 +870,11 @@ static void expect_remove(feat_state_t *s, uint32_t i) {
 }
 
 static int expect_update(const feature_def_t *d, feat_state_t *s,
-                         const event_t *ev, const expr_ctx_t *cx) {
+                         const event_t *ev, const expr_ctx_t *cx, unsigned match) {
     char key[EXPECT_MAX_KEY + 1];
     size_t klen;
     int changed = 0;
-    if (feature_is_awaited(d, ev, cx)) {
+    if (feature_is_awaited(d, cx, match)) {
         if (!feature_event_key(d, ev, key, sizeof(key), &klen)) return 0;
         /* Close every expectation with this key, open or overdue. */
         for (uint32_t i = 0; i < s->u.expect.n;) {
@@ -883,7 +888,7 @@ static int expect_update(const feature_def_t *d, feat_state_t *s,
         }
         return changed;
     }
-    if (!type_set_match(&d->on, ev->type) || !where_holds(d, cx)) return 0;
+    if (!(match & FEAT_MATCH_ON) || !where_holds(d, cx)) return 0;
     if (d->once && s->u.expect.opened) return 0;
     if (!feature_event_key(d, ev, key, sizeof(key), &klen)) return 0;
     for (uint32_t i = 0; i < s->u.expect.n; i++) {

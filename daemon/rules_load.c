@@ -1482,6 +1482,11 @@ void ruleset_free(ruleset_t *rs) {
     free(rs->segment_names);
     for (size_t i = 0; i < rs->n_files; i++) free(rs->files[i]);
     free(rs->files);
+    for (size_t i = 0; i < rs->n_types; i++) {
+        free(rs->types[i].name);
+        free(rs->types[i].feat);
+    }
+    free(rs->types);
     free(rs);
 }
 
@@ -1497,8 +1502,19 @@ const char *ruleset_hash(const ruleset_t *rs) { return rs->hash_hex; }
 uint64_t ruleset_hash64(const ruleset_t *rs) { return rs->hash; }
 const char *ruleset_summary(const ruleset_t *rs) { return rs->summary; }
 
+static int type_info_cmp(const void *key, const void *elem) {
+    return strcmp(key, ((const type_info_t *)elem)->name);
+}
+
+const type_info_t *ruleset_type_of(const ruleset_t *rs, const char *type) {
+    if (!rs || !type || !rs->n_types) return NULL;
+    return bsearch(type, rs->types, rs->n_types, sizeof(type_info_t), type_info_cmp);
+}
+
 int ruleset_uses_type(const ruleset_t *rs, const char *type) {
     if (!rs || !type) return 0;
+    const type_info_t *ti = ruleset_type_of(rs, type);
+    if (ti) return ti->used;
     for (size_t i = 0; i < rs->n_features; i++)
         if (feature_wants_type(&rs->features[i], type)) return 1;
     for (size_t i = 0; i < rs->n_rules; i++)
@@ -1787,6 +1803,73 @@ static void build(loader_t *L) {
     if (!L->oom) add_segment_feature(L);
 }
 
+/* ---- The type table (ruleset_type_of) ---------------------------------- */
+
+static int type_name_cmp(const void *a, const void *b) {
+    return strcmp(((const type_info_t *)a)->name, ((const type_info_t *)b)->name);
+}
+
+/* Add the literal names of ts not in the table yet. */
+static int collect_types(ruleset_t *rs, const type_set_t *ts, size_t *cap) {
+    for (size_t i = 0; i < ts->n; i++) {
+        const char *name = ts->v[i];
+        if (strchr(name, '*')) continue;
+        int known = 0;
+        for (size_t k = 0; k < rs->n_types && !known; k++)
+            known = strcmp(rs->types[k].name, name) == 0;
+        if (known) continue;
+        if (rs->n_types == *cap) {
+            size_t nc = *cap ? *cap * 2 : 16;
+            type_info_t *v = realloc(rs->types, nc * sizeof(*v));
+            if (!v) return CHURN_ENOMEM;
+            rs->types = v;
+            *cap = nc;
+        }
+        type_info_t *t = &rs->types[rs->n_types];
+        memset(t, 0, sizeof(*t));
+        if (!(t->name = strdup(name))) return CHURN_ENOMEM;
+        rs->n_types++;
+    }
+    return 0;
+}
+
+/* Every type the lists name literally, with every list's answer for it,
+ * globs included: the same answers ruleset_uses_type, feature_type_match
+ * and type_set_match give. Types only globs match are not in the table. */
+static void build_type_table(loader_t *L) {
+    ruleset_t *rs = L->rs;
+    size_t cap = 0;
+    int rc = 0;
+    for (size_t i = 0; i < rs->n_features && !rc; i++) {
+        rc = collect_types(rs, &rs->features[i].on, &cap);
+        if (!rc) rc = collect_types(rs, &rs->features[i].reset_on, &cap);
+    }
+    for (size_t i = 0; i < rs->n_rules && !rc; i++)
+        rc = collect_types(rs, &rs->rules[i].on, &cap);
+    for (size_t k = 0; k < rs->n_types && !rc; k++) {
+        type_info_t *t = &rs->types[k];
+        size_t n = rs->n_features + rs->n_rules;
+        if (!(t->feat = calloc(n ? n : 1, 1))) {
+            rc = CHURN_ENOMEM;
+            break;
+        }
+        t->rule_on = t->feat + rs->n_features;
+        for (size_t i = 0; i < rs->n_features; i++) {
+            t->feat[i] = (uint8_t)feature_type_match(&rs->features[i], t->name);
+            if (t->feat[i]) t->used = 1;
+        }
+        for (size_t i = 0; i < rs->n_rules; i++) {
+            t->rule_on[i] = (uint8_t)type_set_match(&rs->rules[i].on, t->name);
+            if (t->rule_on[i]) t->used = 1;
+        }
+    }
+    if (rc) {
+        L->oom = 1;
+        return;
+    }
+    if (rs->n_types) qsort(rs->types, rs->n_types, sizeof(type_info_t), type_name_cmp);
+}
+
 /* Errors found in different passes, in file:line:column order (stable;
  * the "too many errors" note without a file stays last). Insertion sort:
  * at most RULES_MAX_ERRORS + 1 entries. */
@@ -1830,6 +1913,7 @@ int ruleset_load_dir(const char *dir, ruleset_t **out, churn_errs_t *errs) {
     }
     if (rc == 0 && !L.oom) build(&L);
     if (rc == 0 && !L.oom && L.n_errs == 0) finish(&L);
+    if (rc == 0 && !L.oom && L.n_errs == 0) build_type_table(&L);
     loader_free(&L);
     sort_errs(errs, first_err);
     if (L.oom) {

@@ -139,10 +139,11 @@ typedef struct feature_ops {
     feature_kind_t kind;
     void (*init)(feat_state_t *s);
     void (*clear)(feat_state_t *s); /* release what the state owns */
-    /* Apply one event (whose type may or may not concern the feature).
-     * Returns 1 when the state changed, 0 when not, or CHURN_ENOMEM. */
+    /* Apply one event; match is feature_type_match(d, ev->type), which
+     * the caller has (0: the type does not concern the feature). Returns
+     * 1 when the state changed, 0 when not, or CHURN_ENOMEM. */
     int (*update)(const feature_def_t *d, feat_state_t *s, const event_t *ev,
-                  const expr_ctx_t *cx);
+                  const expr_ctx_t *cx, unsigned match);
     int (*encode)(const feat_state_t *s, buf_t *out);
     /* Reads exactly the payload written by encode; CHURN_ECORRUPT otherwise. */
     int (*decode)(reader_t *r, feat_state_t *s);
@@ -165,6 +166,11 @@ typedef struct feature_ops {
 /* The operations of a kind, or NULL when the kind is not implemented yet. */
 const feature_ops_t *feature_ops(feature_kind_t kind);
 
+/* Which of d's type lists the event's type matches (before where:):
+ * FEAT_MATCH_ON for on: (after: of an expect), FEAT_MATCH_RESET for
+ * reset_on: (expect: of an expect); 0 when the type does not concern d. */
+enum { FEAT_MATCH_ON = 1, FEAT_MATCH_RESET = 2 };
+unsigned feature_type_match(const feature_def_t *d, const char *type);
 /* Does the event's type concern d at all (before where:)? */
 int feature_wants_type(const feature_def_t *d, const char *type);
 
@@ -173,9 +179,10 @@ int feature_wants_type(const feature_def_t *d, const char *type);
  * when the event carries no usable key. */
 int feature_event_key(const feature_def_t *d, const event_t *ev, char *buf,
                       size_t cap, size_t *len);
-/* Is ev an awaited event of expect feature d (type and expect_where)? */
-int feature_is_awaited(const feature_def_t *d, const event_t *ev,
-                       const expr_ctx_t *cx);
+/* Is the event of cx an awaited event of expect feature d (type and
+ * expect_where)? match: feature_type_match(d, the event's type). */
+int feature_is_awaited(const feature_def_t *d, const expr_ctx_t *cx,
+                       unsigned match);
 
 /* Convenience wrappers over the table, for cstate and engine. */
 void feat_state_init(feat_state_t *s, feature_kind_t kind);

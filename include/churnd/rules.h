@@ -61,6 +61,16 @@ typedef struct rule_def {
     size_t n_sites;
 } rule_def_t;
 
+/* An event type that the set's type lists name literally (not by a glob),
+ * with what each feature and rule makes of it: an event's type is looked
+ * up once (ruleset_type_of) instead of matched against every list. */
+typedef struct type_info {
+    char *name;       /* owned */
+    uint8_t used;     /* ruleset_uses_type */
+    uint8_t *feat;    /* n_features: feature_type_match; owns the block */
+    uint8_t *rule_on; /* n_rules: the rule's on: matches (in feat's block) */
+} type_info_t;
+
 struct ruleset {
     char **files;          /* owned paths, in load order */
     size_t n_files;
@@ -85,7 +95,14 @@ struct ruleset {
     uint64_t hash;
     char hash_hex[17];
     char summary[160];
+    type_info_t *types;     /* sorted by name */
+    size_t n_types;
 };
+
+/* The set's entry for an event type, or NULL when no list names it
+ * literally (globs may still match it: ask feature_type_match and
+ * type_set_match). */
+const type_info_t *ruleset_type_of(const ruleset_t *rs, const char *type);
 
 int rule_def_canon(const rule_def_t *r, buf_t *out);
 void rule_def_free(rule_def_t *r);

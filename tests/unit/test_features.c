@@ -67,12 +67,13 @@ static void mkdef(feature_def_t *d, feature_kind_t kind, const char *name,
 
 /* Apply an event through the kind's update, as the engine does. */
 static int apply(const feature_def_t *d, feat_state_t *s, const event_t *ev) {
-    if (!feature_wants_type(d, ev->type)) return 0;
+    unsigned match = feature_type_match(d, ev->type);
+    if (!match) return 0;
     expr_ctx_t cx;
     memset(&cx, 0, sizeof(cx));
     cx.ev = ev;
     cx.now_ms = ev->ts_ms;
-    return feature_ops(d->kind)->update(d, s, ev, &cx);
+    return feature_ops(d->kind)->update(d, s, ev, &cx, match);
 }
 
 static void feed(const feature_def_t *d, feat_state_t *s, const char *type,

@@ -573,6 +573,74 @@ static void test_loaded_structure(void **state) {
     ruleset_free(rs);
 }
 
+/* The type table answers for each type it holds what the lists
+ * themselves answer (globs included), and holds every type a list names
+ * literally and no other. */
+static void check_type_table(const ruleset_t *rs, const char *const *types) {
+    for (size_t k = 0; types[k]; k++) {
+        const char *type = types[k];
+        const type_info_t *ti = ruleset_type_of(rs, type);
+        int literal = 0;
+        for (size_t i = 0; i < rs->n_features; i++)
+            for (int l = 0; l < 2; l++) {
+                const type_set_t *ts = l ? &rs->features[i].reset_on : &rs->features[i].on;
+                for (size_t j = 0; j < ts->n; j++) literal |= strcmp(ts->v[j], type) == 0;
+            }
+        for (size_t i = 0; i < rs->n_rules; i++)
+            for (size_t j = 0; j < rs->rules[i].on.n; j++)
+                literal |= strcmp(rs->rules[i].on.v[j], type) == 0;
+        if (!literal) {
+            if (ti) fail_msg("%s is in the table, no list names it", type);
+            continue;
+        }
+        if (!ti) fail_msg("%s is named by a list, not in the table", type);
+        assert_string_equal(ti->name, type);
+        int used = 0;
+        for (size_t i = 0; i < rs->n_features; i++) {
+            assert_int_equal(ti->feat[i], feature_type_match(&rs->features[i], type));
+            used |= ti->feat[i] != 0;
+        }
+        for (size_t i = 0; i < rs->n_rules; i++) {
+            assert_int_equal(ti->rule_on[i], type_set_match(&rs->rules[i].on, type));
+            used |= ti->rule_on[i] != 0;
+        }
+        assert_int_equal(ti->used, used);
+    }
+}
+
+static void test_type_table(void **state) {
+    (void)state;
+    static const char *const types[] = {
+        "order.placed",  "meeting.held",   "meeting.postponed", "meeting.cancelled",
+        "ticket.opened", "ticket.replied", "ticket.resolved",   "survey.nps",
+        "survey.csat",   "email.sent",     "email.received",    "call.logged",
+        "client.updated", "contract.renewed", "unknown.type",   "x",
+        "", NULL,
+    };
+    ruleset_t *rs = load_text(
+        "features:\n"
+        "  touches:\n    streak: [\"meeting.*\", call.logged]\n    reset_on: [order.placed]\n"
+        "  contact:\n    last: [\"email.*\", meeting.held]\n"
+        "  replies:\n    expect: ticket.replied\n    after: ticket.opened\n    within: 1d\n"
+        "rules:\n"
+        "  busy:\n    on: [\"*\"]\n    when: touches >= 3\n"
+        "  quiet:\n    on: [meeting.held, every 1d]\n    when: since(contact) > 30d\n");
+    assert_true(rs->n_types >= 5);
+    for (size_t i = 1; i < rs->n_types; i++)
+        assert_true(strcmp(rs->types[i - 1].name, rs->types[i].name) < 0);
+    check_type_table(rs, types);
+    /* Only a glob names email.sent: not in the table, used all the same. */
+    assert_null(ruleset_type_of(rs, "email.sent"));
+    assert_true(ruleset_uses_type(rs, "email.sent"));
+    assert_non_null(ruleset_type_of(rs, "meeting.held"));
+    ruleset_free(rs);
+    /* The default pack. */
+    rs = load_ok("rules");
+    assert_true(rs->n_types > 5);
+    check_type_table(rs, types);
+    ruleset_free(rs);
+}
+
 static void test_var_types(void **state) {
     (void)state;
     ruleset_t *rs = load_text("vars:\n  a: 1.5\n  b: 48h\n  c: gold\n  d: \"12\"\n"
@@ -636,6 +704,7 @@ int main(void) {
         cmocka_unit_test(test_alias_bomb),
         cmocka_unit_test(test_ids_stable),
         cmocka_unit_test(test_loaded_structure),
+        cmocka_unit_test(test_type_table),
         cmocka_unit_test(test_var_types),
         cmocka_unit_test(test_segments),
         cmocka_unit_test(test_default_pack_loads),
