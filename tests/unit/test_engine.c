@@ -1398,7 +1398,9 @@ static void test_state_heap_bytes(void **state) {
     size_t used = after.uordblks - before.uordblks;
     size_t weighed = cstate_heap_bytes(back);
     fprintf(stderr, "decoded state: %zu heap bytes, weighed %zu\n", used, weighed);
-    assert_true(weighed >= used - used / 10 && weighed <= used + used / 10);
+    /* Under valgrind, whose malloc glibc does not see, the count is 0. */
+    if (after.uordblks != 0)
+        assert_true(weighed >= used - used / 10 && weighed <= used + used / 10);
     cstate_free(back);
 #endif
     cstate_free(st);
