@@ -59,7 +59,8 @@ static void host_feature(const expr_ctx_t *cx, uint32_t feat, expr_fn_t fn,
     if (!ops) return;
     const feat_state_t *s = &g->st->feats[feat].s;
     ops->query(d, s, fn, args, n_args, cx->now_ms, out);
-    if (cx->trend) ops->trend(d, s, fn, args, n_args, cx->now_ms, cx->trend);
+    if (cx->trend && ops->trend)
+        ops->trend(d, s, fn, args, n_args, cx->now_ms, cx->trend);
 }
 
 static int host_firing(const expr_ctx_t *cx, uint32_t rule) {
@@ -613,13 +614,14 @@ static unsigned ticks_before(int64_t *t, int64_t every, int64_t bound,
 }
 
 /* After a wake-up: find how far, at most n ticks of each `every` rule
- * ahead and LOOK_AHEAD_MAX_EVALS evaluations of it, nothing can happen. Up to the earliest deadline that is not a
- * tick (an expectation, a `for`, a repeat, a feature's own wake), the
- * state does not change unless a tick changes it, and until then each tick
- * sees the same state at its own time; so every tick before the first one
- * that would change something is a no-op, and quiet_ms is that first one
- * (or the earliest deadline, or the first tick not looked at). The runtime
- * indexes the client there instead of at the next tick. */
+ * ahead and LOOK_AHEAD_MAX_EVALS evaluations of it, nothing can happen.
+ * Up to the earliest deadline that is not a tick (an expectation, a
+ * `for`, a repeat, a feature's own wake), the state does not change
+ * unless a tick changes it, and until then each tick sees the same state
+ * at its own time; so every tick before the first one that would change
+ * something is a no-op, and quiet_ms is that first one (or the earliest
+ * deadline, or the first tick not looked at). The runtime indexes the
+ * client there instead of at the next tick. */
 static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
     st->quiet_ms = INT64_MIN;
     st->look_pending = 0;

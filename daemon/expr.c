@@ -1518,17 +1518,19 @@ static expr_trend_t tr_unknown(const expr_ctx_t *cx) {
     return t;
 }
 
-/* Sure bounds: a moving value's zero crossing is placed a little early,
- * so that rounding in the evaluations it stands for cannot cross first. */
-#define TR_FAR 4e15 /* ms, about 126,000 years: "not before the end" */
+/* A crossing further than this (ms, about 126,000 years) is placed here:
+ * still before it, and within int64 arithmetic. */
+#define TR_FAR 4e15
 
 /* The earliest time after now at which d + slope * (t - now) may reach
- * or cross 0, where the comparison's answer may change. */
+ * or cross 0, where the comparison's answer may change. It is placed a
+ * millisecond and a part in 10^9 early, so that rounding in the
+ * evaluations it stands for cannot get there first. */
 static int64_t tr_crossing(const expr_ctx_t *cx, double d, double slope) {
     if (slope == 0 || !isfinite(d) || !isfinite(slope)) return INT64_MAX;
     if ((d > 0 && slope > 0) || (d < 0 && slope < 0)) return INT64_MAX; /* away */
     double q = fabs(d) / fabs(slope); /* ms to the crossing */
-    if (!(q < TR_FAR)) return INT64_MAX;
+    if (!(q < TR_FAR)) q = TR_FAR;
     int64_t ahead = (int64_t)(q * (1 - 1e-9)) - 1;
     if (ahead < 1) return cx->now_ms + 1;
     return cx->now_ms > INT64_MAX - ahead ? INT64_MAX : cx->now_ms + ahead;

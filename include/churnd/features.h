@@ -153,7 +153,7 @@ typedef struct feature_ops {
     /* How query's answer for the same arguments moves as now_ms goes on
      * with the state unchanged (expr_trend_t; the caller has set *tr to
      * "unknown beyond now"). Within [now_ms, tr->until) the answer's type
-     * does not change either. */
+     * does not change either. NULL: nothing known beyond now. */
     void (*trend)(const feature_def_t *d, const feat_state_t *s, expr_fn_t fn,
                   const expr_val_t *args, size_t n_args, int64_t now_ms,
                   expr_trend_t *tr);

@@ -782,6 +782,9 @@ static void test_eval_until(void **state) {
     assert_true(v);
     assert_until_near(until_of("-since(dm_contact) > -30d", &v), X30, 2);
     assert_until_near(until_of("since(dm_contact) < $window", &v), X30, 2);
+    /* A crossing beyond any calendar is still a bound, not "never". */
+    int64_t far = until_of("since(dm_contact) / 1d > 1e12", &v);
+    assert_true(far > now + 1000000000000000LL && far < INT64_MAX);
     /* Moving away from the bound: for good. */
     assert_int_equal(until_of("since(dm_contact) > 20d", &v), INT64_MAX);
     assert_true(v);
