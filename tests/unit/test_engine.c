@@ -855,15 +855,20 @@ static void test_every_huge_period(void **state) {
  * another rule set takes over, engine_settle_quiet brings the entry back to
  * where a run without look-ahead has it: the first tick after what has
  * fired. On a decoded state too (quiet_ms is not stored), by rule id. */
-static void test_settle_quiet(void **state) {
-    (void)state;
-    ruleset_t *rs = load_text("features:\n"
-                              "  last_nps:\n    last: survey.nps\n"
-                              "rules:\n"
-                              "  quiet:\n    on: [survey.nps, every 1d]\n"
-                              "    when: since(last_nps) > 100d\n");
-    engine_opts_t look = opts;
-    look.lookahead_ticks = 32;
+/* A rule set of one last feature on survey.nps and one daily rule `quiet`
+ * with the given when:, and client C's state after one survey.nps at
+ * 2026-06-01T10:00:00Z applied with look-ahead (returns its alerts). */
+static ruleset_t *nps_rules(const char *when) {
+    char text[512];
+    snprintf(text, sizeof(text),
+             "features:\n  last_nps:\n    last: survey.nps\n"
+             "rules:\n  quiet:\n    on: [survey.nps, every 1d]\n    when: %s\n",
+             when);
+    return load_text(text);
+}
+
+static cstate_t *after_one_nps(const ruleset_t *rs, const engine_opts_t *look,
+                               size_t *n_alerts) {
     cstate_t *st = cstate_new(C, strlen(C));
     char js[] = "{\"id\":\"n1\",\"type\":\"survey.nps\",\"client_id\":\"" C
                 "\",\"ts\":\"2026-06-01T10:00:00Z\",\"data\":{\"score\":9}}";
@@ -873,10 +878,21 @@ static void test_settle_quiet(void **state) {
                      EVENT_OK);
     engine_out_t out;
     engine_out_init(&out);
-    assert_int_equal(engine_on_event(rs, &look, st, &ev, &out), ENGINE_APPLIED);
+    assert_int_equal(engine_on_event(rs, look, st, &ev, &out), ENGINE_APPLIED);
     event_clear(&ev);
-    assert_int_equal(out.n_alerts, 0);
+    *n_alerts = out.n_alerts;
     engine_out_free(&out);
+    return st;
+}
+
+static void test_settle_quiet(void **state) {
+    (void)state;
+    ruleset_t *rs = nps_rules("since(last_nps) > 100d");
+    engine_opts_t look = opts;
+    look.lookahead_ticks = 32;
+    size_t n_alerts;
+    cstate_t *st = after_one_nps(rs, &look, &n_alerts);
+    assert_int_equal(n_alerts, 0);
     assert_true(cstate_next_wake(st, rs) == ts("2026-06-02T00:00:00Z"));
     engine_look_ahead(rs, &look, st);
     /* 32 quiet ticks from 06-02: the first one looked at no more. */
@@ -921,26 +937,11 @@ static void test_look_ahead_steps_over_known_ticks(void **state) {
         {"seen(last_nps) and 1 > 2", "2027-06-03T00:00:00Z"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        char text[512];
-        snprintf(text, sizeof(text),
-                 "features:\n  last_nps:\n    last: survey.nps\n"
-                 "rules:\n  quiet:\n    on: [survey.nps, every 1d]\n    when: %s\n",
-                 cases[i].when);
-        ruleset_t *rs = load_text(text);
+        ruleset_t *rs = nps_rules(cases[i].when);
         engine_opts_t look = opts;
         look.lookahead_ticks = 366;
-        cstate_t *st = cstate_new(C, strlen(C));
-        char js[] = "{\"id\":\"n1\",\"type\":\"survey.nps\",\"client_id\":\"" C
-                    "\",\"ts\":\"2026-06-01T10:00:00Z\",\"data\":{\"score\":9}}";
-        event_t ev;
-        char detail[128];
-        assert_int_equal(event_parse(&cfg, js, strlen(js), &ev, detail, sizeof(detail)),
-                         EVENT_OK);
-        engine_out_t out;
-        engine_out_init(&out);
-        assert_int_equal(engine_on_event(rs, &look, st, &ev, &out), ENGINE_APPLIED);
-        event_clear(&ev);
-        engine_out_free(&out);
+        size_t n_alerts;
+        cstate_t *st = after_one_nps(rs, &look, &n_alerts);
         engine_look_ahead(rs, &look, st);
         if (cstate_next_wake(st, rs) != ts(cases[i].wake))
             fail_msg("'%s': woken at %lld, not %s", cases[i].when,

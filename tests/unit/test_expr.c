@@ -127,14 +127,20 @@ static void ctx(expr_ctx_t *cx) {
     cx->host = &host;
 }
 
-/* Compile and evaluate; the expression must compile. */
-static expr_val_t run(const char *src) {
+/* The expression, which must compile in the fixture's scope. */
+static expr_t *compiled(const char *src) {
     expr_scope_t sc = scope();
     expr_t *e = NULL;
     churn_err_t err;
     size_t off;
     int rc = expr_compile(src, strlen(src), &sc, &e, &err, &off);
     if (rc) fail_msg("'%.60s' did not compile: %s (col %d)", src, err.msg, err.col);
+    return e;
+}
+
+/* Compile and evaluate; the expression must compile. */
+static expr_val_t run(const char *src) {
+    expr_t *e = compiled(src);
     expr_ctx_t cx;
     ctx(&cx);
     expr_val_t v;
@@ -732,11 +738,7 @@ static const expr_host_t moving_host = {moving_feature, fake_firing, moving_risk
  * claim is checked: the same answer at every hour before it (up to a
  * year), and just before it. */
 static int64_t until_of(const char *src, int *answer) {
-    expr_scope_t sc = scope();
-    expr_t *e = NULL;
-    churn_err_t err;
-    if (expr_compile(src, strlen(src), &sc, &e, &err, NULL))
-        fail_msg("'%s' did not compile: %s", src, err.msg);
+    expr_t *e = compiled(src);
     expr_ctx_t cx;
     ctx(&cx);
     cx.ev = NULL; /* a tick: no event */
