@@ -1532,7 +1532,7 @@ static int64_t tr_crossing(const expr_ctx_t *cx, double d, double slope) {
     double q = fabs(d) / fabs(slope); /* ms to the crossing */
     if (!(q < TR_FAR)) q = TR_FAR;
     int64_t ahead = (int64_t)(q * (1 - 1e-9)) - 1;
-    if (ahead < 1) return cx->now_ms + 1;
+    if (ahead < 1) return tr_unknown(cx).until;
     return cx->now_ms > INT64_MAX - ahead ? INT64_MAX : cx->now_ms + ahead;
 }
 

@@ -199,10 +199,12 @@ static void since(int64_t ts_ms, int64_t now_ms, expr_val_t *out) {
     out->u.num = ts_ms == INT64_MIN ? INFINITY : (double)now_ms - (double)ts_ms;
 }
 
-/* since(): now - ts, one millisecond per millisecond; infinite (fixed)
- * when nothing happened. */
-static void since_trend(int64_t ts_ms, expr_trend_t *tr) {
-    tr->slope = ts_ms == INT64_MIN ? 0 : 1;
+/* Streaks and last/latest features: since() is now - ts, one
+ * millisecond per millisecond (infinite, and fixed, when nothing
+ * happened); everything else they answer (counts, seen(), values, the
+ * median gap) is what the state holds, fixed. */
+static void since_or_fixed(expr_fn_t fn, int64_t ts_ms, expr_trend_t *tr) {
+    tr->slope = fn == EXPR_FN_SINCE && ts_ms != INT64_MIN ? 1 : 0;
     tr->until = INT64_MAX;
 }
 
@@ -210,8 +212,7 @@ static void streak_trend(const feature_def_t *d, const feat_state_t *s,
                          expr_fn_t fn, const expr_val_t *args, size_t n_args,
                          int64_t now_ms, expr_trend_t *tr) {
     (void)d, (void)args, (void)n_args, (void)now_ms;
-    if (fn == EXPR_FN_SINCE) since_trend(s->u.streak.last_ms, tr);
-    else *tr = (expr_trend_t){0, INT64_MAX}; /* counts and seen() */
+    since_or_fixed(fn, s->u.streak.last_ms, tr);
 }
 
 static void streak_query(const feature_def_t *d, const feat_state_t *s,
@@ -496,8 +497,7 @@ static void last_trend(const feature_def_t *d, const feat_state_t *s,
                        expr_fn_t fn, const expr_val_t *args, size_t n_args,
                        int64_t now_ms, expr_trend_t *tr) {
     (void)d, (void)args, (void)n_args, (void)now_ms;
-    if (fn == EXPR_FN_SINCE) since_trend(s->u.last.ts_ms, tr);
-    else *tr = (expr_trend_t){0, INT64_MAX}; /* what the state holds */
+    since_or_fixed(fn, s->u.last.ts_ms, tr);
 }
 
 /* ---- describe ----------------------------------------------------------- */

@@ -235,7 +235,6 @@ static void offset_commit_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 void kin_group_superseded(daemon_t *d,
                           const rd_kafka_topic_partition_list_t *offs) {
-    if (!d->group_retry) return; /* no consumer */
     for (int i = 0; i < offs->cnt; i++)
         list_remove(d->group_retry, offs->elems[i].topic,
                     offs->elems[i].partition);

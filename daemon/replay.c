@@ -38,11 +38,11 @@
  * a daily rule then wakes a quiet client about monthly instead of daily,
  * for at most this many evaluations of its `when` per wake-up, and often
  * one or two: the look-ahead steps over the ticks before which the answer
- * is known not to change (expr_eval_bool_until, engine.c). Measured on the benchmark's stream (1M events, 100k
- * clients, 180 days), CPU seconds: 8 ticks 15.2, 16 11.2, 32 10.2, 64
- * 10.4. Before that stop, evaluations made 8 ticks the best choice on a
- * 10k-client stream; at 100k clients the daily wake-ups of quiet
- * clients dominate. */
+ * is known not to change (expr_eval_bool_until, engine.c). Measured on
+ * the benchmark's stream (1M events, 100k clients, 180 days), CPU
+ * seconds: 8 ticks 15.2, 16 11.2, 32 10.2, 64 10.4. Before that stop,
+ * evaluations made 8 ticks the best choice on a 10k-client stream; at
+ * 100k clients the daily wake-ups of quiet clients dominate. */
 #define REPLAY_LOOKAHEAD_TICKS 32
 
 static int note_client(void *arg, uint32_t part, const char *client,

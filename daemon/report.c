@@ -309,22 +309,25 @@ static int cmp_double(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
+/* qsort, except that an empty array may be NULL, which qsort must not be
+ * given even with no elements: only what has two or more is sorted. */
+static void sort_n(void *v, size_t n, size_t size,
+                   int (*cmp)(const void *, const void *)) {
+    if (n > 1) qsort(v, n, size, cmp);
+}
+
 /* Sort the losses (and their symptoms) in place and list the rules in
  * report order; the caller frees *rules. */
 static int prepare(report_t *r, rule_acc_t ***rules) {
-    /* Empty arrays may be NULL, which qsort must not be given even with
-     * no elements: sort only what has two or more. */
-    if (r->n_losses > 1) qsort(r->losses, r->n_losses, sizeof(loss_t), cmp_loss);
+    sort_n(r->losses, r->n_losses, sizeof(loss_t), cmp_loss);
     for (size_t i = 0; i < r->n_losses; i++)
-        if (r->losses[i].n_sym > 1)
-            qsort(r->losses[i].sym, r->losses[i].n_sym, sizeof(symptom_t), cmp_sym);
+        sort_n(r->losses[i].sym, r->losses[i].n_sym, sizeof(symptom_t), cmp_sym);
     for (size_t i = 0; i < r->n_rules; i++)
-        if (r->rules[i].n_leads > 1)
-            qsort(r->rules[i].leads, r->rules[i].n_leads, sizeof(double), cmp_double);
+        sort_n(r->rules[i].leads, r->rules[i].n_leads, sizeof(double), cmp_double);
     *rules = malloc((r->n_rules ? r->n_rules : 1) * sizeof(rule_acc_t *));
     if (!*rules) return CHURN_ENOMEM;
     for (size_t i = 0; i < r->n_rules; i++) (*rules)[i] = &r->rules[i];
-    if (r->n_rules > 1) qsort(*rules, r->n_rules, sizeof(rule_acc_t *), cmp_rule);
+    sort_n(*rules, r->n_rules, sizeof(rule_acc_t *), cmp_rule);
     return 0;
 }
 

@@ -1818,13 +1818,9 @@ static int collect_types(ruleset_t *rs, const type_set_t *ts, size_t *cap) {
         for (size_t k = 0; k < rs->n_types && !known; k++)
             known = strcmp(rs->types[k].name, name) == 0;
         if (known) continue;
-        if (rs->n_types == *cap) {
-            size_t nc = *cap ? *cap * 2 : 16;
-            type_info_t *v = realloc(rs->types, nc * sizeof(*v));
-            if (!v) return CHURN_ENOMEM;
-            rs->types = v;
-            *cap = nc;
-        }
+        type_info_t *v = churn_grow(rs->types, rs->n_types, cap, sizeof(*v), 16);
+        if (!v) return CHURN_ENOMEM;
+        rs->types = v;
         type_info_t *t = &rs->types[rs->n_types];
         memset(t, 0, sizeof(*t));
         if (!(t->name = strdup(name))) return CHURN_ENOMEM;

@@ -378,6 +378,18 @@ static expr_val_t query_at(const feature_def_t *d, const feat_state_t *s, expr_f
     return v;
 }
 
+/* At t, the answer is v0 moved by the trend's slope. */
+static void check_moved(const feature_def_t *d, const feat_state_t *s, expr_fn_t fn,
+                        const expr_val_t *args, size_t n_args, int64_t now,
+                        const expr_trend_t *tr, const expr_val_t *v0, int64_t t) {
+    expr_val_t v = query_at(d, s, fn, args, n_args, t), want = *v0;
+    if (want.type == EXPR_T_DUR || want.type == EXPR_T_NUM)
+        want.u.num += tr->slope * (double)(t - now);
+    if (!same_val(&v, &want))
+        fail_msg("fn %d at %lld: claimed until %lld, changed at %lld", (int)fn,
+                 (long long)now, (long long)tr->until, (long long)t);
+}
+
 /* The trend's claim, checked at every hour of its first 10 days and at
  * its last millisecond: a moving answer moves by slope exactly. */
 static expr_trend_t check_trend(const feature_def_t *d, const feat_state_t *s,
@@ -388,14 +400,9 @@ static expr_trend_t check_trend(const feature_def_t *d, const feat_state_t *s,
     assert_true(tr.until > now);
     expr_val_t v0 = query_at(d, s, fn, args, n_args, now);
     int64_t end = tr.until - now > 10 * DAY_MS ? now + 10 * DAY_MS : tr.until - 1;
-    for (int64_t t = now; t <= end; t = t == end ? end + 1 : (t + HOUR_MS < end ? t + HOUR_MS : end)) {
-        expr_val_t v = query_at(d, s, fn, args, n_args, t), want = v0;
-        if (want.type == EXPR_T_DUR || want.type == EXPR_T_NUM)
-            want.u.num += tr.slope * (double)(t - now);
-        if (!same_val(&v, &want))
-            fail_msg("fn %d at %lld: claimed until %lld, changed at %lld", (int)fn,
-                     (long long)now, (long long)tr.until, (long long)t);
-    }
+    for (int64_t t = now; t < end; t += HOUR_MS)
+        check_moved(d, s, fn, args, n_args, now, &tr, &v0, t);
+    check_moved(d, s, fn, args, n_args, now, &tr, &v0, end);
     return tr;
 }
 
