@@ -270,6 +270,7 @@ int cstate_bind(cstate_t *st, const ruleset_t *rs) {
         for (size_t j = 0; j < st->n_rules; j++)
             if (st->rules[j].id == rs->rules[i].id) {
                 nr[i] = st->rules[j];
+                nr[i].la_known = 0; /* learnt under another rule set */
                 /* moved: the old slot no longer owns the incidents */
                 st->rules[j].inc = NULL;
                 st->rules[j].n_inc = st->rules[j].cap_inc = 0;

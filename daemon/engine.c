@@ -246,9 +246,29 @@ static int emit(const ruleset_t *rs, cstate_t *st, size_t ri,
                       st->rules[ri].fired_at_ms, 0);
 }
 
+/* ---- What a look-ahead learnt, and what makes it stale ------------------ */
+
+/* A rule's status, firing time or incidents changed: `risk` and firing()
+ * read those of every rule, and each rule's ticks are judged against its
+ * own status, so what every rule's look-ahead learnt is stale. */
+static void forget_all(cstate_t *st) {
+    for (size_t i = 0; i < st->n_rules; i++) st->rules[i].la_known = 0;
+}
+
+/* Feature f's state changed: stale for the rules whose `when` reads it. */
+static void forget_readers(const ruleset_t *rs, cstate_t *st, size_t f) {
+    if (!rs->reads) {
+        forget_all(st);
+        return;
+    }
+    for (size_t i = 0; i < rs->n_rules; i++)
+        if (rs->reads[i * rs->n_features + f]) st->rules[i].la_known = 0;
+}
+
 static int fire(const ruleset_t *rs, cstate_t *st, size_t ri, int64_t at_ms,
                 const expr_ctx_t *cx, const event_t *ev, engine_out_t *out) {
     rule_state_t *s = &st->rules[ri];
+    forget_all(st);
     s->status = RULE_FIRING;
     s->fired_at_ms = at_ms;
     s->last_notified_ms = at_ms;
@@ -269,15 +289,19 @@ static int transition(const ruleset_t *rs, cstate_t *st, size_t ri, int holds,
         if (r->for_ms > 0) {
             s->status = RULE_PENDING;
             s->since_ms = cx->now_ms;
+            forget_all(st);
             return 0;
         }
         return fire(rs, st, ri, cx->now_ms, cx, ev, out);
     case RULE_PENDING:
-        if (!holds) s->status = RULE_INACTIVE;
-        return 0; /* due deadlines were fired before this event */
+        if (holds) return 0; /* due deadlines were fired before this event */
+        s->status = RULE_INACTIVE;
+        forget_all(st);
+        return 0;
     case RULE_FIRING:
         if (holds) return 0;
         s->status = RULE_INACTIVE;
+        forget_all(st);
         if (!r->resolve) return 0;
         return emit(rs, st, ri, ALERT_RESOLVED, cx->now_ms, cx, ev, out);
     }
@@ -307,6 +331,7 @@ static int fire_incident(const ruleset_t *rs, cstate_t *st, size_t ri,
                          engine_out_t *out) {
     rule_state_t *s = &st->rules[ri];
     if (find_incident(s, x->key, x->key_len)) return 0;
+    forget_all(st);
     if (s->n_inc >= RULE_MAX_INCIDENTS) drop_incident(s, 0);
     if (s->n_inc == s->cap_inc) {
         uint32_t cap = s->cap_inc ? s->cap_inc * 2 : 2;
@@ -351,6 +376,7 @@ static int resolve_late(const ruleset_t *rs, cstate_t *st, size_t fi,
                 continue;
             }
             /* Take it out first: the resolved alert's risk no longer has it. */
+            forget_all(st);
             rule_incident_t gone = *in;
             memmove(s->inc + i, s->inc + i + 1, (s->n_inc - i - 1) * sizeof(*in));
             s->n_inc--;
@@ -493,6 +519,7 @@ static int run_one(const ruleset_t *rs, cstate_t *st, const due_t *d,
     case DUE_EXPIRE: {
         expectation_t *x = &st->feats[d->i].s.u.expect.v[d->j];
         x->expired = 1;
+        forget_readers(rs, st, d->i);
         cx.exp_key = x->key;
         cx.exp_key_len = x->key_len;
         cx.exp_opened_ms = x->opened_ms;
@@ -510,6 +537,7 @@ static int run_one(const ruleset_t *rs, cstate_t *st, const due_t *d,
         int holds = !r->when || expr_uses_event(r->when) || expr_eval_bool(r->when, &cx);
         if (!holds) {
             st->rules[d->i].status = RULE_INACTIVE;
+            forget_all(st);
             return 0;
         }
         return fire(rs, st, d->i, d->t, &cx, NULL, out);
@@ -636,21 +664,40 @@ static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
     int64_t first = INT64_MAX;
     for (size_t i = 0; i < rs->n_rules; i++) {
         const rule_def_t *r = &rs->rules[i];
-        const rule_state_t *s = &st->rules[i];
+        rule_state_t *s = &st->rules[i];
         if (!r->every_ms || s->tick_ms == INT64_MIN) continue;
         int64_t t = plus(s->tick_ms, r->every_ms);
         if (t < first) first = t;
+        unsigned k = 0;
+        int changes = 0;
+        /* What an earlier look-ahead learnt still holds while nothing the
+         * rule reads has changed (forget_readers, forget_all). If it still
+         * reaches half the ticks ahead, take it as it is; otherwise go on
+         * from where it stopped, its ticks counting against n. */
+        if (s->la_known && s->la_quiet_ms >= t) {
+            uint64_t m = s->la_quiet_ms == INT64_MAX
+                             ? n
+                             : ((uint64_t)s->la_quiet_ms - (uint64_t)t) /
+                                   (uint64_t)r->every_ms;
+            k = m < n ? (unsigned)m : n;
+            if (k >= n / 2) k = n;
+            t = s->la_quiet_ms;
+            changes = s->la_final;
+        }
         unsigned evals = 0;
-        for (unsigned k = 0; k < n && t < h && t != INT64_MAX; k++) {
+        for (; !changes && k < n && t < h && t != INT64_MAX; k++) {
             int64_t same_until;
             if (evals++ == LOOK_AHEAD_MAX_EVALS) break; /* t: not looked at */
-            if (tick_changes(rs, st, i, t, &same_until)) break;
+            if ((changes = tick_changes(rs, st, i, t, &same_until))) break;
             t = plus(t, r->every_ms);
             /* The ticks before same_until would answer the same: step
              * over them as this loop would, without evaluating. */
             k += ticks_before(&t, r->every_ms, same_until < h ? same_until : h,
                               n - 1 - k);
         }
+        s->la_quiet_ms = t;
+        s->la_final = (uint8_t)changes;
+        s->la_known = 1;
         if (t < h) h = t;
     }
     if (first != INT64_MAX && h > first && h != INT64_MAX) st->quiet_ms = h;
@@ -737,6 +784,7 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
         if (!match) continue;
         const feature_ops_t *ops = feature_ops(d->kind);
         if (!ops) continue;
+        forget_readers(rs, st, i);
         rc = ops->update(d, &st->feats[i].s, ev, &cx, match);
         if (rc < 0) return rc;
         if (d->kind == FEAT_EXPECT &&

@@ -1369,6 +1369,11 @@ expr_type_t expr_result_type(const expr_t *e) {
 
 const char *expr_source(const expr_t *e) { return e->src; }
 int expr_uses_event(const expr_t *e) { return e->uses_event; }
+
+void expr_mark_features(const expr_t *e, uint8_t *reads, size_t n) {
+    for (uint32_t i = 0; i < e->n_nodes; i++)
+        if (e->nodes[i].op == OP_FEAT && e->nodes[i].idx < n) reads[e->nodes[i].idx] = 1;
+}
 size_t expr_n_sites(const expr_t *e) { return e->n_sites; }
 const char *expr_site_key(const expr_t *e, size_t i) { return e->sites[i].key; }
 

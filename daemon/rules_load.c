@@ -1487,6 +1487,7 @@ void ruleset_free(ruleset_t *rs) {
         free(rs->types[i].feat);
     }
     free(rs->types);
+    free(rs->reads);
     free(rs);
 }
 
@@ -1866,6 +1867,19 @@ static void build_type_table(loader_t *L) {
     if (rs->n_types) qsort(rs->types, rs->n_types, sizeof(type_info_t), type_name_cmp);
 }
 
+/* Which features each rule's `when` depends on (ruleset.reads). Without
+ * the table the engine takes every change for a change of every rule's
+ * inputs, so a failed allocation costs only speed. */
+static void build_reads(ruleset_t *rs) {
+    size_t nf = rs->n_features;
+    if (!nf || !rs->n_rules || !(rs->reads = calloc(rs->n_rules, nf))) return;
+    for (size_t i = 0; i < rs->n_rules; i++) {
+        uint8_t *row = rs->reads + i * nf;
+        if (rs->rules[i].when) expr_mark_features(rs->rules[i].when, row, nf);
+        if (rs->segment_attr) row[nf - 1] = 1;
+    }
+}
+
 /* Errors found in different passes, in file:line:column order (stable;
  * the "too many errors" note without a file stays last). Insertion sort:
  * at most RULES_MAX_ERRORS + 1 entries. */
@@ -1910,6 +1924,7 @@ int ruleset_load_dir(const char *dir, ruleset_t **out, churn_errs_t *errs) {
     if (rc == 0 && !L.oom) build(&L);
     if (rc == 0 && !L.oom && L.n_errs == 0) finish(&L);
     if (rc == 0 && !L.oom && L.n_errs == 0) build_type_table(&L);
+    if (rc == 0 && !L.oom && L.n_errs == 0) build_reads(L.rs);
     loader_free(&L);
     sort_errs(errs, first_err);
     if (L.oom) {

@@ -220,6 +220,9 @@ const char *expr_source(const expr_t *e);
 /* Does the expression read the event (fields, event.*)? Timer evaluations
  * have no event. */
 int expr_uses_event(const expr_t *e);
+/* Mark in reads[f] (f < n) every feature the expression queries; the
+ * rest of reads is left as it is. */
+void expr_mark_features(const expr_t *e, uint8_t *reads, size_t n);
 /* Normalised text (fully parenthesised, whitespace-free literals), for
  * stable definition ids: reformatting a rule does not change its id. */
 int expr_canon(const expr_t *e, buf_t *out);

@@ -97,6 +97,11 @@ struct ruleset {
     char summary[160];
     type_info_t *types;     /* sorted by name */
     size_t n_types;
+    /* n_rules * n_features: reads[i * n_features + f] when rule i's `when`
+     * depends on feature f's state (the hidden segment feature counts for
+     * every rule: it picks the vars). NULL: not known, every change counts
+     * for every rule. */
+    uint8_t *reads;
 };
 
 /* The set's entry for an event type, or NULL when no list names it
@@ -142,6 +147,13 @@ typedef struct rule_state {
                                  scheduled yet) */
     rule_incident_t *inc;     /* owned; keyed rules only */
     uint32_t n_inc, cap_inc;
+    /* every: what the last look-ahead learnt of this rule's ticks, kept
+     * while nothing the rule reads changes (engine.c, look_ahead): every
+     * tick before la_quiet_ms changes nothing; la_final says the tick at
+     * la_quiet_ms does. Only valid when la_known; in memory only, like
+     * cstate.quiet_ms: a decoded or rebound state starts without it. */
+    int64_t la_quiet_ms;
+    uint8_t la_known, la_final;
 } rule_state_t;
 
 void rule_state_clear(rule_state_t *s); /* frees the incidents */

@@ -951,6 +951,252 @@ static void test_look_ahead_steps_over_known_ticks(void **state) {
     }
 }
 
+/* Apply one event with look-ahead, as the runtime does at commit. */
+static void look_step(const ruleset_t *rs, cstate_t *st, const char *type,
+                      const char *when, const char *data) {
+    engine_opts_t look = opts;
+    look.lookahead_ticks = 366;
+    char js[512];
+    snprintf(js, sizeof(js),
+             "{\"type\":\"%s\",\"client_id\":\"" C "\",\"ts\":\"%s\",\"data\":%s}",
+             type, when, data);
+    event_t ev;
+    char detail[128];
+    assert_int_equal(event_parse(&cfg, js, strlen(js), &ev, detail, sizeof(detail)),
+                     EVENT_OK);
+    engine_out_t out;
+    engine_out_init(&out);
+    assert_int_equal(engine_on_event(rs, &look, st, &ev, &out), ENGINE_APPLIED);
+    engine_out_free(&out);
+    event_clear(&ev);
+    engine_look_ahead(rs, &look, st);
+}
+
+static void expect_wake(const ruleset_t *rs, const cstate_t *st, const char *what,
+                        const char *wake) {
+    if (cstate_next_wake(st, rs) != ts(wake))
+        fail_msg("%s: woken at %lld, not %s", what,
+                 (long long)cstate_next_wake(st, rs), wake);
+}
+
+/* What a look-ahead learnt of a rule's ticks is kept across events only
+ * while nothing the rule reads changes: a feature its `when` queries, the
+ * segment that picks its vars, or any rule's status (risk reads them
+ * all). Each step below makes a quiet rule's ticks matter sooner than
+ * the last look-ahead found; kept knowledge would wake the client a year
+ * out, and the rule would fire late. */
+static void test_look_ahead_forgets_what_changed(void **state) {
+    (void)state;
+    ruleset_t *rs = load_text(
+        "vars:\n  silence: 10d\n"
+        "segments:\n  attribute: tier\n  overrides:\n    big: {silence: 30d}\n"
+        "features:\n"
+        "  last_nps:\n    last: survey.nps\n"
+        "  last_note:\n    last: note.added\n"
+        "rules:\n"
+        "  quiet:\n    on: [every 1d]\n"
+        "    when: seen(last_nps) and since(last_nps) > $silence\n"
+        "  flag:\n    on: note.added\n    when: data.level > 5\n    weight: 10\n"
+        "  risky:\n    on: [every 1d]\n    when: risk >= 10\n");
+
+    /* A feature the rule reads. */
+    cstate_t *st = cstate_new(C, strlen(C));
+    look_step(rs, st, "note.added", "2026-06-01T10:00:00Z", "{\"level\":1}");
+    expect_wake(rs, st, "nothing can happen", "2027-06-03T00:00:00Z");
+    look_step(rs, st, "survey.nps", "2026-06-03T10:00:00Z", "{}");
+    expect_wake(rs, st, "after the survey", "2026-06-14T00:00:00Z");
+    /* A feature it does not read keeps what was learnt, correctly. */
+    look_step(rs, st, "note.added", "2026-06-04T10:00:00Z", "{\"level\":1}");
+    expect_wake(rs, st, "after an unrelated note", "2026-06-14T00:00:00Z");
+    cstate_free(st);
+
+    /* Another rule's firing: risk reads it. */
+    st = cstate_new(C, strlen(C));
+    look_step(rs, st, "note.added", "2026-06-01T10:00:00Z", "{\"level\":1}");
+    expect_wake(rs, st, "no risk", "2027-06-03T00:00:00Z");
+    look_step(rs, st, "note.added", "2026-06-05T10:00:00Z", "{\"level\":9}");
+    expect_wake(rs, st, "after flag fired", "2026-06-06T00:00:00Z");
+    engine_opts_t look = opts;
+    look.lookahead_ticks = 366;
+    engine_out_t out;
+    engine_out_init(&out);
+    assert_int_equal(engine_on_time(rs, &look, st, ts("2026-06-06T00:00:00Z"), &out), 0);
+    collect(&out);
+    engine_out_free(&out);
+    assert_non_null(strstr(got, "\"rule\": \"risky\", \"status\": \"firing\""));
+    /* ... and its resolution. */
+    look_step(rs, st, "note.added", "2026-06-07T10:00:00Z", "{\"level\":1}");
+    expect_wake(rs, st, "after flag resolved", "2026-06-08T00:00:00Z");
+    cstate_free(st);
+
+    /* The segment, which picks $silence. */
+    st = cstate_new(C, strlen(C));
+    look_step(rs, st, "client.updated", "2026-06-01T09:00:00Z", "{\"tier\":\"big\"}");
+    look_step(rs, st, "survey.nps", "2026-06-01T10:00:00Z", "{}");
+    expect_wake(rs, st, "30 days of silence", "2026-07-02T00:00:00Z");
+    look_step(rs, st, "client.updated", "2026-06-02T09:00:00Z", "{\"tier\":\"small\"}");
+    expect_wake(rs, st, "10 days of silence", "2026-06-12T00:00:00Z");
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
+/* ---- Look-ahead against tick by tick ------------------------------------ */
+
+static uint64_t rnd_state;
+
+static unsigned rnd(unsigned n) {
+    rnd_state ^= rnd_state << 13;
+    rnd_state ^= rnd_state >> 7;
+    rnd_state ^= rnd_state << 17;
+    return (unsigned)(rnd_state % n);
+}
+
+/* One random event of the catalog, with the fields the default pack
+ * reads, into js. */
+static void random_event(char *js, size_t size, int64_t t_ms) {
+    static const char *const roles[] = {"decision_maker", "buyer", "user"};
+    static const char *const cats[] = {"defect", "complaint", "question"};
+    char when[TIME_RFC3339_MAX], data[256];
+    assert_true(time_format_rfc3339(t_ms, when, sizeof(when)) > 0);
+    const char *type;
+    unsigned k = rnd(8); /* a small key space: replies meet their tickets */
+    switch (rnd(16)) {
+    case 0: case 1: case 2:
+        type = "order.placed";
+        snprintf(data, sizeof(data), "{\"order_id\":\"O-%u\",\"amount\":%u}", k,
+                 50 + rnd(2000));
+        break;
+    case 3:
+        type = rnd(2) ? "email.sent" : "call.logged";
+        snprintf(data, sizeof(data), "{\"contact_role\":\"%s\"}", roles[rnd(3)]);
+        break;
+    case 4:
+        type = "meeting.held";
+        snprintf(data, sizeof(data), "{\"meeting_id\":\"M-%u\",\"attendee_roles\":[\"%s\"]}",
+                 k, roles[rnd(3)]);
+        break;
+    case 5:
+        type = rnd(3) ? "meeting.postponed" : "meeting.cancelled";
+        snprintf(data, sizeof(data), "{\"meeting_id\":\"M-%u\"}", k);
+        break;
+    case 6: case 7:
+        type = "ticket.opened";
+        snprintf(data, sizeof(data),
+                 "{\"ticket_id\":\"T-%u\",\"category\":\"%s\",\"priority\":\"%s\"}", k,
+                 cats[rnd(3)], rnd(2) ? "high" : "low");
+        break;
+    case 8:
+        type = "ticket.replied";
+        snprintf(data, sizeof(data), "{\"ticket_id\":\"T-%u\",\"by\":\"%s\"}", k,
+                 rnd(2) ? "agent" : "client");
+        break;
+    case 9:
+        type = "ticket.resolved";
+        snprintf(data, sizeof(data), "{\"ticket_id\":\"T-%u\",\"outcome\":\"%s\"}", k,
+                 rnd(3) ? "fixed" : "rejected");
+        break;
+    case 10:
+        type = rnd(2) ? "survey.nps" : "survey.csat";
+        snprintf(data, sizeof(data), "{\"score\":%u}", rnd(11));
+        break;
+    case 11:
+        type = rnd(2) ? "feedback.received" : "feedback.answered";
+        snprintf(data, sizeof(data), "{\"feedback_id\":\"F-%u\"}", k);
+        break;
+    case 12:
+        type = "contract.signed";
+        snprintf(data, sizeof(data), "{}");
+        break;
+    case 13:
+        type = "account.owner_changed";
+        snprintf(data, sizeof(data), "{\"owner\":\"o%u\"}", k);
+        break;
+    case 14:
+        type = "order.cancelled";
+        snprintf(data, sizeof(data), "{\"order_id\":\"O-%u\"}", k);
+        break;
+    default:
+        type = "client.updated";
+        snprintf(data, sizeof(data), "{\"tier\":\"%s\"}", rnd(2) ? "enterprise" : "smb");
+        break;
+    }
+    snprintf(js, size, "{\"type\":\"%s\",\"client_id\":\"" C "\",\"ts\":\"%s\",\"data\":%s}",
+             type, when, data);
+}
+
+/* Wake the client at each of its deadlines up to until_ms (the runtime's
+ * timer index), with look-ahead after each wake when look has it. */
+static void wake_upto(const ruleset_t *rs, const engine_opts_t *look, cstate_t *st,
+                      int64_t until_ms, engine_out_t *out) {
+    int64_t w;
+    while ((w = cstate_next_wake(st, rs)) <= until_ms)
+        assert_int_equal(engine_on_time(rs, look, st, w, out), 0);
+}
+
+/* One random story, the same for both runs (the seed), through the
+ * engine; every alert as JSON into b. */
+static void run_story(const ruleset_t *rs, uint64_t seed, unsigned ticks, buf_t *b) {
+    engine_opts_t look = opts;
+    look.lookahead_ticks = ticks;
+    rnd_state = seed;
+    cstate_t *st = cstate_new(C, strlen(C));
+    engine_out_t out;
+    engine_out_init(&out);
+    int64_t t = ts("2026-01-01T00:00:00Z");
+    for (int i = 0; i < 150; i++) {
+        /* Mostly busy days, sometimes weeks or months of silence. */
+        unsigned gap = rnd(10) ? rnd(3 * 86400) : rnd(90 * 86400);
+        t += (int64_t)gap * 1000;
+        char js[512];
+        random_event(js, sizeof(js), t);
+        wake_upto(rs, &look, st, t - 1, &out);
+        event_t ev;
+        char detail[128];
+        assert_int_equal(event_parse(&cfg, js, strlen(js), &ev, detail, sizeof(detail)),
+                         EVENT_OK);
+        int rc = engine_on_event(rs, &look, st, &ev, &out);
+        assert_true(rc == ENGINE_APPLIED || rc == ENGINE_IGNORED);
+        event_clear(&ev);
+        /* The runtime looks ahead at commit: after each event here, or
+         * after every few, as a batch would. */
+        if (rnd(3)) engine_look_ahead(rs, &look, st);
+    }
+    wake_upto(rs, &look, st, t + 400 * 86400000LL, &out);
+    for (size_t i = 0; i < out.n_alerts; i++) {
+        assert_int_equal(alert_format_json(&out.alerts[i], -1, b), 0);
+        assert_int_equal(buf_putc(b, '\n'), 0);
+    }
+    assert_int_equal(buf_putc(b, 0), 0);
+    engine_out_free(&out);
+    cstate_free(st);
+}
+
+/* The look-ahead and what it keeps between events only ever skip ticks
+ * that change nothing: random stories through the default pack give the
+ * same alerts, byte for byte, as waking the client at every tick. */
+static void test_look_ahead_changes_no_alert(void **state) {
+    (void)state;
+    ruleset_t *rs = load("rules");
+    size_t total = 0;
+    for (uint64_t seed = 1; seed <= 200; seed++) {
+        buf_t plain, ahead;
+        buf_init(&plain);
+        buf_init(&ahead);
+        run_story(rs, seed * 0x9E3779B97F4A7C15ULL, 0, &plain);
+        run_story(rs, seed * 0x9E3779B97F4A7C15ULL, 366, &ahead);
+        if (strcmp((const char *)plain.data, (const char *)ahead.data) != 0)
+            fail_msg("seed %llu: tick by tick:\n%s\nwith look-ahead:\n%s",
+                     (unsigned long long)seed, (const char *)plain.data,
+                     (const char *)ahead.data);
+        for (const char *p = (const char *)plain.data; (p = strchr(p, '\n')); p++) total++;
+        buf_free(&plain);
+        buf_free(&ahead);
+    }
+    /* The stories must make the rules fire, or the comparison is empty. */
+    if (total < 1000) fail_msg("only %zu alerts in 200 stories", total);
+    ruleset_free(rs);
+}
+
 /* repeat: across a long jump of event time sends at most the last 100
  * missed repeats of a firing and of each incident. Before, every period
  * was an alert: an expectation opened by an event of 1000-01-01 and
@@ -1438,6 +1684,8 @@ int main(void) {
         cmocka_unit_test(test_every_huge_period),
         cmocka_unit_test(test_settle_quiet),
         cmocka_unit_test(test_look_ahead_steps_over_known_ticks),
+        cmocka_unit_test(test_look_ahead_forgets_what_changed),
+        cmocka_unit_test(test_look_ahead_changes_no_alert),
         cmocka_unit_test(test_repeat_catch_up_bounded),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
