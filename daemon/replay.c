@@ -72,7 +72,10 @@ void replay_close(replay_t *r) {
     processor_free(r->proc);
     r->proc = NULL;
     engine_out_free(&r->out);
-    for (size_t i = 0; i < r->n_held; i++) event_clear(&r->held[i].ev);
+    for (size_t i = 0; i < r->cap_held; i++) {
+        if (i < r->n_held) event_clear(r->held[i].ev);
+        free(r->held[i].ev);
+    }
     free(r->held);
     r->held = NULL;
     r->n_held = r->cap_held = 0;
@@ -87,18 +90,9 @@ static int held_less(const replay_held_t *a, const replay_held_t *b) {
 }
 
 static void held_swap(replay_held_t *a, replay_held_t *b) {
-    replay_held_t t;
-    event_move(&t.ev, &a->ev);
-    event_move(&a->ev, &b->ev);
-    event_move(&b->ev, &t.ev);
-    int64_t ts = a->ts_ms;
-    uint64_t order = a->order, seq = a->seq;
-    a->ts_ms = b->ts_ms;
-    a->order = b->order;
-    a->seq = b->seq;
-    b->ts_ms = ts;
-    b->order = order;
-    b->seq = seq;
+    replay_held_t t = *a;
+    *a = *b;
+    *b = t;
 }
 
 static int held_push(replay_t *r, event_t *ev, uint64_t order) {
@@ -106,15 +100,20 @@ static int held_push(replay_t *r, event_t *ev, uint64_t order) {
         size_t cap = r->cap_held ? r->cap_held * 2 : 256;
         replay_held_t *v = realloc(r->held, cap * sizeof(*v));
         if (!v) return CHURN_ENOMEM;
+        for (size_t k = r->cap_held; k < cap; k++) v[k].ev = NULL;
         r->held = v;
         r->cap_held = cap;
     }
+    /* The slots past the heap keep the boxes of popped events. */
+    event_t *box = r->held[r->n_held].ev;
+    if (!box && !(box = malloc(sizeof(*box)))) return CHURN_ENOMEM;
     size_t i = r->n_held++;
     replay_held_t *h = &r->held[i];
     h->ts_ms = ev->ts_ms;
     h->order = order;
     h->seq = r->seq++;
-    event_move(&h->ev, ev);
+    h->ev = box;
+    event_move(box, ev);
     while (i > 0 && held_less(&r->held[i], &r->held[(i - 1) / 2])) {
         held_swap(&r->held[i], &r->held[(i - 1) / 2]);
         i = (i - 1) / 2;
@@ -124,9 +123,9 @@ static int held_push(replay_t *r, event_t *ev, uint64_t order) {
 
 /* Move the earliest held event out to ev. */
 static void held_pop(replay_t *r, event_t *ev) {
-    event_move(ev, &r->held[0].ev);
+    event_move(ev, r->held[0].ev);
     r->n_held--;
-    if (r->n_held == 0) return;
+    /* The last entry takes the root, the emptied box its slot. */
     held_swap(&r->held[0], &r->held[r->n_held]);
     size_t i = 0;
     for (;;) {

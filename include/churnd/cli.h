@@ -51,12 +51,13 @@ typedef struct replay_counts {
     uint64_t late;     /* behind the released watermark: applied at once */
 } replay_counts_t;
 
-/* An event waiting for the watermark, owned by the driver. */
+/* An event waiting for the watermark, owned by the driver. The event is
+ * boxed: the heap moves entries about, and a small one moves cheaply. */
 typedef struct replay_held {
     int64_t ts_ms;
     uint64_t order;    /* processor_event_order */
     uint64_t seq;      /* arrival, for events equal in both */
-    event_t ev;
+    event_t *ev;       /* owned */
 } replay_held_t;
 
 typedef struct replay {
