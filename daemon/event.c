@@ -267,6 +267,12 @@ static void value_text(const cJSON *v, char *out, size_t size) {
 static size_t utf8_check(const unsigned char *s, size_t n) {
     size_t i = 0;
     while (i < n) {
+        /* Most messages are ASCII: eight bytes at a time while they are. */
+        uint64_t w;
+        while (n - i >= sizeof(w) &&
+               (memcpy(&w, s + i, sizeof(w)), (w & 0x8080808080808080ULL) == 0))
+            i += sizeof(w);
+        if (i == n) break;
         unsigned char c = s[i];
         if (c < 0x80) {
             i++;
