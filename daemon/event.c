@@ -660,7 +660,7 @@ event_reason_t event_parse(const event_config_t *cfg, const char *buf,
                            size_t detail_size) {
     const unsigned char *s = (const unsigned char *)buf;
     reset_parsed(ev);
-    detail_fmt(detail, detail_size, "%s", "");
+    if (detail && detail_size) detail[0] = '\0'; /* no vsnprintf per event */
 
     if (len > cfg->max_bytes) {
         detail_fmt(detail, detail_size,
