@@ -869,6 +869,13 @@ void engine_settle_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms) 
     }
 }
 
+void engine_resume_quiet(const ruleset_t *rs, const engine_opts_t *opts,
+                         cstate_t *st) {
+    if (!opts || !opts->lookahead_ticks || cstate_bind(st, rs) != 0) return;
+    int64_t idx = st->indexed_wake;
+    if (idx != INT64_MAX && idx != INT64_MIN) st->quiet_ms = idx;
+}
+
 void engine_look_ahead(const ruleset_t *rs, const engine_opts_t *opts,
                        cstate_t *st) {
     if (!st->look_pending) return;

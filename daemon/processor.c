@@ -493,6 +493,10 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
             return churn_err_set(err, CHURN_ECORRUPT,
                                  "client %.*s: stored state cannot be decoded: %s",
                                  (int)len, client, derr.msg);
+        /* Look-ahead runs (the daemon, a fresh replay) keep every entry
+         * where the look-ahead under p->rules put it or at the natural
+         * deadline (processor_settle_partition on a rule change). */
+        if (p->rules) engine_resume_quiet(p->rules, &p->opts, st);
     } else if (rc == CHURN_ENOTFOUND) {
         p->n_new++;
         st = cstate_new(client, len);

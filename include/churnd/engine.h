@@ -218,6 +218,18 @@ void engine_drop_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms);
  * this call. */
 void engine_settle_quiet(const ruleset_t *rs, cstate_t *st, int64_t settled_ms);
 
+/* A state read back from the store by a runtime that looks ahead under rs
+ * and keeps every index entry either where a look-ahead under rs put it
+ * or at the client's natural next deadline (processor.c: the index is
+ * settled whenever the rule set changes): every tick before the entry
+ * changes nothing, as the look-ahead found when it indexed the client,
+ * and nothing changed the state since. Take that back as quiet_ms, which
+ * the store does not keep, so that the ticks between the client's last
+ * change and its next event or wake-up are not evaluated again. Binds the
+ * state to rs; on a failed bind (out of memory) nothing is taken. */
+void engine_resume_quiet(const ruleset_t *rs, const engine_opts_t *opts,
+                         cstate_t *st);
+
 /* Event time has reached now_ms for this client: fire every deadline of its
  * state that is <= now_ms, in deadline order. Returns 0 or CHURN_ENOMEM. */
 int engine_on_time(const ruleset_t *rs, const engine_opts_t *opts,

@@ -951,6 +951,35 @@ static void test_look_ahead_steps_over_known_ticks(void **state) {
     }
 }
 
+/* A state read back from the store takes its index entry back as what
+ * the look-ahead knew (the store keeps the entry, not quiet_ms): the
+ * ticks before it are not woken for, nor evaluated at the next event. */
+static void test_resume_quiet(void **state) {
+    (void)state;
+    ruleset_t *rs = nps_rules("since(last_nps) > 100d");
+    engine_opts_t look = opts;
+    look.lookahead_ticks = 366;
+    size_t n_alerts;
+    cstate_t *st = after_one_nps(rs, &look, &n_alerts);
+    engine_look_ahead(rs, &look, st);
+    cstate_set_indexed_wake(st, cstate_next_wake(st, rs));
+    assert_true(cstate_indexed_wake(st) == ts("2026-09-10T00:00:00Z"));
+    uint8_t rec[4096];
+    size_t n = encoded(st, rec, sizeof(rec));
+    cstate_t *back[2];
+    churn_err_t err;
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(cstate_decode(rec, n, C, strlen(C), &back[i], &err), 0);
+    engine_resume_quiet(rs, &look, back[0]);
+    assert_true(cstate_next_wake(back[0], rs) == ts("2026-09-10T00:00:00Z"));
+    /* Without look-ahead there is nothing to take back. */
+    engine_resume_quiet(rs, &opts, back[1]);
+    assert_true(cstate_next_wake(back[1], rs) == ts("2026-06-02T00:00:00Z"));
+    for (int i = 0; i < 2; i++) cstate_free(back[i]);
+    cstate_free(st);
+    ruleset_free(rs);
+}
+
 /* Apply one event with look-ahead, as the runtime does at commit. */
 static void look_step(const ruleset_t *rs, cstate_t *st, const char *type,
                       const char *when, const char *data) {
@@ -1686,6 +1715,7 @@ int main(void) {
         cmocka_unit_test(test_every_huge_period),
         cmocka_unit_test(test_settle_quiet),
         cmocka_unit_test(test_look_ahead_steps_over_known_ticks),
+        cmocka_unit_test(test_resume_quiet),
         cmocka_unit_test(test_look_ahead_forgets_what_changed),
         cmocka_unit_test(test_look_ahead_changes_no_alert),
         cmocka_unit_test(test_repeat_catch_up_bounded),
