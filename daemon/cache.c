@@ -274,6 +274,34 @@ void cache_free(cache_t *c) {
     free(c);
 }
 
+void cache_prefetch(const cache_t *c, uint32_t part, const char *const *client,
+                    const size_t *len, size_t n, void **vals) {
+    if (c->n_slots == 0) {
+        for (size_t i = 0; i < n; i++) vals[i] = NULL;
+        return;
+    }
+    size_t mask = c->n_slots - 1;
+    size_t at[CACHE_PREFETCH_MAX];
+    if (n > CACHE_PREFETCH_MAX) n = CACHE_PREFETCH_MAX;
+    for (size_t i = 0; i < n; i++) {
+        at[i] = (size_t)key_hash(part, client[i], len[i]) & mask;
+        __builtin_prefetch(&c->slot[at[i]]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        uint32_t idx = c->slot[at[i]];
+        at[i] = idx;
+        if (idx != NIL) __builtin_prefetch(&c->e[idx]);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const centry_t *e = at[i] != NIL ? &c->e[at[i]] : NULL;
+        vals[i] = e && e->part == part && key_len(e) == len[i] &&
+                          memcmp(key_ptr(e), client[i], len[i]) == 0
+                      ? e->val
+                      : NULL;
+        if (vals[i]) __builtin_prefetch(vals[i]);
+    }
+}
+
 void *cache_get(cache_t *c, uint32_t part, const char *client, size_t len) {
     uint32_t idx = find(c, part, client, len, NULL);
     if (idx == NIL) return NULL;

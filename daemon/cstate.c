@@ -165,6 +165,17 @@ void cstate_count_expectations(const cstate_t *st, uint64_t *open,
         }
     }
 }
+void cstate_prefetch(const cstate_t *st) {
+    const char *f = (const char *)st->feats, *r = (const char *)st->rules;
+    size_t nf = st->n_feats * sizeof(*st->feats), nr = st->n_rules * sizeof(*st->rules);
+    for (size_t o = 0; f && o < nf; o += 64) __builtin_prefetch(f + o);
+    for (size_t o = 0; r && o < nr; o += 64) __builtin_prefetch(r + o);
+    if (st->dd_n) {
+        __builtin_prefetch(&st->dd_ids[st->dd_n - 1]);
+        __builtin_prefetch(&st->dd_ts[st->dd_n - 1]);
+    }
+}
+
 int64_t cstate_indexed_wake(const cstate_t *st) { return st->indexed_wake; }
 void cstate_set_indexed_wake(cstate_t *st, int64_t ts_ms) {
     st->indexed_wake = ts_ms;

@@ -563,6 +563,15 @@ static int reindex(processor_t *p, uint32_t part, cstate_t *st,
     return 0;
 }
 
+void processor_prefetch(processor_t *p, uint32_t part, const char *const *client,
+                        const size_t *len, size_t n) {
+    void *vals[CACHE_PREFETCH_MAX];
+    if (n > CACHE_PREFETCH_MAX) n = CACHE_PREFETCH_MAX;
+    cache_prefetch(p->cache, part, client, len, n, vals);
+    for (size_t i = 0; i < n; i++)
+        if (vals[i]) cstate_prefetch(vals[i]);
+}
+
 int processor_event(processor_t *p, uint32_t part, const event_t *ev,
                     engine_out_t *out, churn_err_t *err) {
     if (!engine_keeps_type(p->rules, &p->opts, ev->type)) return ENGINE_IGNORED;

@@ -172,13 +172,27 @@ int replay_event(replay_t *r, event_t *ev, churn_err_t *err) {
     return replay_event_raw(r, ev, NULL, 0, err);
 }
 
+/* Events taken off the heap at once, their states prefetched together. */
+#define RELEASE_GROUP 8
+
 /* Apply the held events up to upto_ms, in order. */
 static int release_upto(replay_t *r, int64_t upto_ms, churn_err_t *err) {
     while (r->n_held > 0 && r->held[0].ts_ms <= upto_ms) {
-        event_t ev;
-        held_pop(r, &ev);
-        int rc = apply(r, &ev, err);
-        event_clear(&ev);
+        event_t ev[RELEASE_GROUP];
+        const char *client[RELEASE_GROUP];
+        size_t len[RELEASE_GROUP], n = 0;
+        while (n < RELEASE_GROUP && r->n_held > 0 && r->held[0].ts_ms <= upto_ms) {
+            held_pop(r, &ev[n]);
+            client[n] = ev[n].client_id;
+            len[n] = ev[n].client_len;
+            n++;
+        }
+        processor_prefetch(r->proc, 0, client, len, n);
+        int rc = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (rc >= 0) rc = apply(r, &ev[i], err);
+            event_clear(&ev[i]);
+        }
         if (rc < 0) return rc;
     }
     if (upto_ms > r->released_ms) r->released_ms = upto_ms;

@@ -56,6 +56,18 @@ void cache_free(cache_t *c);
 /* The value, or NULL. Counts as a use (moves the entry to the most recently
  * used end). client[0..len) is not NUL-terminated; it is copied by put. */
 void *cache_get(cache_t *c, uint32_t part, const char *client, size_t len);
+/* Keys cache_prefetch looks at, at most. */
+#define CACHE_PREFETCH_MAX 16
+
+/* A hint, for a caller about to cache_get the keys (client[i], len[i]) of
+ * one partition: start loading the memory the lookups will touch, the
+ * table's slot, the entry, then the value, a stage for all keys at a
+ * time, so that the cache misses of several lookups overlap instead of
+ * following one another. vals[i] is the value found at the key's first
+ * slot, or NULL (absent, or further along the probe: the lookup will
+ * tell). Changes nothing. */
+void cache_prefetch(const cache_t *c, uint32_t part, const char *const *client,
+                    const size_t *len, size_t n, void **vals);
 /* Insert, or replace the value of an existing entry (the old value is
  * released unless it is val itself; the dirty flag is kept, since what is
  * dirty is the client, not the pointer). A new entry is clean. Counts as a

@@ -69,6 +69,9 @@ void cstate_free(cstate_t *st);
 /* Memory the decoded state takes on the heap, its own struct included
  * (churn_heap_cost per allocation): the weight of a cached state. */
 size_t cstate_heap_bytes(const cstate_t *st);
+/* A hint: start loading the parts of the state an event reads first (its
+ * feature and rule sections). Changes nothing. */
+void cstate_prefetch(const cstate_t *st);
 const char *cstate_client_id(const cstate_t *st);
 
 /* The record format is versioned (first byte) and self-describing per

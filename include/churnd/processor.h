@@ -99,6 +99,12 @@ int processor_fired_pending(const processor_t *p);
 /* Apply one parsed event of input partition part. Returns an
  * engine_result (APPLIED, DUPLICATE, IGNORED) or a negative CHURN_E* with
  * err filled (a state record that cannot be read, a store error): fatal. */
+/* A hint before applying events of clients client[i] (n at most
+ * CACHE_PREFETCH_MAX) of one partition: start loading their cached states
+ * at once, so that the memory latencies overlap. Changes nothing. */
+void processor_prefetch(processor_t *p, uint32_t part, const char *const *client,
+                        const size_t *len, size_t n);
+
 int processor_event(processor_t *p, uint32_t part, const event_t *ev,
                     engine_out_t *out, churn_err_t *err);
 

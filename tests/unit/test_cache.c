@@ -136,6 +136,51 @@ static void test_lru_order(void **state) {
     assert_int_equal(n_freed, n_made);
 }
 
+/* cache_prefetch finds what a lookup at the key's first slot finds, and
+ * is no use: the order of eviction stays as the gets and puts made it. */
+static void test_prefetch_is_only_a_hint(void **state) {
+    (void)state;
+    cache_t *c = cache_new(2, tv_free);
+    const char *keys[64];
+    char names[64][8];
+    size_t lens[64];
+    for (int i = 0; i < 64; i++) {
+        snprintf(names[i], sizeof(names[i]), "k%d", i);
+        keys[i] = names[i];
+        lens[i] = strlen(names[i]);
+        put_id(c, 0, names[i], i);
+    }
+    void *vals[CACHE_PREFETCH_MAX];
+    size_t found = 0;
+    for (int from = 0; from < 64; from += CACHE_PREFETCH_MAX) {
+        cache_prefetch(c, 0, keys + from, lens + from, CACHE_PREFETCH_MAX, vals);
+        for (int i = 0; i < CACHE_PREFETCH_MAX; i++) {
+            if (!vals[i]) continue; /* further along its probe */
+            assert_int_equal(((tval_t *)vals[i])->id, from + i);
+            found++;
+        }
+    }
+    assert_true(found > 32); /* a table at most 3/4 full: most at home */
+    /* Absent keys, another partition, no table. */
+    const char *absent[2] = {"nope", "k1"};
+    size_t alen[2] = {4, 2};
+    cache_prefetch(c, 0, absent, alen, 1, vals);
+    assert_null(vals[0]);
+    cache_prefetch(c, 7, absent + 1, alen + 1, 1, vals);
+    assert_null(vals[0]);
+    /* k0 is the least recently used still; prefetching it changed nothing. */
+    assert_int_equal(cache_evict(c), 62);
+    assert_int_equal(get_id(c, 0, "k0"), -1);
+    assert_int_equal(get_id(c, 0, "k62"), 62);
+    assert_int_equal(get_id(c, 0, "k63"), 63);
+    cache_free(c);
+    cache_t *empty = cache_new(2, tv_free);
+    vals[0] = &found;
+    cache_prefetch(empty, 0, absent, alen, 1, vals);
+    assert_null(vals[0]);
+    cache_free(empty);
+}
+
 static int collect(void *arg, uint32_t part, const char *client, size_t len,
                    void *val) {
     buf_t *b = arg;
@@ -547,6 +592,7 @@ int main(void) {
         cmocka_unit_test_setup(test_get_put_replace, setup),
         cmocka_unit_test_setup(test_partitions_are_distinct, setup),
         cmocka_unit_test_setup(test_lru_order, setup),
+        cmocka_unit_test_setup(test_prefetch_is_only_a_hint, setup),
         cmocka_unit_test_setup(test_dirty_never_evicted, setup),
         cmocka_unit_test_setup(test_cleared_dirty_become_most_recent, setup),
         cmocka_unit_test_setup(test_dirty_beyond_capacity, setup),
