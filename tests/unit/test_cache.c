@@ -142,7 +142,7 @@ static void test_prefetch_is_only_a_hint(void **state) {
     (void)state;
     cache_t *c = cache_new(2, tv_free);
     const char *keys[64];
-    char names[64][8];
+    char names[64][16];
     size_t lens[64];
     for (int i = 0; i < 64; i++) {
         snprintf(names[i], sizeof(names[i]), "k%d", i);
