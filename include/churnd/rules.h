@@ -139,21 +139,22 @@ typedef struct rule_incident {
 typedef struct rule_state {
     uint64_t id;
     uint8_t status;
-    int64_t since_ms;         /* PENDING: when `when` started to hold */
-    int64_t fired_at_ms;      /* FIRING: event time of the firing (alert id) */
-    int64_t last_notified_ms; /* last firing notification (repeat:) */
-    uint32_t repeats;         /* repeat notifications of this firing */
-    int64_t tick_ms;          /* every: the last tick done (INT64_MIN: not
-                                 scheduled yet) */
-    rule_incident_t *inc;     /* owned; keyed rules only */
-    uint32_t n_inc, cap_inc;
     /* every: what the last look-ahead learnt of this rule's ticks, kept
      * while nothing the rule reads changes (engine.c, look_ahead): every
      * tick before la_quiet_ms changes nothing; la_final says the tick at
      * la_quiet_ms does. Only valid when la_known; in memory only, like
-     * cstate.quiet_ms: a decoded or rebound state starts without it. */
-    int64_t la_quiet_ms;
+     * cstate.quiet_ms: a decoded or rebound state starts without it. The
+     * small fields sit together: a client holds one of these per rule. */
     uint8_t la_known, la_final;
+    uint32_t repeats;         /* repeat notifications of this firing */
+    int64_t since_ms;         /* PENDING: when `when` started to hold */
+    int64_t fired_at_ms;      /* FIRING: event time of the firing (alert id) */
+    int64_t last_notified_ms; /* last firing notification (repeat:) */
+    int64_t tick_ms;          /* every: the last tick done (INT64_MIN: not
+                                 scheduled yet) */
+    int64_t la_quiet_ms;
+    rule_incident_t *inc;     /* owned; keyed rules only */
+    uint32_t n_inc, cap_inc;
 } rule_state_t;
 
 void rule_state_clear(rule_state_t *s); /* frees the incidents */
