@@ -165,6 +165,7 @@ void cstate_count_expectations(const cstate_t *st, uint64_t *open,
         }
     }
 }
+
 void cstate_prefetch(const cstate_t *st) {
     const char *f = (const char *)st->feats, *r = (const char *)st->rules;
     size_t nf = st->n_feats * sizeof(*st->feats), nr = st->n_rules * sizeof(*st->rules);

@@ -703,18 +703,6 @@ static void look_ahead(const ruleset_t *rs, cstate_t *st, unsigned n) {
     if (first != INT64_MAX && h > first && h != INT64_MAX) st->quiet_ms = h;
 }
 
-/* The state's earliest `every` tick not done yet (INT64_MAX: none). */
-static int64_t next_tick(const ruleset_t *rs, const cstate_t *st) {
-    int64_t t = INT64_MAX;
-    for (size_t i = 0; i < rs->n_rules; i++) {
-        const rule_state_t *s = &st->rules[i];
-        if (!rs->rules[i].every_ms || s->tick_ms == INT64_MIN) continue;
-        int64_t n = plus(s->tick_ms, rs->rules[i].every_ms);
-        if (n < t) t = n;
-    }
-    return t;
-}
-
 /* Fire every deadline <= now_ms, earliest first. Each step consumes a
  * deadline (marks an expectation expired, moves a tick or a repeat on, or
  * leaves the pending state), so the loop ends. */
@@ -782,7 +770,8 @@ int engine_on_event_settled(const ruleset_t *rs, const engine_opts_t *opts,
      * ticks instead of evaluating each. A batch may hold a client's whole
      * history (a backlog released partition by partition). */
     if (!rc && opts && opts->lookahead_ticks && st->look_pending &&
-        next_tick(rs, st) <= (settled_ms > ev->ts_ms ? settled_ms : ev->ts_ms))
+        cstate_next_tick_after(st, rs, INT64_MIN) <=
+            (settled_ms > ev->ts_ms ? settled_ms : ev->ts_ms))
         look_ahead(rs, st, opts->lookahead_ticks);
     /* A late event: the runtime fired every deadline up to settled_ms
      * already, except the ticks look_ahead let it skip (no-ops, no

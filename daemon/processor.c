@@ -473,9 +473,13 @@ void processor_set_progress(processor_t *p, processor_progress_fn fn, void *arg)
     p->progress_arg = arg;
 }
 
-/* The client's state: hot cache, else RocksDB, else a new one. */
+/* The client's state: hot cache, else RocksDB, else a new one. resume:
+ * a state read from the store takes back what the look-ahead knew
+ * (engine_resume_quiet, which binds it); 0 for a caller that settles the
+ * state itself (processor_settle_partition), which would only pay for the
+ * bind. */
 static int client_state(processor_t *p, uint32_t part, const char *client,
-                        size_t len, cstate_t **out, churn_err_t *err) {
+                        size_t len, int resume, cstate_t **out, churn_err_t *err) {
     cstate_t *st = cache_get(p->cache, part, client, len);
     if (st) {
         p->n_hits++;
@@ -496,7 +500,7 @@ static int client_state(processor_t *p, uint32_t part, const char *client,
         /* Look-ahead runs (the daemon, a fresh replay) keep every entry
          * where the look-ahead under p->rules put it or at the natural
          * deadline (processor_settle_partition on a rule change). */
-        if (p->rules) engine_resume_quiet(p->rules, &p->opts, st);
+        if (resume && p->rules) engine_resume_quiet(p->rules, &p->opts, st);
     } else if (rc == CHURN_ENOTFOUND) {
         p->n_new++;
         st = cstate_new(client, len);
@@ -576,7 +580,7 @@ int processor_event(processor_t *p, uint32_t part, const event_t *ev,
                     engine_out_t *out, churn_err_t *err) {
     if (!engine_keeps_type(p->rules, &p->opts, ev->type)) return ENGINE_IGNORED;
     cstate_t *st = NULL;
-    int rc = client_state(p, part, ev->client_id, ev->client_len, &st, err);
+    int rc = client_state(p, part, ev->client_id, ev->client_len, 1, &st, err);
     if (rc) return rc;
     exp_count_t before = exp_before(p, part, st);
     rc = engine_on_event_settled(p->rules, &p->opts, st, ev,
@@ -949,7 +953,7 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
     int64_t settled = settled_of(p, part);
     for (size_t i = 0; virt && rc >= 0 && i < l.n; i++) {
         cstate_t *st = NULL;
-        rc = client_state(p, part, l.v[i].client, l.v[i].len, &st, err);
+        rc = client_state(p, part, l.v[i].client, l.v[i].len, 1, &st, err);
         if (rc) break;
         if (cstate_indexed_wake(st) != l.v[i].due_ms) continue;
         int64_t pos = vpos_get(&p->vpos, l.v[i].client, l.v[i].len);
@@ -961,7 +965,7 @@ int processor_fire_timers(processor_t *p, uint32_t part, int64_t upto_ms,
         qsort(l.v, l.n, sizeof(*l.v), due_cmp);
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
         cstate_t *st = NULL;
-        rc = client_state(p, part, l.v[i].client, l.v[i].len, &st, err);
+        rc = client_state(p, part, l.v[i].client, l.v[i].len, 1, &st, err);
         if (rc) break;
         /* Only the entry the state itself last indexed is live. */
         if (cstate_indexed_wake(st) != l.v[i].due_ms) {
@@ -1336,7 +1340,7 @@ int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err) 
         /* Unchanged states of the clients before, over the capacity. */
         if (!p->write_back) cache_evict(p->cache);
         cstate_t *st = NULL;
-        rc = client_state(p, part, l.v[i].client, l.v[i].len, &st, err);
+        rc = client_state(p, part, l.v[i].client, l.v[i].len, 0, &st, err);
         if (rc) break;
         if (cstate_indexed_wake(st) != l.v[i].due_ms) continue; /* stale */
         engine_settle_quiet(p->rules, st, settled);
