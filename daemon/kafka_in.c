@@ -454,7 +454,15 @@ static int close_bounded(daemon_t *d, int64_t timeout_ms) {
                 rc = -1;
                 break;
             }
-            (void)rd_kafka_queue_poll_callback(q, 100);
+            /* Messages fetched before the close reach this queue too
+             * (the consumer's queue is forwarded to it): taken and
+             * dropped here, as the next owner of their partitions reads
+             * them again from the committed offsets. A poll that only
+             * serves callbacks cannot take them: librdkafka aborts on an
+             * event it has no callback for (seen on SIGTERM while events
+             * flowed, under valgrind). */
+            rd_kafka_message_t *m = rd_kafka_consume_queue(q, 100);
+            if (m) rd_kafka_message_destroy(m);
         }
     }
     rd_kafka_queue_destroy(q);

@@ -19,8 +19,11 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include "../lib/harness.h"
+#include "../lib/http_client.h"
 #include "churnd/store.h"
 
 #define WAIT_MS 90000
@@ -366,6 +369,72 @@ static void test_sigterm_with_broker_down_is_bounded(void **state) {
     th_env_teardown(&e);
 }
 
+static void send_detractor(th_env_t *e, const char *client) {
+    char json[256];
+    snprintf(json, sizeof(json),
+             "{\"id\":\"%s-1\",\"type\":\"survey.nps\",\"client_id\":\"%s\","
+             "\"ts\":\"2026-05-01T10:00:00Z\",\"data\":{\"score\":2}}",
+             client, client);
+    assert_int_equal(th_env_send(e, e->crm, client, json), 0);
+    assert_int_equal(th_flush(e->producer, WAIT_MS), 0);
+}
+
+/* SIGTERM while a batch waits for its alert's acknowledgement, with an
+ * event fetched meanwhile that the drain no longer takes: when the
+ * acknowledgement comes, the batch commits and the consumer leaves the
+ * group with that event still in its queue. The close must drop it
+ * (librdkafka aborted churnd there: a fetched message reached a queue
+ * served for callbacks only), exit 0, and the next start reads it. */
+static void test_sigterm_with_a_fetched_event_left_exits_cleanly(void **state) {
+    (void)state;
+    th_env_t e;
+    /* crm alone: its one partition moves the watermark, and an event is
+     * applied (and its alert produced) in the batch that took it. */
+    assert_int_equal(th_env_setup_inputs(&e, 1, rules_dir, "  max_events: 1\n",
+                                         "time:\n  allowed_lateness: 0s\n", 1), 0);
+    if (!e.broker.mock) {
+        th_env_teardown(&e);
+        skip(); /* a real broker: its leaders are not ours to move */
+    }
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    assert_int_equal(th_log_wait_from(e.log, e.log_from, "msg=settled", WAIT_MS), 0);
+    /* A's alert cannot be acknowledged: its batch waits. */
+    assert_int_equal(rd_kafka_mock_partition_set_leader(e.broker.mock, e.alerts, 0, -1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    send_detractor(&e, "A");
+    if (th_env_wait_metric(&e, "churnd_produce_in_flight", 1, WAIT_MS) < 1) {
+        th_env_dump_log(&e);
+        fail_msg("A's alert is not in flight");
+    }
+    assert_int_equal(th_proc_signal(&e.daemon, SIGTERM), 0);
+    assert_int_equal(th_log_wait_from(e.log, e.log_from, "msg=draining", WAIT_MS), 0);
+    /* B is fetched (the consumer's cached high watermark is past the
+     * position) but not taken: the drain takes nothing new. */
+    send_detractor(&e, "B");
+    char lag[256];
+    snprintf(lag, sizeof(lag), "churnd_consumer_lag{topic=\"%s\",partition=\"0\"}", e.crm);
+    if (th_env_wait_metric(&e, lag, 1, WAIT_MS) < 1) {
+        th_env_dump_log(&e);
+        fail_msg("B was not fetched");
+    }
+    assert_int_equal(rd_kafka_mock_partition_set_leader(e.broker.mock, e.alerts, 0, 1),
+                     RD_KAFKA_RESP_ERR_NO_ERROR);
+    int rc = th_proc_wait(&e.daemon, WAIT_MS);
+    if (rc != 0) th_env_dump_log(&e);
+    assert_int_equal(rc, 0);
+    assert_int_equal(th_env_count_alerts(&e, "detractor", "B", NULL, NULL), 0);
+
+    assert_int_equal(th_env_start_daemon(&e), 0);
+    if (th_env_wait_caught_up(&e, WAIT_MS) != 0) {
+        th_env_dump_log(&e);
+        fail_msg("did not catch up after the drain");
+    }
+    assert_int_equal(th_env_count_alerts(&e, "detractor", "A", NULL, NULL), 1);
+    assert_int_equal(th_env_count_alerts(&e, "detractor", "B", NULL, NULL), 1);
+    assert_int_equal(th_env_stop_daemon(&e, 30000), 0);
+    th_env_teardown(&e);
+}
+
 /* A stored client record that churnd cannot decode (damaged, or from an
  * unknown future format) stops the daemon with a clear message and exit
  * code 2; the record is never silently replaced by an empty state. */
@@ -417,6 +486,7 @@ int main(void) {
         cmocka_unit_test(test_new_group_sees_the_stored_offsets),
         cmocka_unit_test(test_broker_outage_pauses_and_resumes),
         cmocka_unit_test(test_sigterm_with_broker_down_is_bounded),
+        cmocka_unit_test(test_sigterm_with_a_fetched_event_left_exits_cleanly),
         cmocka_unit_test(test_undecodable_state_stops_with_exit_2),
     };
     return cmocka_run_group_tests_name("integration_restart", tests, NULL, NULL);

@@ -237,3 +237,12 @@ double th_env_metric(const th_env_t *e, const char *series, int timeout_ms) {
     th_http_resp_free(&r);
     return v;
 }
+
+double th_env_wait_metric(const th_env_t *e, const char *series, double min,
+                          int timeout_ms) {
+    int64_t deadline = th_now_ms() + timeout_ms;
+    double v;
+    while ((v = th_env_metric(e, series, timeout_ms)) < min && th_now_ms() < deadline)
+        th_pause_ms(20);
+    return v;
+}

@@ -54,5 +54,9 @@ double th_prom_sample(const char *text, const char *series);
 /* The same from the env's daemon's /metrics, or -1 (no port, no answer or
  * no such sample within timeout_ms). */
 double th_env_metric(const struct th_env *e, const char *series, int timeout_ms);
+/* Scrape until series reaches at least min, for up to timeout_ms; the last
+ * value read (below min, or -1, when the time ran out). */
+double th_env_wait_metric(const struct th_env *e, const char *series, double min,
+                          int timeout_ms);
 
 #endif
