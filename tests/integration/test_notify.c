@@ -152,13 +152,17 @@ static void stop_cleanly(th_env_t *e) {
 
 /* The manager's socket in e's directory, and churnd started with the
  * watchdog on (WATCHDOG_USEC, WATCHDOG_PID naming churnd itself). */
-static void start_watched(th_env_t *e, manager_t *m) {
+static void start_watched_usec(th_env_t *e, manager_t *m, const char *usec) {
     manager_open(m, e->dir);
-    char sock[600];
+    char sock[600], wd[64];
     snprintf(sock, sizeof(sock), "NOTIFY_SOCKET=%s", m->path);
-    const char *env[] = {sock, "WATCHDOG_USEC=" WATCHDOG_USEC,
-                         "WATCHDOG_PID=" TH_ENV_CHILD_PID, NULL};
+    snprintf(wd, sizeof(wd), "WATCHDOG_USEC=%s", usec);
+    const char *env[] = {sock, wd, "WATCHDOG_PID=" TH_ENV_CHILD_PID, NULL};
     assert_int_equal(th_env_start_daemon_env(e, env), 0);
+}
+
+static void start_watched(th_env_t *e, manager_t *m) {
+    start_watched_usec(e, m, WATCHDOG_USEC);
 }
 
 static void test_ready_watchdog_reload_stopping(void **state) {
@@ -321,7 +325,12 @@ static void test_a_long_reload_walk_feeds_the_watchdog(void **state) {
         char *msg = th_read_file(out);
         fail_msg("churnd replay failed: %s", msg ? msg : "");
     }
-    start_watched(&e, &m);
+    /* Under valgrind (make check-valgrind) the daemon runs some 50 times
+     * slower, the walk's commits included: the watchdog is 2 s there. */
+    const char *vg = getenv("CHURND_TEST_VALGRIND");
+    const char *usec = vg && !strcmp(vg, "1") ? "2000000" : WATCHDOG_USEC;
+    int interval_ms = atoi(usec) / 1000;
+    start_watched_usec(&e, &m, usec);
     long ready = wait_for(&m, &e, 0, "READY=1", 5 * WAIT_MS);
     /* The walk covers the partitions assigned; settled, nothing else
      * holds the loop. The manager reads on meanwhile, as systemd does:
@@ -341,16 +350,25 @@ static void test_a_long_reload_walk_feeds_the_watchdog(void **state) {
     long reready = wait_for(&m, &e, (size_t)reloading + 1, "READY=1", 5 * WAIT_MS);
     int64_t took = m.got.at_ms[reready] - m.got.at_ms[reloading];
     size_t pings = 0;
-    for (long i = reloading + 1; i < reready; i++)
-        pings += has_line(m.got.msg[i], "WATCHDOG=1");
-    fprintf(stderr, "reload walk: %lld ms, %zu watchdog pings\n", (long long)took,
-            pings);
+    int64_t last = m.got.at_ms[reloading], gap = 0;
+    for (long i = reloading + 1; i < reready; i++) {
+        if (!has_line(m.got.msg[i], "WATCHDOG=1")) continue;
+        pings++;
+        if (m.got.at_ms[i] - last > gap) gap = m.got.at_ms[i] - last;
+        last = m.got.at_ms[i];
+    }
+    if (m.got.at_ms[reready] - last > gap) gap = m.got.at_ms[reready] - last;
+    fprintf(stderr, "reload walk: %lld ms, %zu watchdog pings, the longest gap %lld ms\n",
+            (long long)took, pings, (long long)gap);
     /* A walk shorter than the interval shows nothing: the stream must be
      * made larger (about 0.7 s here on 150,000 clients). */
-    if (took < atoi(WATCHDOG_USEC) / 1000)
+    if (took < interval_ms)
         fail_msg("the walk took %lld ms, under one watchdog interval", (long long)took);
-    /* One ping per interval at least (they are due every half of it). */
-    assert_true((int64_t)pings >= took / (atoi(WATCHDOG_USEC) / 1000));
+    /* One ping per interval at least (they are due every half of it).
+     * The longest gap is printed, not bounded: natively it is the 100 ms
+     * between two pings plus up to one commit (110 ms here), under ASan
+     * on a busy machine up to 215 ms. */
+    assert_true((int64_t)pings >= took / interval_ms);
     stop_cleanly(&e);
     manager_close(&m);
     th_env_teardown(&e);

@@ -542,9 +542,10 @@ static void test_a_start_cut_short_in_its_walk_walks_again(void **state) {
     c = timers_at(&w, 0, T0_MS + DAY_MS);
     assert_int_equal(c.n, WALK_CLIENTS);
     assert_int_equal(c.n_at, WALK_CLIENTS);
-    /* It said how far it was, every PROCESSOR_PROGRESS_EVERY clients. */
-    assert_int_equal(w.n_progress, WALK_CLIENTS / PROCESSOR_PROGRESS_EVERY);
-    assert_int_equal(w.progress_done, w.n_progress * PROCESSOR_PROGRESS_EVERY);
+    /* It said how far it was once the index was scanned (0 done), then
+     * every PROCESSOR_PROGRESS_EVERY clients. */
+    assert_int_equal(w.n_progress, 1 + (WALK_CLIENTS - 1) / PROCESSOR_PROGRESS_EVERY);
+    assert_int_equal(w.progress_done, (w.n_progress - 1) * PROCESSOR_PROGRESS_EVERY);
     assert_int_equal(w.progress_n, WALK_CLIENTS);
     ruleset_free(more);
     world_close(&w);
