@@ -9,6 +9,8 @@
 #include <string.h>
 
 #include <cjson/cJSON.h>
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
 
 #include "harness.h"
 
@@ -116,6 +118,20 @@ int th_env_start_daemon_env(th_env_t *e, const char *const *env) {
 int th_env_stop_daemon(th_env_t *e, int timeout_ms) {
     if (th_proc_signal(&e->daemon, SIGTERM) != 0) return -1;
     return th_proc_wait(&e->daemon, timeout_ms);
+}
+
+int th_env_alerts_leader(th_env_t *e, int up) {
+    if (!e->broker.mock) return -1;
+    return rd_kafka_mock_partition_set_leader(e->broker.mock, e->alerts, 0,
+                                              up ? 1 : -1) ? -1 : 0;
+}
+
+int th_env_start_leaderless(th_env_t *e, int timeout_ms) {
+    if (!e->broker.mock) return 1;
+    if (th_env_start_daemon(e) != 0 ||
+        th_log_wait_from(e->log, e->log_from, "msg=settled", timeout_ms) != 0)
+        return -1;
+    return th_env_alerts_leader(e, 0);
 }
 
 int th_env_send(th_env_t *e, const char *topic, const char *key,

@@ -154,6 +154,13 @@ int th_env_start_daemon(th_env_t *e);
 int th_env_start_daemon_env(th_env_t *e, const char *const *env);
 /* Stop with SIGTERM and return the exit status (-1 on timeout). */
 int th_env_stop_daemon(th_env_t *e, int timeout_ms);
+/* Start the daemon, wait until it settled, then take the leader of the
+ * alerts topic's partition 0 away: no alert is acknowledged until
+ * th_env_alerts_leader(e, 1). 1 on a real broker, whose leaders are not
+ * the test's to move (nothing started: skip), 0 when done, -1 on error. */
+int th_env_start_leaderless(th_env_t *e, int timeout_ms);
+/* Give the alerts partition its leader back (up) or take it away. */
+int th_env_alerts_leader(th_env_t *e, int up);
 /* Produce one event JSON to the topic, keyed by key. */
 int th_env_send(th_env_t *e, const char *topic, const char *key,
                 const char *json);
