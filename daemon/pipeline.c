@@ -79,7 +79,7 @@ static void on_walk_progress(void *arg, uint32_t part, size_t done, size_t n) {
     daemon_t *d = arg;
     notify_busy(&d->notify);
     uint64_t now = uv_hrtime();
-    if (done <= PROCESSOR_PROGRESS_EVERY) d->walk_logged_ns = now; /* a walk's first call */
+    if (done == 0) d->walk_logged_ns = now; /* a walk's first call */
     if (now - d->walk_logged_ns < WALK_LOG_EVERY_NS) return;
     d->walk_logged_ns = now;
     LOG(LOG_INFO, "state", "re-indexing the clients' timers",

@@ -1334,10 +1334,9 @@ int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err) 
                                     INT64_MAX, 0, collect_due, &l, err);
     if (rc == CHURN_ENOMEM) churn_err_set(err, rc, "out of memory");
     size_t moved = 0;
-    /* The scan took a while on its own: say so before the walk. */
-    if (p->progress && rc >= 0) p->progress(p->progress_arg, part, 0, l.n);
     for (size_t i = 0; rc >= 0 && i < l.n; i++) {
-        if (p->progress && i > 0 && i % PROCESSOR_PROGRESS_EVERY == 0)
+        /* From i 0: the scan took a while on its own. */
+        if (p->progress && i % PROCESSOR_PROGRESS_EVERY == 0)
             p->progress(p->progress_arg, part, i, l.n);
         /* Unchanged states of the clients before, over the capacity. */
         if (!p->write_back) cache_evict(p->cache);

@@ -87,9 +87,10 @@ int processor_settle_partition(processor_t *p, uint32_t part, churn_err_t *err);
  * up to 10 ms but 945-975 ms in all (each commit syncs the WAL). */
 #define PROCESSOR_SETTLE_BATCH 1024
 /* A walk takes the thread for as long as it lasts: about 6.5 s on
- * 1,000,000 clients. fn, when set, is called once the partition's timer
- * index is scanned (done 0), then every PROCESSOR_PROGRESS_EVERY clients
- * with how many of the partition's n it has seen, so that the runtime can
+ * 1,000,000 clients. fn, when set, is called at the walk's first client
+ * (done 0, once the partition's timer index is scanned), then every
+ * PROCESSOR_PROGRESS_EVERY clients with how many of the partition's n it
+ * has seen, so that the runtime can
  * tell its supervisor it is busy, not stuck. fn must not call back into
  * the processor. 64 clients are under 1 ms of a walk here; a call costs
  * a clock read. */

@@ -241,8 +241,11 @@ double th_env_metric(const th_env_t *e, const char *series, int timeout_ms) {
 double th_env_wait_metric(const th_env_t *e, const char *series, double min,
                           int timeout_ms) {
     int64_t deadline = th_now_ms() + timeout_ms;
-    double v;
-    while ((v = th_env_metric(e, series, timeout_ms)) < min && th_now_ms() < deadline)
+    for (;;) {
+        /* Each scrape gets what is left of the time. */
+        int64_t left = deadline - th_now_ms();
+        double v = th_env_metric(e, series, left > 1 ? (int)left : 1);
+        if (v >= min || th_now_ms() >= deadline) return v;
         th_pause_ms(20);
-    return v;
+    }
 }
